@@ -1,0 +1,1 @@
+//! `inspect` views: the seed tutorial's commands, replayed from a bundle.

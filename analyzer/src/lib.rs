@@ -1,0 +1,12 @@
+//! netsnap analyzer library: everything `netsnap-analyze` does, callable from tests.
+//!
+//! Data flows one way: [`parse`] (pure text -> typed data, one module per tool)
+//! -> [`facts`] (the joins) -> [`rules`] (CEL rules over facts) -> [`report`].
+//! Nothing here depends on Linux-only code: the analyzer runs on laptops.
+
+pub mod exit;
+pub mod facts;
+pub mod inspect;
+pub mod parse;
+pub mod report;
+pub mod rules;

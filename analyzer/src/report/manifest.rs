@@ -1,0 +1,158 @@
+//! `netsnap-analyze manifest`: a readable summary of what a bundle holds.
+
+use std::fmt::Write as _;
+
+use netsnap_bundle::{ArtifactStatus, Bundle, Manifest};
+use serde::Serialize;
+
+/// JSON schema version of the `manifest` command's output.
+pub const MANIFEST_SUMMARY_SCHEMA: u32 = 1;
+
+/// Counts of artifacts per status.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Complete artifacts.
+    pub ok: usize,
+    /// Incomplete artifacts.
+    pub partial: usize,
+    /// Failed steps.
+    pub failed: usize,
+    /// Skipped on purpose.
+    pub skipped: usize,
+    /// Source absent on the node.
+    pub unavailable: usize,
+}
+
+/// Counts artifacts by status.
+pub fn status_counts(manifest: &Manifest) -> StatusCounts {
+    let mut c = StatusCounts::default();
+    for a in &manifest.artifacts {
+        match a.status {
+            ArtifactStatus::Ok => c.ok += 1,
+            ArtifactStatus::Partial => c.partial += 1,
+            ArtifactStatus::Failed => c.failed += 1,
+            ArtifactStatus::Skipped => c.skipped += 1,
+            ArtifactStatus::Unavailable => c.unavailable += 1,
+        }
+    }
+    c
+}
+
+/// The `--format json` document of the `manifest` command.
+#[derive(Debug, Serialize)]
+pub struct ManifestSummary<'a> {
+    /// Output schema version.
+    pub schema_version: u32,
+    /// Bundle path as given.
+    pub bundle: String,
+    /// Per-status counts.
+    pub counts: StatusCounts,
+    /// Archive entries the manifest does not list (ignored).
+    pub unknown_entries: &'a [String],
+    /// The manifest itself.
+    pub manifest: &'a Manifest,
+}
+
+/// Builds the JSON summary.
+pub fn summary(bundle: &Bundle) -> ManifestSummary<'_> {
+    ManifestSummary {
+        schema_version: MANIFEST_SUMMARY_SCHEMA,
+        bundle: bundle.source().display().to_string(),
+        counts: status_counts(bundle.manifest()),
+        unknown_entries: bundle.unknown_entries(),
+        manifest: bundle.manifest(),
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Renders the text summary: header, then one line per artifact.
+pub fn render_text(manifest: &Manifest) -> String {
+    let mut out = String::new();
+    let node = manifest.node.name.as_deref().unwrap_or("(unknown node)");
+    let _ = writeln!(
+        out,
+        "bundle format {}  written by {} {}",
+        manifest.format_version, manifest.tool.name, manifest.tool.version
+    );
+    let _ = writeln!(
+        out,
+        "node {node}  hostname {}  kernel {}",
+        manifest.node.hostname, manifest.node.kernel_release
+    );
+    let c = &manifest.collection;
+    let secs = (c.finished_at - c.started_at).num_milliseconds() as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "collected {} .. {} ({secs:.1} s), outcome {:?}",
+        c.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        c.finished_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        c.outcome
+    );
+    for note in &c.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let counts = status_counts(manifest);
+    let _ = writeln!(
+        out,
+        "{} artifacts: {} ok, {} partial, {} failed, {} skipped, {} unavailable",
+        manifest.artifacts.len(),
+        counts.ok,
+        counts.partial,
+        counts.failed,
+        counts.skipped,
+        counts.unavailable
+    );
+    let _ = writeln!(out);
+    let width = manifest
+        .artifacts
+        .iter()
+        .map(|a| a.path.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<11}  {:>9}  DETAIL",
+        "PATH", "STATUS", "SIZE"
+    );
+    for a in &manifest.artifacts {
+        let status = format!("{:?}", a.status).to_lowercase();
+        let size = if a.status.has_content() {
+            human_size(a.size)
+        } else {
+            "-".to_string()
+        };
+        let mut detail = String::new();
+        if let Some(t) = &a.truncated {
+            let _ = write!(detail, "truncated ({:?}) ", t.reason);
+        }
+        if let Some(e) = &a.error {
+            detail.push_str(e);
+        }
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<11}  {:>9}  {}",
+            a.path,
+            status,
+            size,
+            detail.trim_end()
+        );
+    }
+    out
+}

@@ -1,0 +1,3 @@
+//! Reports: text, JSON and Markdown renderings of findings and manifests.
+
+pub mod manifest;

@@ -1,0 +1,1 @@
+//! The rule engine: YAML rule files with CEL conditions evaluated over the facts.

@@ -1,0 +1,1 @@
+//! Benchmark helpers (generators of realistic inputs).

@@ -1,0 +1,24 @@
+//! The netsnap bundle format, version 1: the contract between `netsnap-collect`
+//! (which writes bundles on a node) and `netsnap-analyze` (which reads them anywhere).
+//!
+//! A bundle is one `.tar.zst` file whose first entry is `manifest.json`
+//! ([`Manifest`]); the other entries are artifacts at the paths fixed in
+//! [`layout`]. `docs/bundle-format.md` is the normative description.
+//!
+//! This crate is portable on purpose: it must build on macOS and Windows because
+//! the analyzer runs on laptops. It knows neither the producer nor the consumer.
+
+pub mod k8s;
+pub mod layout;
+pub mod manifest;
+pub mod native;
+pub mod reader;
+pub mod writer;
+
+pub use manifest::{
+    ArtifactKind, ArtifactRecord, ArtifactSource, ArtifactStatus, CollectionInfo,
+    CollectionOutcome, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_VERSION, Manifest, NodeInfo, ToolInfo,
+    Truncation, TruncationReason,
+};
+pub use reader::{Bundle, ReadError, ReaderOptions};
+pub use writer::{ArtifactSink, ArtifactSpec, BundleWriter, Completion, WriteError, WriterOptions};

@@ -1,0 +1,268 @@
+//! Writer -> reader round trips and the writer's guarantees.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use netsnap_bundle::writer::WriteError;
+use netsnap_bundle::{
+    ArtifactSpec, ArtifactStatus, Bundle, BundleWriter, Completion, ReaderOptions,
+    TruncationReason, WriterOptions, layout,
+};
+
+#[test]
+fn round_trip_keeps_bytes_records_and_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    let written = common::write_sample(&path);
+
+    // The manifest is the first tar entry, readable with a plain zstd + tar pipeline.
+    let decoded = zstd::decode_all(std::fs::File::open(&path).expect("open")).expect("zstd");
+    let mut archive = tar::Archive::new(&decoded[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names[0], "manifest.json");
+    assert_eq!(
+        names.len(),
+        4,
+        "manifest + 3 artifacts with content: {names:?}"
+    );
+
+    let bundle = Bundle::open(&path, &ReaderOptions::default()).expect("open bundle");
+    assert_eq!(bundle.manifest(), &written);
+    assert_eq!(
+        bundle
+            .read_text(layout::iptables::SAVE)
+            .expect("present")
+            .expect("read"),
+        common::IPTABLES
+    );
+    // "Collected, empty" is distinct from "not collected".
+    let ct = bundle.record(layout::conntrack::TABLE).expect("record");
+    assert_eq!((ct.status, ct.size), (ArtifactStatus::Ok, 0));
+    assert_eq!(
+        bundle
+            .read_text(layout::conntrack::TABLE)
+            .expect("present")
+            .expect("read"),
+        ""
+    );
+    let ipvs = bundle.record(layout::ipvs::LIST).expect("record");
+    assert_eq!(ipvs.status, ArtifactStatus::Unavailable);
+    assert!(bundle.artifact_file(layout::ipvs::LIST).is_none());
+    let pods = bundle.record(layout::k8s::PODS).expect("record");
+    assert_eq!(pods.status, ArtifactStatus::Failed);
+    assert_eq!(
+        pods.error.as_deref(),
+        Some("GET /api/v1/pods: 403 Forbidden")
+    );
+    // Records are sorted by path.
+    let paths: Vec<&str> = written.artifacts.iter().map(|a| a.path.as_str()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+    assert!(bundle.unknown_entries().is_empty());
+}
+
+#[test]
+fn manifest_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = common::write_sample(&dir.path().join("b.tar.zst"));
+    insta::assert_json_snapshot!(manifest, {".tool.version" => "[version]"});
+}
+
+#[test]
+fn plain_tar_and_directory_bundles_open_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    common::write_sample(&path);
+    let tar_bytes = zstd::decode_all(std::fs::File::open(&path).expect("open")).expect("zstd");
+    let tar_path = dir.path().join("b.tar");
+    std::fs::write(&tar_path, &tar_bytes).expect("write tar");
+    let from_tar = Bundle::open(&tar_path, &ReaderOptions::default()).expect("tar opens");
+    assert!(from_tar.record(layout::iptables::SAVE).is_some());
+
+    let extracted = dir.path().join("x");
+    std::fs::create_dir(&extracted).expect("mkdir");
+    tar::Archive::new(&tar_bytes[..])
+        .unpack(&extracted)
+        .expect("unpack");
+    let from_dir = Bundle::open(&extracted, &ReaderOptions::default()).expect("dir opens");
+    assert_eq!(from_dir.root(), extracted.as_path());
+    assert_eq!(
+        from_dir
+            .read_text(layout::iptables::SAVE)
+            .expect("present")
+            .expect("read"),
+        common::IPTABLES
+    );
+    // A modified file in a directory bundle is caught by verification.
+    std::fs::write(extracted.join(layout::iptables::SAVE), "tampered").expect("write");
+    let err = Bundle::open(&extracted, &ReaderOptions::default()).expect_err("tampered");
+    assert!(
+        matches!(err, netsnap_bundle::ReadError::ChecksumMismatch { ref path, .. } if path == layout::iptables::SAVE),
+        "{err}"
+    );
+}
+
+#[test]
+fn caps_truncate_and_are_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    let w = BundleWriter::create(
+        &path,
+        WriterOptions {
+            max_artifact_bytes: Some(1000),
+            max_total_bytes: Some(1500),
+            compression_level: 3,
+        },
+    )
+    .expect("create");
+    let a = w
+        .add_bytes(
+            ArtifactSpec::raw_file("a.txt", "file"),
+            &[b'a'; 4000],
+            Completion::default(),
+        )
+        .expect("a");
+    assert_eq!(a.size, 1000);
+    assert_eq!(a.status, ArtifactStatus::Partial);
+    assert_eq!(
+        a.truncated.as_ref().map(|t| t.reason),
+        Some(TruncationReason::ArtifactCap)
+    );
+    let b = w
+        .add_bytes(
+            ArtifactSpec::raw_file("b.txt", "file"),
+            &[b'b'; 800],
+            Completion::default(),
+        )
+        .expect("b");
+    assert_eq!(b.size, 500, "only 500 bytes of the total budget were left");
+    assert_eq!(
+        b.truncated.as_ref().map(|t| t.reason),
+        Some(TruncationReason::TotalCap)
+    );
+    let c = w
+        .add_bytes(
+            ArtifactSpec::raw_file("c.txt", "file"),
+            b"ccc",
+            Completion::default(),
+        )
+        .expect("c");
+    assert_eq!(c.size, 0);
+    w.finish(common::tool(), common::node(), common::collection())
+        .expect("finish");
+    let bundle = Bundle::open(&path, &ReaderOptions::default()).expect("open");
+    assert_eq!(
+        bundle.read_text("a.txt").expect("a").expect("read").len(),
+        1000
+    );
+    assert_eq!(
+        bundle.read_text("b.txt").expect("b").expect("read"),
+        "b".repeat(500)
+    );
+}
+
+#[test]
+fn writer_rejects_bad_and_duplicate_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = BundleWriter::create(dir.path().join("b.tar.zst"), WriterOptions::default())
+        .expect("create");
+    for bad in ["../x", "/abs", "a//b", ""] {
+        let err = w
+            .artifact(ArtifactSpec::raw_file(bad, "file"))
+            .err()
+            .expect("must fail");
+        assert!(
+            matches!(err, WriteError::InvalidPath { .. }),
+            "{bad}: {err}"
+        );
+    }
+    w.add_bytes(
+        ArtifactSpec::raw_file("a.txt", "file"),
+        b"1",
+        Completion::default(),
+    )
+    .expect("first");
+    let err = w
+        .artifact(ArtifactSpec::raw_file("a.txt", "file"))
+        .err()
+        .expect("dup");
+    assert!(matches!(err, WriteError::DuplicatePath { .. }), "{err}");
+}
+
+#[test]
+fn interrupted_writer_leaves_no_bundle_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    {
+        let w = BundleWriter::create(&path, WriterOptions::default()).expect("create");
+        let mut sink = w
+            .artifact(ArtifactSpec::raw_file("a.txt", "file"))
+            .expect("sink");
+        sink.write_all(b"half written").expect("write");
+        // Dropped without finish(), as when the process is killed mid-run.
+        assert!(
+            std::fs::read_dir(dir.path()).expect("ls").any(|e| {
+                e.expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".partial")
+            }),
+            "work in progress lives under a .partial name"
+        );
+    }
+    assert!(!path.exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+    assert!(left.is_empty(), "temp files must be cleaned up: {left:?}");
+}
+
+#[test]
+fn concurrent_producers_each_stream_their_artifact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    let w = BundleWriter::create(&path, WriterOptions::default()).expect("create");
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let w = w.clone();
+            s.spawn(move || {
+                let mut sink = w
+                    .artifact(ArtifactSpec::raw_file(format!("t/{i}.txt"), "file"))
+                    .expect("sink");
+                for _ in 0..1000 {
+                    writeln!(sink, "line from producer {i}").expect("write");
+                }
+                sink.finish(Completion {
+                    duration: Duration::from_millis(i),
+                    ..Completion::default()
+                })
+                .expect("finish");
+            });
+        }
+    });
+    w.finish(common::tool(), common::node(), common::collection())
+        .expect("finish");
+    let bundle = Bundle::open(&path, &ReaderOptions::default()).expect("open");
+    for i in 0..8 {
+        let mut text = String::new();
+        bundle
+            .open_artifact(&format!("t/{i}.txt"))
+            .expect("present")
+            .expect("open")
+            .read_to_string(&mut text)
+            .expect("read");
+        assert_eq!(text.lines().count(), 1000);
+        assert!(text.lines().all(|l| l == format!("line from producer {i}")));
+    }
+}
