@@ -2,3 +2,8 @@
 //!
 //! Linux only. Read-only by construction: it never flushes, loads modules or
 //! writes sysctls.
+#![cfg(target_os = "linux")]
+
+pub mod correlate;
+pub mod dns;
+pub mod kube;

@@ -1,0 +1,1 @@
+//! Parser module (see parse/mod.rs for the shared rules).
