@@ -1,0 +1,785 @@
+//! Streaming extractors for the dataplane artifacts the fact builder joins:
+//! iptables-save, ipvsadm -Ln, nft list ruleset, conntrack -L / -S.
+//!
+//! They read only what the fact model needs (Service rules, DNAT targets,
+//! counters), line by line, keeping line numbers for evidence, and never
+//! panic on malformed input (an unknown line is skipped). Full-fidelity
+//! parsing lives in `crate::parse`; these scans stay narrow on purpose so a
+//! 100,000-rule save or a 1,000,000-entry table is one pass with bounded memory.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::build::{cidr_contains, service_key};
+use super::model::{IptablesBackendFacts, Source};
+
+/// Splits an iptables-save rule into words, keeping double-quoted strings whole (quotes removed).
+pub fn split_words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut has = false;
+    for c in line.chars() {
+        if escaped {
+            cur.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => {
+                in_quotes = !in_quotes;
+                has = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if has || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if has || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// What one iptables save yields.
+#[derive(Debug, Default)]
+pub struct IptablesScan {
+    /// Per-backend summary.
+    pub facts: IptablesBackendFacts,
+    /// `VIP:port/proto` -> (service chain, rule source).
+    pub service_rules: HashMap<String, (String, Source)>,
+    /// Service chain -> endpoint chains it jumps to.
+    pub jumps: HashMap<String, Vec<String>>,
+    /// Chain -> DNAT targets with sources.
+    pub dnat: HashMap<String, Vec<(String, Source)>>,
+    /// `VIP:port/proto` -> `has no endpoints` REJECT rule.
+    pub reject_rules: HashMap<String, Source>,
+    /// `namespace/name` -> `has no local endpoints` DROP rule.
+    pub no_local_drop: HashMap<String, Source>,
+}
+
+impl IptablesScan {
+    /// DNAT targets reachable from a service chain (directly or through `KUBE-SEP-*`).
+    pub fn chain_targets(&self, chain: &str) -> Vec<(String, Source)> {
+        let mut out: Vec<(String, Source)> = self.dnat.get(chain).cloned().unwrap_or_default();
+        for j in self.jumps.get(chain).into_iter().flatten() {
+            out.extend(self.dnat.get(j).cloned().unwrap_or_default());
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct RuleArgs {
+    chain: String,
+    dst: Option<String>,
+    src: Option<String>,
+    proto: Option<String>,
+    dport: Option<String>,
+    jump: Option<String>,
+    comment: Option<String>,
+    to_destination: Option<String>,
+    has_mark_0x4000: bool,
+    in_if: Option<String>,
+    out_if: Option<String>,
+}
+
+fn rule_args(words: &[String]) -> RuleArgs {
+    let mut a = RuleArgs::default();
+    let mut i = 0;
+    let mut negate = false;
+    while i < words.len() {
+        let w = words[i].as_str();
+        let next = words.get(i + 1).cloned();
+        let take = |slot: &mut Option<String>| {
+            if !negate {
+                *slot = next.clone();
+            }
+        };
+        match w {
+            "!" => {
+                negate = true;
+                i += 1;
+                continue;
+            }
+            "-A" => a.chain = next.clone().unwrap_or_default(),
+            "-d" | "--destination" => take(&mut a.dst),
+            "-s" | "--source" => take(&mut a.src),
+            "-p" | "--protocol" => take(&mut a.proto),
+            "--dport" | "--destination-port" => take(&mut a.dport),
+            "-j" | "--jump" | "-g" | "--goto" => a.jump = next.clone(),
+            "--comment" => a.comment = next.clone(),
+            "--to-destination" => a.to_destination = next.clone(),
+            "-i" | "--in-interface" => take(&mut a.in_if),
+            "-o" | "--out-interface" => take(&mut a.out_if),
+            "--mark" => {
+                if !negate && next.as_deref().is_some_and(|m| m.starts_with("0x4000")) {
+                    a.has_mark_0x4000 = true;
+                }
+            }
+            _ => {
+                negate = false;
+                i += 1;
+                continue;
+            }
+        }
+        negate = false;
+        i += 2;
+    }
+    a
+}
+
+fn host_of(cidr: &str) -> &str {
+    cidr.strip_suffix("/32")
+        .or_else(|| cidr.strip_suffix("/128"))
+        .unwrap_or(cidr)
+}
+
+/// Scans one `iptables-save` output.
+pub fn scan_iptables(
+    path: &str,
+    backend: &str,
+    family: &str,
+    lines: impl Iterator<Item = (u64, String)>,
+    pod_cidrs: &[String],
+) -> IptablesScan {
+    let mut s = IptablesScan::default();
+    let f = &mut s.facts;
+    f.backend = backend.to_string();
+    f.family = family.to_string();
+    f.path = path.to_string();
+    let mut table = String::new();
+    let mut dup: HashMap<String, (u64, u64)> = HashMap::new();
+    let (mut kube_forward_accept, mut forward_to_kube_forward) = (false, false);
+    let in_pod_range = |c: &str| {
+        let addr = c.split('/').next().unwrap_or(c);
+        pod_cidrs
+            .iter()
+            .any(|p| cidr_contains(p, addr) || cidr_contains(c, p.split('/').next().unwrap_or(p)))
+    };
+    for (n, line) in lines {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.trim().to_string();
+            continue;
+        }
+        if line.starts_with("# Table `") && line.contains("incompatible") {
+            let t = line
+                .trim_start_matches("# Table `")
+                .split('\'')
+                .next()
+                .unwrap_or_default();
+            f.incompatible_tables.push(t.to_string());
+            continue;
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let mut it = decl.split_whitespace();
+            let chain = it.next().unwrap_or_default();
+            let policy = it.next().unwrap_or_default();
+            if chain.starts_with("KUBE-") {
+                f.kube_chain_count += 1;
+                f.kube_source.get_or_insert_with(|| Source::line(path, n));
+            }
+            if chain.starts_with("KUBE-SVC-") || chain.starts_with("KUBE-SVL-") {
+                f.kube_svc_chain_count += 1;
+            }
+            if chain.starts_with("KUBE-SEP-") {
+                f.kube_sep_chain_count += 1;
+            }
+            if chain == "KUBE-IPTABLES-HINT" || chain == "KUBE-KUBELET-CANARY" {
+                f.kubelet_hint = true;
+            }
+            if chain == "KUBE-PROXY-CANARY" {
+                f.proxy_canary = true;
+            }
+            if table == "filter" && chain == "FORWARD" {
+                f.forward_policy = Some(policy.to_string());
+                f.forward_source = Some(Source::line(path, n));
+            }
+            continue;
+        }
+        if !line.starts_with("-A ") {
+            continue;
+        }
+        f.rule_count += 1;
+        *f.rules_per_table.entry(table.clone()).or_default() += 1;
+        // Counters (`[pkts:bytes]` prefix with -c) differ between identical rules; strip them.
+        let body = match line.find("-A ") {
+            Some(i) => &line[i..],
+            None => &line,
+        };
+        let e = dup.entry(format!("{table} {body}")).or_insert((0, n));
+        e.0 += 1;
+        let words = split_words(body);
+        let a = rule_args(&words);
+        let jump = a.jump.as_deref().unwrap_or_default();
+        let comment = a.comment.as_deref().unwrap_or_default();
+        let key = match (&a.dst, &a.dport, &a.proto) {
+            (Some(d), Some(dp), Some(p)) => Some(service_key(host_of(d), dp, p)),
+            _ => None,
+        };
+        if table == "nat"
+            && (a.chain == "PREROUTING" || a.chain == "OUTPUT")
+            && jump == "KUBE-SERVICES"
+        {
+            f.kube_services_hooked = true;
+        }
+        if table == "nat"
+            && a.chain == "KUBE-SERVICES"
+            && (jump.starts_with("KUBE-SVC-") || jump.starts_with("KUBE-SVL-"))
+            && let Some(k) = &key
+        {
+            s.service_rules
+                .insert(k.clone(), (jump.to_string(), Source::line(path, n)));
+        }
+        if (a.chain.starts_with("KUBE-SVC-") || a.chain.starts_with("KUBE-SVL-"))
+            && jump.starts_with("KUBE-SEP-")
+        {
+            s.jumps
+                .entry(a.chain.clone())
+                .or_default()
+                .push(jump.to_string());
+        }
+        if jump == "DNAT"
+            && a.chain.starts_with("KUBE-")
+            && let Some(t) = &a.to_destination
+        {
+            s.dnat
+                .entry(a.chain.clone())
+                .or_default()
+                .push((t.clone(), Source::line(path, n)));
+        }
+        if jump == "REJECT"
+            && comment.contains("has no endpoints")
+            && let Some(k) = &key
+        {
+            s.reject_rules.insert(k.clone(), Source::line(path, n));
+        }
+        if comment.contains("has no local endpoints") {
+            let svc = comment
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            s.no_local_drop
+                .insert(svc.to_string(), Source::line(path, n));
+        }
+        if a.chain == "KUBE-FIREWALL"
+            && comment.contains("block incoming localnet connections")
+            && jump == "DROP"
+        {
+            f.localnet_drop = true;
+        }
+        if table == "filter" {
+            if a.chain == "KUBE-FORWARD" && jump == "ACCEPT" && a.has_mark_0x4000 {
+                kube_forward_accept = true;
+            }
+            if a.chain == "FORWARD" && jump == "KUBE-FORWARD" {
+                forward_to_kube_forward = true;
+            }
+            let cni_chain = [
+                "cali-",
+                "CILIUM_",
+                "FLANNEL-",
+                "WEAVE",
+                "KUBE-ROUTER",
+                "ANTREA",
+            ]
+            .iter()
+            .any(|p| jump.starts_with(p));
+            let pod_accept = jump == "ACCEPT"
+                && (a.src.as_deref().is_some_and(in_pod_range)
+                    || a.dst.as_deref().is_some_and(in_pod_range));
+            let bridge_accept = jump == "ACCEPT"
+                && [&a.in_if, &a.out_if].iter().any(|i| {
+                    i.as_deref()
+                        .is_some_and(|i| i == "cni0" || i == "cbr0" || i.starts_with("cali"))
+                });
+            if a.chain == "FORWARD" && (cni_chain || pod_accept || bridge_accept) {
+                f.forward_accepts_pods = true;
+            }
+        }
+    }
+    if kube_forward_accept && forward_to_kube_forward {
+        f.forward_accepts_pods = true;
+    }
+    if let Some((line, (count, first))) = dup
+        .iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+        .map(|(l, v)| (l.clone(), *v))
+    {
+        let _ = line;
+        f.max_duplicate_rule = count;
+        f.duplicate_source = Some(Source::line(path, first));
+    }
+    s
+}
+
+/// An IPVS virtual server.
+#[derive(Debug, Clone, Default)]
+pub struct VirtualServer {
+    /// VIP.
+    pub ip: String,
+    /// Scheduler.
+    pub scheduler: String,
+    /// Real servers.
+    pub real_servers: Vec<RealServer>,
+    /// Evidence.
+    pub source: Source,
+}
+
+/// An IPVS real server.
+#[derive(Debug, Clone, Default)]
+pub struct RealServer {
+    /// `ip:port`.
+    pub address: String,
+    /// IP.
+    pub ip: String,
+    /// Weight.
+    pub weight: i64,
+    /// ActiveConn.
+    pub active: i64,
+    /// InActConn.
+    pub inactive: i64,
+    /// Evidence.
+    pub source: Source,
+}
+
+/// What `ipvsadm -Ln` yields.
+#[derive(Debug, Default)]
+pub struct IpvsScan {
+    /// `VIP:port/proto` -> virtual server.
+    pub services: BTreeMap<String, VirtualServer>,
+}
+
+fn split_addr(a: &str) -> Option<(String, String)> {
+    if let Some(rest) = a.strip_prefix('[') {
+        let (ip, port) = rest.split_once("]:")?;
+        return Some((ip.to_string(), port.to_string()));
+    }
+    let (ip, port) = a.rsplit_once(':')?;
+    Some((ip.to_string(), port.to_string()))
+}
+
+/// Scans `ipvsadm -Ln`.
+pub fn scan_ipvs(path: &str, lines: impl Iterator<Item = (u64, String)>) -> IpvsScan {
+    let mut s = IpvsScan::default();
+    let mut current: Option<String> = None;
+    for (n, line) in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first().copied() {
+            Some(p @ ("TCP" | "UDP" | "SCTP")) if !line.starts_with(' ') => {
+                let Some((ip, port)) = words.get(1).and_then(|a| split_addr(a)) else {
+                    current = None;
+                    continue;
+                };
+                let key = service_key(&ip, &port, p);
+                s.services.insert(
+                    key.clone(),
+                    VirtualServer {
+                        ip,
+                        scheduler: words.get(2).unwrap_or(&"").to_string(),
+                        real_servers: Vec::new(),
+                        source: Source::line(path, n),
+                    },
+                );
+                current = Some(key);
+            }
+            Some("->") => {
+                let Some(addr) = words.get(1) else { continue };
+                let Some((ip, _)) = split_addr(addr) else {
+                    continue;
+                };
+                let num = |i: usize| words.get(i).and_then(|w| w.parse::<i64>().ok());
+                let (Some(weight), Some(active), Some(inactive)) = (num(3), num(4), num(5)) else {
+                    continue;
+                };
+                if let Some(vs) = current.as_ref().and_then(|k| s.services.get_mut(k)) {
+                    vs.real_servers.push(RealServer {
+                        address: addr.to_string(),
+                        ip,
+                        weight,
+                        active,
+                        inactive,
+                        source: Source::line(path, n),
+                    });
+                }
+            }
+            Some(_) if !line.starts_with(' ') => current = None,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// What `nft list ruleset` yields for kube-proxy.
+#[derive(Debug, Default)]
+pub struct NftScan {
+    /// Tables as `family name`.
+    pub tables: Vec<String>,
+    /// The kube-proxy table's line.
+    pub kube_proxy_table: Option<Source>,
+    /// `VIP:port/proto` -> (service chain, element source) from `map service-ips`.
+    pub service_ips: HashMap<String, (String, Source)>,
+    /// `VIP:port/proto` -> element source from `map no-endpoint-services`.
+    pub no_endpoint_services: HashMap<String, Source>,
+    /// Endpoint chain -> DNAT targets.
+    pub endpoint_chains: Vec<(String, String, Source)>,
+}
+
+impl NftScan {
+    /// DNAT targets of the endpoint chains belonging to `service_chain`.
+    pub fn endpoints_of(&self, service_chain: &str) -> Vec<(String, Source)> {
+        let Some(id) = chain_identity(service_chain, "service-") else {
+            return Vec::new();
+        };
+        self.endpoint_chains
+            .iter()
+            .filter(|(c, _, _)| {
+                chain_identity(c, "endpoint-").is_some_and(|e| e.split("__").next() == Some(id))
+            })
+            .map(|(_, t, s)| (t.clone(), s.clone()))
+            .collect()
+    }
+}
+
+/// `service-HASH-ns/svc/proto/port` -> `ns/svc/proto/port`.
+fn chain_identity<'a>(chain: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = chain.strip_prefix(prefix)?;
+    rest.split_once('-').map(|(_, id)| id)
+}
+
+fn parse_element(el: &str) -> Option<(String, String)> {
+    // `10.96.0.10 . udp . 53 comment "x" : goto service-…` (v6 addresses contain ':').
+    let (lhs, rhs) = el.split_once(" : ")?;
+    let lhs = lhs.split(" comment ").next().unwrap_or(lhs);
+    let parts: Vec<&str> = lhs.split(" . ").map(str::trim).collect();
+    if parts.len() != 3 {
+        return None;
+    }
+    let verdict = rhs
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    Some((service_key(parts[0], parts[2], parts[1]), verdict))
+}
+
+/// Scans `nft list ruleset`.
+pub fn scan_nft(path: &str, lines: impl Iterator<Item = (u64, String)>) -> NftScan {
+    let mut s = NftScan::default();
+    let mut in_kube = false;
+    let mut map: Option<&'static str> = None;
+    let mut in_elements = false;
+    let mut chain: Option<String> = None;
+    for (n, line) in lines {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("table ") {
+            let name = rest.trim_end_matches('{').trim().to_string();
+            in_kube = name == "ip kube-proxy" || name == "ip6 kube-proxy";
+            if in_kube && s.kube_proxy_table.is_none() {
+                s.kube_proxy_table = Some(Source::line(path, n));
+            }
+            s.tables.push(name);
+            continue;
+        }
+        if !in_kube {
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("map ") {
+            map = match rest.trim_end_matches('{').trim() {
+                "service-ips" => Some("service-ips"),
+                "no-endpoint-services" => Some("no-endpoint-services"),
+                _ => None,
+            };
+            in_elements = false;
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("chain ") {
+            chain = Some(rest.trim_end_matches('{').trim().to_string());
+            map = None;
+            continue;
+        }
+        if let Some(m) = map {
+            let mut body = t;
+            if let Some(rest) = body.strip_prefix("elements = {") {
+                in_elements = true;
+                body = rest;
+            }
+            if !in_elements {
+                continue;
+            }
+            let closes = body.ends_with('}');
+            let body = body.trim_end_matches('}');
+            for el in body.split(',') {
+                let el = el.trim();
+                if el.is_empty() {
+                    continue;
+                }
+                if let Some((key, verdict)) = parse_element(el) {
+                    let src = Source::line(path, n);
+                    if m == "service-ips" {
+                        s.service_ips.insert(key, (verdict, src));
+                    } else {
+                        s.no_endpoint_services.insert(key, src);
+                    }
+                }
+            }
+            if closes {
+                in_elements = false;
+                map = None;
+            }
+            continue;
+        }
+        if let Some(c) = &chain
+            && c.starts_with("endpoint-")
+            && let Some(i) = t.find("dnat to ")
+        {
+            let target = t[i + 8..].split_whitespace().next().unwrap_or_default();
+            s.endpoint_chains
+                .push((c.clone(), target.to_string(), Source::line(path, n)));
+        }
+    }
+    s
+}
+
+/// Sums `conntrack -S` (per-CPU `key=value` or vertical `key value`) or
+/// `/proc/net/stat/nf_conntrack` (hex table) counters over CPUs.
+pub fn sum_conntrack_stats(
+    path: &str,
+    lines: impl Iterator<Item = (u64, String)>,
+) -> (BTreeMap<String, u64>, Vec<Source>) {
+    let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sources = Vec::new();
+    let mut header: Option<Vec<String>> = None;
+    for (n, line) in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        if line.contains('=') {
+            let mut any = false;
+            for w in &words {
+                if let Some((k, v)) = w.split_once('=')
+                    && k != "cpu"
+                    && let Ok(v) = v.parse::<u64>()
+                {
+                    *sums.entry(k.to_string()).or_default() += v;
+                    any = true;
+                }
+            }
+            if any {
+                sources.push(Source::line(path, n));
+            }
+        } else if words[0] == "entries" && words.len() > 2 {
+            header = Some(words.iter().map(|w| w.to_string()).collect());
+        } else if let Some(h) = &header {
+            for (k, v) in h.iter().zip(&words) {
+                if let Ok(v) = u64::from_str_radix(v, 16) {
+                    let e = sums.entry(k.clone()).or_default();
+                    // `entries` is global, repeated on every CPU row.
+                    if k == "entries" {
+                        *e = (*e).max(v);
+                    } else {
+                        *e += v;
+                    }
+                }
+            }
+            sources.push(Source::line(path, n));
+        } else if words.len() == 2
+            && let Ok(v) = words[1].parse::<u64>()
+        {
+            *sums.entry(words[0].to_string()).or_default() += v;
+            sources.push(Source::line(path, n));
+        }
+    }
+    (sums, sources)
+}
+
+/// The fields of a conntrack entry the facts need, borrowed from the line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CtEntry<'a> {
+    /// Protocol name.
+    pub proto: &'a str,
+    /// TCP state.
+    pub state: Option<&'a str>,
+    /// Original source.
+    pub src: &'a str,
+    /// Original destination.
+    pub dst: &'a str,
+    /// Original destination port.
+    pub dport: &'a str,
+    /// Reply source (the DNAT target).
+    pub reply_src: &'a str,
+    /// `[UNREPLIED]`.
+    pub unreplied: bool,
+}
+
+/// Parses one `conntrack -L` (plain or `-o extended`) or `/proc/net/nf_conntrack` line.
+pub fn parse_conntrack_line(line: &str) -> Option<CtEntry<'_>> {
+    let mut words = line.split_whitespace().peekable();
+    if matches!(words.peek(), Some(&("ipv4" | "ipv6"))) {
+        words.next();
+        words.next();
+    }
+    let proto = words.next()?;
+    if proto.contains('=') || proto.starts_with("conntrack") {
+        return None;
+    }
+    let _num = words.next()?;
+    let _timeout = words.next()?;
+    let mut e = CtEntry {
+        proto,
+        state: None,
+        src: "",
+        dst: "",
+        dport: "",
+        reply_src: "",
+        unreplied: false,
+    };
+    let mut srcs = 0;
+    for w in words {
+        if w == "[UNREPLIED]" {
+            e.unreplied = true;
+            continue;
+        }
+        match w.split_once('=') {
+            Some(("src", v)) => {
+                srcs += 1;
+                if srcs == 1 {
+                    e.src = v;
+                } else if srcs == 2 {
+                    e.reply_src = v;
+                }
+            }
+            Some(("dst", v)) if e.dst.is_empty() => e.dst = v,
+            Some(("dport", v)) if e.dport.is_empty() => e.dport = v,
+            None if srcs == 0 && w.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
+                e.state = Some(w)
+            }
+            _ => {}
+        }
+    }
+    if e.src.is_empty() || e.reply_src.is_empty() {
+        return None;
+    }
+    Some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbered(text: &str) -> impl Iterator<Item = (u64, String)> + '_ {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.to_string()))
+    }
+
+    #[test]
+    fn words_keep_quoted_comments() {
+        let w = split_words(r#"-A X -m comment --comment "a b: c" -j Y"#);
+        assert_eq!(
+            w,
+            ["-A", "X", "-m", "comment", "--comment", "a b: c", "-j", "Y"]
+        );
+    }
+
+    #[test]
+    fn conntrack_lines() {
+        let e = parse_conntrack_line("udp      17 29 src=10.244.1.23 dst=10.96.77.5 sport=51877 dport=8125 [UNREPLIED] src=10.244.3.40 dst=10.244.1.23 sport=8125 dport=51877 mark=0 use=1").unwrap();
+        assert_eq!(
+            (e.proto, e.dst, e.dport, e.reply_src, e.unreplied),
+            ("udp", "10.96.77.5", "8125", "10.244.3.40", true)
+        );
+        let e = parse_conntrack_line("ipv4     2 tcp      6 117 TIME_WAIT src=1.1.1.1 dst=2.2.2.2 sport=1 dport=80 src=2.2.2.2 dst=1.1.1.1 sport=80 dport=1 [ASSURED] mark=0 use=2").unwrap();
+        assert_eq!((e.proto, e.state), ("tcp", Some("TIME_WAIT")));
+        assert!(
+            parse_conntrack_line(
+                "conntrack v1.4.7 (conntrack-tools): 5 flow entries have been shown."
+            )
+            .is_none()
+        );
+        assert!(parse_conntrack_line("").is_none());
+    }
+
+    #[test]
+    fn stats_sum_over_cpus() {
+        let (s, src) = sum_conntrack_stats(
+            "p",
+            numbered(
+                "cpu=0   \tfound=0 invalid=1840 insert_failed=212 drop=212 \ncpu=1   \tfound=0 invalid=1795 insert_failed=198 drop=198 \n",
+            ),
+        );
+        assert_eq!(s["insert_failed"], 410);
+        assert_eq!(s["drop"], 410);
+        assert_eq!(src.len(), 2);
+        let (s, _) = sum_conntrack_stats(
+            "p",
+            numbered(
+                "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n00000010  00000000 00000000 00000000 00000003 00000000 00000000 00000000 00000000 00000002 00000002 00000000 00000000  00000000 00000000 00000000 00000000\n00000010  00000000 00000000 00000000 00000001 00000000 00000000 00000000 00000000 0000000a 0000000a 00000000 00000000  00000000 00000000 00000000 00000000\n",
+            ),
+        );
+        assert_eq!(s["insert_failed"], 12);
+        assert_eq!(s["entries"], 16);
+    }
+
+    #[test]
+    fn iptables_service_join() {
+        let save = r#"*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-TCOU7JCQXEZGVUNU - [0:0]
+:KUBE-SEP-7QBKTOBWZOW2ADYZ - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SEP-7QBKTOBWZOW2ADYZ -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp -j DNAT --to-destination 10.244.1.7:53
+-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns cluster IP" -m udp --dport 53 -j KUBE-SVC-TCOU7JCQXEZGVUNU
+-A KUBE-SVC-TCOU7JCQXEZGVUNU -m comment --comment "kube-system/kube-dns:dns -> 10.244.1.7:53" -j KUBE-SEP-7QBKTOBWZOW2ADYZ
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+-A KUBE-SERVICES -d 10.96.112.40/32 -p tcp -m comment --comment "shop/cart:http has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+"#;
+        let s = scan_iptables("ipt", "nft", "4", numbered(save), &["10.244.0.0/16".into()]);
+        let (chain, src) = &s.service_rules["10.96.0.10:53/udp"];
+        assert_eq!(chain, "KUBE-SVC-TCOU7JCQXEZGVUNU");
+        assert_eq!(src.line, Some(7));
+        let t = s.chain_targets(chain);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].0, "10.244.1.7:53");
+        assert!(s.reject_rules.contains_key("10.96.112.40:80/tcp"));
+        assert!(s.facts.kube_services_hooked);
+        assert_eq!(s.facts.forward_policy.as_deref(), Some("DROP"));
+        assert!(!s.facts.forward_accepts_pods);
+        assert_eq!(s.facts.rule_count, 5);
+        assert_eq!(s.facts.kube_svc_chain_count, 1);
+    }
+
+    #[test]
+    fn ipvs_services() {
+        let text = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  10.96.0.10:53 rr\n  -> 10.244.1.7:53                Masq    1      0          0         \n  -> 10.244.3.12:53               Masq    0      0          17        \nTCP  10.96.48.201:6379 rr\n";
+        let s = scan_ipvs("ipvs", numbered(text));
+        assert_eq!(s.services["10.96.0.10:53/tcp"].real_servers.len(), 2);
+        assert_eq!(s.services["10.96.0.10:53/tcp"].real_servers[1].weight, 0);
+        assert_eq!(s.services["10.96.0.10:53/tcp"].real_servers[1].inactive, 17);
+        assert!(s.services["10.96.48.201:6379/tcp"].real_servers.is_empty());
+    }
+
+    #[test]
+    fn nft_kube_proxy_maps() {
+        let text = "table ip kube-proxy {\n\tmap no-endpoint-services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = { 10.96.112.40 . tcp . 80 comment \"shop/cart:http\" : goto reject-chain }\n\t}\n\n\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = { 10.96.0.1 . tcp . 443 : goto service-2QRHZV4L-default/kubernetes/tcp/https,\n\t\t\t     10.96.0.10 . udp . 53 : goto service-FY5PMXPG-kube-system/kube-dns/udp/dns }\n\t}\n\n\tchain endpoint-Q3VWK7HT-kube-system/kube-dns/udp/dns__10.244.3.12/53 {\n\t\tip saddr 10.244.3.12 jump mark-for-masquerade\n\t\tmeta l4proto udp dnat to 10.244.3.12:53\n\t}\n}\n";
+        let s = scan_nft("nft", numbered(text));
+        assert!(s.kube_proxy_table.is_some());
+        assert!(s.no_endpoint_services.contains_key("10.96.112.40:80/tcp"));
+        let (chain, src) = &s.service_ips["10.96.0.10:53/udp"];
+        assert_eq!(src.line, Some(10));
+        assert_eq!(s.endpoints_of(chain)[0].0, "10.244.3.12:53");
+        assert!(s.service_ips.contains_key("10.96.0.1:443/tcp"));
+    }
+}

@@ -1,0 +1,687 @@
+//! Loading, compiling and evaluating rules.
+//!
+//! Rules are compiled once (every CEL expression and template is parsed at load
+//! time, so a broken rule fails before any bundle is read) and evaluated over
+//! the fact document converted once to a CEL value. Evaluation never panics: a
+//! runtime CEL error makes the rule *not evaluated* with the error as reason,
+//! never *passed*.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cel::{Context, Env, Program, Value};
+use serde::Serialize;
+
+use super::spec::{RuleSpec, Severity, is_kebab_case};
+use crate::facts::model::{Facts, Source};
+use crate::facts::sources;
+
+/// A rule-loading error; the message names the file, the line and the rule id.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// The file could not be read.
+    #[error("{file}: cannot read rule file: {source}")]
+    Read {
+        /// File.
+        file: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the rule schema.
+    #[error("{file}:{line}: invalid rule file: {message}")]
+    Yaml {
+        /// File.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// serde_yaml_ng's message.
+        message: String,
+    },
+    /// A semantic error in a rule (bad id, unknown source, bad template, CEL syntax).
+    #[error("{file}:{line}: rule {id}: {message}")]
+    Invalid {
+        /// File.
+        file: String,
+        /// 1-based line of the offending field.
+        line: usize,
+        /// Rule id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `--set`, `--disable` or `rules explain` named something unknown.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A compiled template: literal text and `{{ cel }}` spans.
+#[derive(Debug)]
+struct Template {
+    parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug)]
+enum TemplatePart {
+    Text(String),
+    Expr(Program),
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// The rule as written.
+    pub spec: RuleSpec,
+    /// Where it came from (file path, or `builtin:<file>`).
+    pub origin: String,
+    precondition: Option<Program>,
+    for_each: Option<(Program, String)>,
+    condition: Program,
+    subject: Option<Template>,
+    message: Template,
+    severity_when: Vec<(Severity, Program)>,
+    evidence: Option<Program>,
+}
+
+/// One finding before rendering.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RawFinding {
+    /// Rule id.
+    pub rule_id: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Subject.
+    pub subject: String,
+    /// Message.
+    pub message: String,
+    /// Evidence pointers.
+    pub evidence: Vec<Source>,
+}
+
+/// The outcome of one rule on one fact document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Data missing or evaluation failed: reason.
+    NotEvaluated(String),
+    /// Precondition false.
+    NotApplicable,
+    /// Evaluated: findings (possibly none).
+    Findings(Vec<RawFinding>),
+}
+
+/// The CEL environment shared by all rules: stdlib plus the strings and lists extensions.
+pub fn cel_env() -> Arc<Env> {
+    let mut env = Env::stdlib();
+    // Extensions are optional conveniences; failing to add one only removes functions.
+    let _ = env.add_extension(cel::extensions::strings);
+    let _ = env.add_extension(cel::extensions::lists);
+    let _ = env.add_extension(cel::extensions::math);
+    Arc::new(env)
+}
+
+/// Finds the 1-based line of `key:` in a YAML text (first occurrence at any indent).
+fn key_line(text: &str, key: &str) -> usize {
+    let needle = format!("{key}:");
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.starts_with(&needle)
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+impl Rule {
+    /// Parses and compiles a rule file's text; `file` names it in errors.
+    pub fn from_yaml(env: &Env, file: &str, text: &str) -> Result<Rule, RuleError> {
+        let spec: RuleSpec = serde_yaml_ng::from_str(text).map_err(|e| RuleError::Yaml {
+            file: file.to_string(),
+            line: e.location().map(|l| l.line()).unwrap_or(0),
+            message: e.to_string(),
+        })?;
+        let invalid = |key: &str, message: String| RuleError::Invalid {
+            file: file.to_string(),
+            line: key_line(text, key),
+            id: spec.id.clone(),
+            message,
+        };
+        if !is_kebab_case(&spec.id) {
+            return Err(invalid("id", format!("id {:?} is not kebab-case", spec.id)));
+        }
+        let stem = Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if stem != spec.id {
+            return Err(invalid(
+                "id",
+                format!("id must equal the file name ({stem:?})"),
+            ));
+        }
+        for r in &spec.requires {
+            if sources::find(r).is_none() {
+                let known: Vec<_> = sources::DATA_SOURCES.iter().map(|s| s.id).collect();
+                return Err(invalid(
+                    "requires",
+                    format!("unknown data source {r:?} (known: {})", known.join(", ")),
+                ));
+            }
+        }
+        if spec.references.is_empty() {
+            return Err(invalid(
+                "references",
+                "at least one reference is required".into(),
+            ));
+        }
+        let compile = |key: &str, src: &str| -> Result<Program, RuleError> {
+            env.compile(src).map_err(|e| {
+                let first = e.errors.first();
+                let (l, c) = first.map(|x| x.pos).unwrap_or((0, 0));
+                let msg = first
+                    .map(|x| x.msg.clone())
+                    .unwrap_or_else(|| e.to_string());
+                let base = key_line(text, key);
+                // Block scalars start on the line after the key.
+                let offset = if l > 0 { l as usize - 1 } else { 0 };
+                RuleError::Invalid {
+                    file: file.to_string(),
+                    line: base + offset + usize::from(src.contains('\n')),
+                    id: spec.id.clone(),
+                    message: format!("CEL error in {key} (column {c}): {msg}"),
+                }
+            })
+        };
+        let template = |key: &str, src: &str| -> Result<Template, RuleError> {
+            let mut parts = Vec::new();
+            let mut rest = src;
+            while let Some(start) = rest.find("{{") {
+                if start > 0 {
+                    parts.push(TemplatePart::Text(rest[..start].to_string()));
+                }
+                let after = &rest[start + 2..];
+                let Some(end) = after.find("}}") else {
+                    return Err(invalid(key, "unclosed {{ in template".into()));
+                };
+                parts.push(TemplatePart::Expr(compile(key, after[..end].trim())?));
+                rest = &after[end + 2..];
+            }
+            if !rest.is_empty() {
+                parts.push(TemplatePart::Text(rest.to_string()));
+            }
+            Ok(Template { parts })
+        };
+        let precondition = spec
+            .precondition
+            .as_deref()
+            .map(|s| compile("precondition", s))
+            .transpose()?;
+        let for_each = match &spec.for_each {
+            Some(fe) => {
+                if !is_identifier(&fe.name) {
+                    return Err(invalid("as", format!("{:?} is not an identifier", fe.name)));
+                }
+                Some((compile("in", &fe.list)?, fe.name.clone()))
+            }
+            None => None,
+        };
+        let condition = compile("condition", &spec.condition)?;
+        let subject = spec
+            .subject
+            .as_deref()
+            .map(|s| template("subject", s))
+            .transpose()?;
+        let message = template("message", &spec.message)?;
+        let severity_when = spec
+            .severity_when
+            .iter()
+            .map(|s| Ok((s.severity, compile("when", &s.when)?)))
+            .collect::<Result<Vec<_>, RuleError>>()?;
+        let evidence = spec
+            .evidence
+            .as_deref()
+            .map(|s| compile("evidence", s))
+            .transpose()?;
+        for t in &spec.tests {
+            for p in t.params.keys() {
+                if !spec.params.contains_key(p) {
+                    return Err(invalid(
+                        "params",
+                        format!("test {:?} sets unknown param {p:?}", t.name),
+                    ));
+                }
+            }
+        }
+        Ok(Rule {
+            spec,
+            origin: file.to_string(),
+            precondition,
+            for_each,
+            condition,
+            subject,
+            message,
+            severity_when,
+            evidence,
+        })
+    }
+
+    /// Evaluates the rule. `facts_value` is `facts` converted with [`facts_to_cel`].
+    pub fn evaluate(
+        &self,
+        env: &Arc<Env>,
+        facts: &Facts,
+        facts_value: &Value,
+        params: &BTreeMap<String, serde_json::Value>,
+    ) -> Outcome {
+        for req in &self.spec.requires {
+            // Sources absent from the map are unknown to the producer: treat as available
+            // (rule test snippets list only what they make unavailable).
+            if let Some(s) = facts.collection.sources.get(req)
+                && !s.available
+            {
+                let reason = s.reason.clone().unwrap_or_else(|| "not collected".into());
+                return Outcome::NotEvaluated(format!("needs {req}: {reason}"));
+            }
+        }
+        match self.evaluate_inner(env, facts, facts_value, params) {
+            Ok(Some(f)) => Outcome::Findings(f),
+            Ok(None) => Outcome::NotApplicable,
+            Err(e) => Outcome::NotEvaluated(format!("evaluation error: {e}")),
+        }
+    }
+
+    fn evaluate_inner(
+        &self,
+        env: &Arc<Env>,
+        facts: &Facts,
+        facts_value: &Value,
+        params: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Option<Vec<RawFinding>>, String> {
+        let mut ctx = Context::with_env(env.clone());
+        if let Value::Map(m) = facts_value {
+            for (k, v) in m.map.iter() {
+                if let cel::objects::Key::String(name) = k {
+                    ctx.add_variable_from_value(name.as_str(), v.clone());
+                }
+            }
+        }
+        ctx.add_variable_from_value("facts", facts_value.clone());
+        let mut merged = self.spec.params.clone();
+        for (k, v) in params {
+            merged.insert(k.clone(), v.clone());
+        }
+        let params_value = json_to_cel(&serde_json::to_value(&merged).map_err(|e| e.to_string())?);
+        ctx.add_variable_from_value("params", params_value);
+
+        if let Some(p) = &self.precondition
+            && !as_bool(p.execute(&ctx).map_err(|e| format!("precondition: {e}"))?)?
+        {
+            return Ok(None);
+        }
+        let mut findings = Vec::new();
+        match &self.for_each {
+            Some((list, name)) => {
+                let items = match list.execute(&ctx).map_err(|e| format!("for_each: {e}"))? {
+                    Value::List(l) => l,
+                    other => {
+                        return Err(format!(
+                            "for_each: expected a list, got {:?}",
+                            other.type_of()
+                        ));
+                    }
+                };
+                for item in items.iter() {
+                    let mut inner = ctx.new_inner_scope();
+                    inner.add_variable_from_value(name.as_str(), item.clone());
+                    if let Some(f) = self.check(&inner, facts)? {
+                        findings.push(f);
+                    }
+                }
+            }
+            None => {
+                if let Some(f) = self.check(&ctx, facts)? {
+                    findings.push(f);
+                }
+            }
+        }
+        Ok(Some(findings))
+    }
+
+    fn check(&self, ctx: &Context, facts: &Facts) -> Result<Option<RawFinding>, String> {
+        let hit = as_bool(
+            self.condition
+                .execute(ctx)
+                .map_err(|e| format!("condition: {e}"))?,
+        )?;
+        if !hit {
+            return Ok(None);
+        }
+        let mut severity = self.spec.severity;
+        for (s, when) in &self.severity_when {
+            if as_bool(
+                when.execute(ctx)
+                    .map_err(|e| format!("severity_when: {e}"))?,
+            )? {
+                severity = *s;
+                break;
+            }
+        }
+        let subject = match &self.subject {
+            Some(t) => render(t, ctx)?,
+            None => facts.node.name.clone(),
+        };
+        let message = render(&self.message, ctx)?;
+        let mut evidence = Vec::new();
+        if let Some(e) = &self.evidence {
+            let v = e.execute(ctx).map_err(|e| format!("evidence: {e}"))?;
+            collect_sources(&v, &mut evidence);
+        }
+        let mut seen = BTreeSet::new();
+        evidence.retain(|s| seen.insert(s.clone()));
+        Ok(Some(RawFinding {
+            rule_id: self.spec.id.clone(),
+            severity,
+            subject,
+            message: message.trim().to_string(),
+            evidence,
+        }))
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn as_bool(v: Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(b),
+        other => Err(format!("expected a bool, got {:?}", other.type_of())),
+    }
+}
+
+fn render(t: &Template, ctx: &Context) -> Result<String, String> {
+    let mut out = String::new();
+    for p in &t.parts {
+        match p {
+            TemplatePart::Text(s) => out.push_str(s),
+            TemplatePart::Expr(e) => {
+                let v = e.execute(ctx).map_err(|e| format!("template: {e}"))?;
+                out.push_str(&display(&v));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Renders a CEL value for a message: strings bare, lists comma-separated.
+pub fn display(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => {
+            if f.fract() == 0.0 && f.abs() < 1e15 {
+                format!("{f:.0}")
+            } else {
+                format!("{f:.3}")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string()
+            }
+        }
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "none".into(),
+        Value::List(l) => l.iter().map(display).collect::<Vec<_>>().join(", "),
+        Value::Map(m) => {
+            let mut parts: Vec<String> = m
+                .map
+                .iter()
+                .map(|(k, v)| format!("{}={}", key_string(k), display(v)))
+                .collect();
+            parts.sort();
+            parts.join(", ")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn key_string(k: &cel::objects::Key) -> String {
+    match k {
+        cel::objects::Key::String(s) => s.to_string(),
+        cel::objects::Key::Int(i) => i.to_string(),
+        cel::objects::Key::Uint(u) => u.to_string(),
+        cel::objects::Key::Bool(b) => b.to_string(),
+    }
+}
+
+fn collect_sources(v: &Value, out: &mut Vec<Source>) {
+    match v {
+        Value::List(l) => l.iter().for_each(|x| collect_sources(x, out)),
+        Value::Map(m) => {
+            let get = |name: &str| {
+                m.map
+                    .get(&cel::objects::Key::String(Arc::new(name.to_string())))
+            };
+            if let Some(Value::String(path)) = get("path") {
+                let line = match get("line") {
+                    Some(Value::Int(i)) => u64::try_from(*i).ok(),
+                    Some(Value::UInt(u)) => Some(*u),
+                    _ => None,
+                };
+                out.push(Source {
+                    path: path.to_string(),
+                    line,
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Converts JSON to a CEL value; integers become `int` (so `x > 0` works), others `double`.
+pub fn json_to_cel(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::MAX)),
+        },
+        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
+        serde_json::Value::Array(a) => Value::List(Arc::new(a.iter().map(json_to_cel).collect())),
+        serde_json::Value::Object(o) => {
+            let map: std::collections::HashMap<cel::objects::Key, Value> = o
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        cel::objects::Key::String(Arc::new(k.clone())),
+                        json_to_cel(v),
+                    )
+                })
+                .collect();
+            Value::Map(cel::objects::Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// Converts a fact document to the CEL value rules see.
+pub fn facts_to_cel(facts: &Facts) -> Result<Value, serde_json::Error> {
+    Ok(json_to_cel(&serde_json::to_value(facts)?))
+}
+
+/// A set of compiled rules with per-rule parameter overrides.
+pub struct RuleSet {
+    env: Arc<Env>,
+    rules: Vec<Rule>,
+    overrides: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .field("overrides", &self.overrides)
+            .finish()
+    }
+}
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+}
+
+impl RuleSet {
+    /// An empty set.
+    pub fn empty() -> RuleSet {
+        RuleSet {
+            env: cel_env(),
+            rules: Vec::new(),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// The rules embedded at build time from `rules/`.
+    pub fn builtin() -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::empty();
+        for (name, text) in builtin::RULES {
+            let rule = Rule::from_yaml(&set.env, &format!("rules/{name}"), text)?;
+            set.insert(rule);
+        }
+        Ok(set)
+    }
+
+    /// Adds every `*.yaml`/`*.yml` file of `dir` (recursively), replacing rules with the same id.
+    pub fn add_dir(&mut self, dir: &Path) -> Result<usize, RuleError> {
+        let mut files = Vec::new();
+        collect_yaml(dir, &mut files).map_err(|source| RuleError::Read {
+            file: dir.display().to_string(),
+            source,
+        })?;
+        files.sort();
+        let mut ids = BTreeMap::new();
+        for f in &files {
+            let name = f.display().to_string();
+            let text = std::fs::read_to_string(f).map_err(|source| RuleError::Read {
+                file: name.clone(),
+                source,
+            })?;
+            let rule = Rule::from_yaml(&self.env, &name, &text)?;
+            if let Some(prev) = ids.insert(rule.spec.id.clone(), name.clone()) {
+                return Err(RuleError::Invalid {
+                    file: name,
+                    line: key_line(&text, "id"),
+                    id: rule.spec.id.clone(),
+                    message: format!("duplicate id (also in {prev})"),
+                });
+            }
+            self.insert(rule);
+        }
+        Ok(files.len())
+    }
+
+    fn insert(&mut self, rule: Rule) {
+        match self.rules.iter_mut().find(|r| r.spec.id == rule.spec.id) {
+            Some(slot) => *slot = rule,
+            None => self.rules.push(rule),
+        }
+        self.rules.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+    }
+
+    /// Removes a rule; unknown ids are a usage error.
+    pub fn disable(&mut self, id: &str) -> Result<(), RuleError> {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.spec.id != id);
+        if self.rules.len() == before {
+            return Err(RuleError::Usage(format!("--disable {id}: no such rule")));
+        }
+        Ok(())
+    }
+
+    /// Applies `id.param=value` (value parsed as YAML: `0.95`, `true`, `text`).
+    pub fn set_param(&mut self, assignment: &str) -> Result<(), RuleError> {
+        let usage = |m: &str| RuleError::Usage(format!("--set {assignment}: {m}"));
+        let (lhs, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| usage("expected RULE.PARAM=VALUE"))?;
+        let (id, param) = lhs
+            .split_once('.')
+            .ok_or_else(|| usage("expected RULE.PARAM=VALUE"))?;
+        let rule = self
+            .get(id)
+            .ok_or_else(|| usage(&format!("no rule {id:?}")))?;
+        let Some(default) = rule.spec.params.get(param) else {
+            let known: Vec<_> = rule.spec.params.keys().cloned().collect();
+            return Err(usage(&format!(
+                "rule {id} has no param {param:?} (params: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let parsed: serde_json::Value =
+            serde_yaml_ng::from_str(value).map_err(|e| usage(&e.to_string()))?;
+        let same_kind = matches!(
+            (default, &parsed),
+            (serde_json::Value::Number(_), serde_json::Value::Number(_))
+                | (serde_json::Value::Bool(_), serde_json::Value::Bool(_))
+                | (serde_json::Value::String(_), serde_json::Value::String(_))
+                | (serde_json::Value::Array(_), serde_json::Value::Array(_))
+        );
+        if !same_kind {
+            return Err(usage(&format!("value must be like the default {default}")));
+        }
+        self.overrides
+            .entry(id.to_string())
+            .or_default()
+            .insert(param.to_string(), parsed);
+        Ok(())
+    }
+
+    /// The rule with `id`.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.spec.id == id)
+    }
+
+    /// All rules, sorted by id.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The CEL environment.
+    pub fn env(&self) -> &Arc<Env> {
+        &self.env
+    }
+
+    /// Evaluates every rule over `facts`; results in rule-id order.
+    pub fn evaluate(&self, facts: &Facts) -> Result<Vec<(&Rule, Outcome)>, serde_json::Error> {
+        let value = facts_to_cel(facts)?;
+        let empty = BTreeMap::new();
+        Ok(self
+            .rules
+            .iter()
+            .map(|r| {
+                let params = self.overrides.get(&r.spec.id).unwrap_or(&empty);
+                (r, r.evaluate(&self.env, facts, &value, params))
+            })
+            .collect())
+    }
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_yaml(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
