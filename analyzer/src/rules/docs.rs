@@ -90,3 +90,67 @@ pub fn render_markdown(set: &RuleSet) -> String {
     render_schema(&mut out, "RuleSpec", schema.as_value());
     out
 }
+
+/// `rules list` text: one line per rule.
+pub fn render_list(set: &RuleSet) -> String {
+    let width = set
+        .rules()
+        .iter()
+        .map(|r| r.spec.id.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let mut out = format!(
+        "{:<width$}  {:<8}  {:<12}  TITLE\n",
+        "ID", "SEVERITY", "CATEGORY"
+    );
+    for r in set.rules() {
+        let s = &r.spec;
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<8}  {:<12}  {}",
+            s.id,
+            s.severity.as_str(),
+            s.category,
+            s.title
+        );
+    }
+    out
+}
+
+/// `rules explain ID` text.
+pub fn render_explain(rule: &super::Rule) -> String {
+    let s = &rule.spec;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} — {}\nseverity {}, category {}, from {}\n",
+        s.id, s.title, s.severity, s.category, rule.origin
+    );
+    let _ = writeln!(out, "{}\n", s.description.trim());
+    if !s.requires.is_empty() {
+        let _ = writeln!(out, "requires: {}", s.requires.join(", "));
+    }
+    if let Some(p) = &s.precondition {
+        let _ = writeln!(out, "precondition: {}", p.trim());
+    }
+    if let Some(fe) = &s.for_each {
+        let _ = writeln!(out, "for each {} in: {}", fe.name, fe.list.trim());
+    }
+    let _ = writeln!(out, "condition: {}", s.condition.trim());
+    for w in &s.severity_when {
+        let _ = writeln!(out, "severity {} when: {}", w.severity, w.when.trim());
+    }
+    for (k, v) in &s.params {
+        let _ = writeln!(out, "param {k} = {v}  (--set {}.{k}=VALUE)", s.id);
+    }
+    let _ = writeln!(
+        out,
+        "\nremediation: {}\n\nreferences:",
+        s.remediation.trim()
+    );
+    for r in &s.references {
+        let _ = writeln!(out, "  {r}");
+    }
+    out
+}
