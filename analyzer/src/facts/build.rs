@@ -339,7 +339,7 @@ impl<'a> Builder<'a> {
             .filter(|a| a.path.starts_with("netns/") && a.path.ends_with(layout::netns::NETLINK))
             .map(|a| a.path.clone())
             .collect();
-        let mut out = Vec::new();
+        let mut out: Vec<NetnsSnapshot> = Vec::new();
         for p in paths {
             if let Some(mut s) = self.read_json::<NetnsSnapshot>(&p) {
                 if s.netns.is_empty() {
@@ -351,6 +351,9 @@ impl<'a> Builder<'a> {
                 }
                 out.push(s);
             }
+        }
+        if !out.is_empty() {
+            self.facts.node.neighbour_entries = Some(out.iter().map(|s| s.neighbours.ipv4).sum());
         }
         out
     }

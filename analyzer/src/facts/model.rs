@@ -138,6 +138,8 @@ pub struct NodeFacts {
     pub max_pod_mtu: Option<u32>,
     /// Host bridge ports with hairpin off, as `bridge/port`.
     pub hairpin_off_ports: Vec<String>,
+    /// IPv4 neighbour entries summed over every namespace (the kernel limit is global).
+    pub neighbour_entries: Option<u64>,
 }
 
 /// The uplink interface.
