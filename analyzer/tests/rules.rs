@@ -1,6 +1,8 @@
 //! The built-in rule pack: it loads, every case inside every rule file passes, the
 //! cases can fail, the id list is the agreed one, and the generated docs are fresh.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::collections::BTreeSet;
 
 use netsnap_analyzer::facts::Facts;
