@@ -1,5 +1,7 @@
 //! End-to-end tests of `netsnap-analyze manifest`: output and exit codes.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
