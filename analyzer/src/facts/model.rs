@@ -196,6 +196,10 @@ pub struct SourceStatus {
     pub available: bool,
     /// Why it is not available (from the manifest), when it is not.
     pub reason: Option<String>,
+    /// Every artifact of the source is `unavailable`: it does not exist on the node (no IPVS
+    /// in the kernel, tool not installed), so rules run on the empty data instead of being
+    /// reported as not evaluated.
+    pub absent_on_node: bool,
 }
 
 /// An artifact that is missing or partial.

@@ -160,7 +160,19 @@ pub fn availability(manifest: &Manifest) -> BTreeMap<String, SourceStatus> {
         } else {
             Some(format!("not in the bundle ({})", source.paths.join(" or ")))
         };
-        out.insert(source.id.to_string(), SourceStatus { available, reason });
+        let absent_on_node = !available
+            && !records.is_empty()
+            && records
+                .iter()
+                .all(|r| r.status == netsnap_bundle::ArtifactStatus::Unavailable);
+        out.insert(
+            source.id.to_string(),
+            SourceStatus {
+                available,
+                reason,
+                absent_on_node,
+            },
+        );
     }
     out
 }

@@ -279,6 +279,7 @@ impl Rule {
             // (rule test snippets list only what they make unavailable).
             if let Some(s) = facts.collection.sources.get(req)
                 && !s.available
+                && !s.absent_on_node
             {
                 let reason = s.reason.clone().unwrap_or_else(|| "not collected".into());
                 return Outcome::NotEvaluated(format!("needs {req}: {reason}"));
