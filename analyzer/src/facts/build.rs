@@ -737,6 +737,7 @@ impl<'a> Builder<'a> {
             }
         }
         let mut endpoint_pods: HashSet<String> = HashSet::new();
+        let mut dns_pods: HashSet<String> = HashSet::new();
         for (line, s) in services {
             let key = format!("{}/{}", s.namespace, s.name);
             let headless = s.cluster_ips.iter().any(|ip| ip == "None");
@@ -784,6 +785,9 @@ impl<'a> Builder<'a> {
                 if let Some(p) = &e.pod {
                     endpoint_pods.insert(p.clone());
                 }
+            }
+            if key == "kube-system/kube-dns" {
+                dns_pods.extend(endpoints.iter().filter_map(|e| e.pod.clone()));
             }
             let ready_ips: Vec<String> = endpoints
                 .iter()
@@ -860,6 +864,7 @@ impl<'a> Builder<'a> {
         }
         for p in &mut self.facts.pods {
             p.is_endpoint = endpoint_pods.contains(&p.key);
+            p.is_dns_endpoint = dns_pods.contains(&p.key);
         }
     }
 

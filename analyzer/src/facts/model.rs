@@ -260,6 +260,8 @@ pub struct PodFacts {
     pub hairpin: Option<bool>,
     /// True when the pod is a ready endpoint of some Service.
     pub is_endpoint: bool,
+    /// True when the pod is an endpoint of the cluster DNS Service (CoreDNS; it uses the node resolver).
+    pub is_dns_endpoint: bool,
     /// Resolver configuration seen in the pod's namespace.
     pub resolv_conf: Option<ResolvConfFacts>,
     /// Evidence.
