@@ -632,8 +632,43 @@ fn partial_bundle_reports_not_evaluated_with_the_manifest_reason() {
     assert!(!ne.contains(&"ip-forward-disabled"));
 }
 
+/// Renders text without colour (the snapshots are what a pipe or a ticket gets).
 fn redact(text: &str) -> String {
+    assert!(!text.contains('\x1b'), "colour codes in uncoloured output");
     text.to_string()
+}
+
+/// Every example bundle shipped under fixtures/bundles/ (from the lab) is analyzed and its
+/// reports snapshotted; the directory may not exist yet.
+#[test]
+fn fixture_bundles_reports() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bundles"));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir() && p.join("manifest.json").exists()
+                || p.to_string_lossy().ends_with(".tar.zst")
+        })
+        .collect();
+    paths.sort();
+    let rules = RuleSet::builtin().unwrap();
+    for p in paths {
+        let name = p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".tar.zst", "");
+        let b = Bundle::open(&p, &ReaderOptions::default()).unwrap();
+        let r = analyze(&[(format!("fixtures/bundles/{name}"), &b)], &rules).unwrap();
+        insta::with_settings!({snapshot_suffix => name.clone()}, {
+            insta::assert_snapshot!("fixture_text", render_text(&r, false));
+            insta::assert_snapshot!("fixture_markdown", render_markdown(&r));
+            insta::assert_json_snapshot!("fixture_json", r);
+        });
+    }
 }
 
 #[test]

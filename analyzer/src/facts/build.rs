@@ -598,6 +598,10 @@ impl<'a> Builder<'a> {
         let hairpin_by_port: HashMap<String, Option<bool>> = bridge_ports
             .map(|b| b.ports.into_iter().map(|p| (p.port, p.hairpin)).collect())
             .unwrap_or_default();
+        // Without any way to map a host veth to its peer namespace, nothing can be called orphan.
+        let resolvable = !nsid_to_netns.is_empty()
+            || !veth_pairs.is_empty()
+            || self.facts.pods.iter().any(|p| p.host_veth.is_some());
         for s in snaps {
             let names: HashMap<u32, &str> =
                 s.links.iter().map(|l| (l.index, l.name.as_str())).collect();
@@ -637,6 +641,7 @@ impl<'a> Builder<'a> {
                     .and_then(|m| names.get(&m).map(|n| n.to_string()));
                 let orphan = is_host_veth
                     && api_pods
+                    && resolvable
                     && pod.is_none()
                     && master.as_deref() != Some("docker0");
                 self.facts.links.push(LinkFacts {
