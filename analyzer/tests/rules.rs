@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use netsnap_analyzer::facts::Facts;
-use netsnap_analyzer::rules::engine::{Rule, cel_env, facts_to_cel};
+use netsnap_analyzer::rules::engine::{Rule, cel_env, prepare_facts};
 use netsnap_analyzer::rules::{Outcome, RuleError, RuleSet, testing};
 
 const REQUIRED_IDS: &[&str] = &[
@@ -111,7 +111,7 @@ fn rule_cases_are_not_vacuous() {
                 case.facts.clone()
             })
             .unwrap();
-            let value = facts_to_cel(&facts).unwrap();
+            let value = prepare_facts(&facts).unwrap();
             let got = match rule.evaluate(&env, &facts, &value, &case.params) {
                 Outcome::Findings(f) => f.len(),
                 Outcome::NotApplicable => 0,
@@ -136,7 +136,7 @@ fn rule_findings_carry_evidence_when_the_facts_have_sources() {
         .find(|t| t.name.contains("kernel drops"))
         .unwrap();
     let facts: Facts = serde_json::from_value(case.facts.clone()).unwrap();
-    let value = facts_to_cel(&facts).unwrap();
+    let value = prepare_facts(&facts).unwrap();
     let Outcome::Findings(f) = rule.evaluate(set.env(), &facts, &value, &Default::default()) else {
         panic!("not evaluated")
     };
@@ -293,7 +293,7 @@ fn runtime_errors_are_not_evaluated_never_passed() {
     let text = GOOD.replace("condition: node.name == 'x'", "condition: node.nope == 'x'");
     let rule = Rule::from_yaml(&env, "my-rule.yaml", &text).unwrap();
     let facts = Facts::default();
-    let value = facts_to_cel(&facts).unwrap();
+    let value = prepare_facts(&facts).unwrap();
     match rule.evaluate(&env, &facts, &value, &Default::default()) {
         Outcome::NotEvaluated(reason) => assert!(reason.contains("nope"), "{reason}"),
         other => panic!("expected not evaluated, got {other:?}"),

@@ -15,6 +15,15 @@ use serde::Serialize;
 use crate::facts::Facts;
 use crate::rules::{Outcome, RuleSet, Severity};
 
+/// Why an analysis could not run (never a rule's fault: those are "not evaluated").
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalyzeError {
+    /// The fact document could not be converted for the rules.
+    #[error("cannot prepare facts for the rules: {0}")]
+    Facts(String),
+}
+
 /// Version of the JSON report layout.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 /// Most evidence lines kept per finding.
@@ -139,12 +148,12 @@ pub struct Report {
 pub fn evaluate_facts(
     facts: &Facts,
     rules: &RuleSet,
-) -> Result<(Vec<Finding>, Vec<NotEvaluated>, usize), serde_json::Error> {
+) -> Result<(Vec<Finding>, Vec<NotEvaluated>, usize), AnalyzeError> {
     let node = facts.node.name.clone();
     let mut findings = Vec::new();
     let mut not_evaluated = Vec::new();
     let mut evaluated = 0;
-    for (rule, outcome) in rules.evaluate(facts)? {
+    for (rule, outcome) in rules.evaluate(facts).map_err(AnalyzeError::Facts)? {
         match outcome {
             Outcome::NotEvaluated(reason) => not_evaluated.push(NotEvaluated {
                 node: node.clone(),
@@ -227,10 +236,7 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
 }
 
 /// Analyzes bundles: builds facts, evaluates rules, quotes evidence, sorts.
-pub fn analyze(
-    bundles: &[(String, &Bundle)],
-    rules: &RuleSet,
-) -> Result<Report, serde_json::Error> {
+pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report, AnalyzeError> {
     let mut report = Report {
         schema_version: REPORT_SCHEMA_VERSION,
         kind: "netsnap-analysis",
@@ -250,7 +256,8 @@ pub fn analyze(
             path: path.clone(),
             captured_at: facts.node.captured_at.clone(),
             kernel: facts.node.kernel.clone(),
-            proxy_mode: serde_json::to_value(facts.node.proxy_mode)?
+            proxy_mode: serde_json::to_value(facts.node.proxy_mode)
+                .map_err(|e| AnalyzeError::Facts(e.to_string()))?
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),

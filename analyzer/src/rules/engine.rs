@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
 use serde::Serialize;
 
@@ -66,7 +68,8 @@ struct Template {
 #[derive(Debug)]
 enum TemplatePart {
     Text(String),
-    Expr(Program),
+    /// Index into the per-finding record the combined program yields.
+    Expr(usize),
 }
 
 /// A compiled rule.
@@ -77,12 +80,14 @@ pub struct Rule {
     /// Where it came from (file path, or `builtin:<file>`).
     pub origin: String,
     precondition: Option<Program>,
-    for_each: Option<(Program, String)>,
-    condition: Program,
+    /// One program yielding, for every finding, the record
+    /// `[severity_when..., template spans..., evidence]`: the condition, the iteration and
+    /// the per-finding values all run inside the CEL interpreter, so facts are never copied.
+    combined: Program,
     subject: Option<Template>,
     message: Template,
-    severity_when: Vec<(Severity, Program)>,
-    evidence: Option<Program>,
+    severity_when: Vec<Severity>,
+    evidence_index: Option<usize>,
 }
 
 /// One finding before rendering.
@@ -193,56 +198,81 @@ impl Rule {
                 }
             })
         };
-        let template = |key: &str, src: &str| -> Result<Template, RuleError> {
-            let mut parts = Vec::new();
-            let mut rest = src;
-            while let Some(start) = rest.find("{{") {
-                if start > 0 {
-                    parts.push(TemplatePart::Text(rest[..start].to_string()));
+        // Every per-finding expression, in record order, as CEL source.
+        let mut record: Vec<String> = Vec::new();
+        let template =
+            |key: &str, src: &str, record: &mut Vec<String>| -> Result<Template, RuleError> {
+                let mut parts = Vec::new();
+                let mut rest = src;
+                while let Some(start) = rest.find("{{") {
+                    if start > 0 {
+                        parts.push(TemplatePart::Text(rest[..start].to_string()));
+                    }
+                    let after = &rest[start + 2..];
+                    let Some(end) = after.find("}}") else {
+                        return Err(invalid(key, "unclosed {{ in template".into()));
+                    };
+                    let expr = after[..end].trim();
+                    compile(key, expr)?;
+                    parts.push(TemplatePart::Expr(record.len()));
+                    record.push(expr.to_string());
+                    rest = &after[end + 2..];
                 }
-                let after = &rest[start + 2..];
-                let Some(end) = after.find("}}") else {
-                    return Err(invalid(key, "unclosed {{ in template".into()));
-                };
-                parts.push(TemplatePart::Expr(compile(key, after[..end].trim())?));
-                rest = &after[end + 2..];
-            }
-            if !rest.is_empty() {
-                parts.push(TemplatePart::Text(rest.to_string()));
-            }
-            Ok(Template { parts })
-        };
+                if !rest.is_empty() {
+                    parts.push(TemplatePart::Text(rest.to_string()));
+                }
+                Ok(Template { parts })
+            };
         let precondition = spec
             .precondition
             .as_deref()
             .map(|s| compile("precondition", s))
             .transpose()?;
-        let for_each = match &spec.for_each {
-            Some(fe) => {
-                if !is_identifier(&fe.name) {
-                    return Err(invalid("as", format!("{:?} is not an identifier", fe.name)));
-                }
-                Some((compile("in", &fe.list)?, fe.name.clone()))
+        if let Some(fe) = &spec.for_each {
+            if !is_identifier(&fe.name) {
+                return Err(invalid("as", format!("{:?} is not an identifier", fe.name)));
             }
-            None => None,
-        };
-        let condition = compile("condition", &spec.condition)?;
+            compile("in", &fe.list)?;
+        }
+        compile("condition", &spec.condition)?;
+        let mut severity_when = Vec::new();
+        for w in &spec.severity_when {
+            compile("when", &w.when)?;
+            severity_when.push(w.severity);
+            record.push(w.when.clone());
+        }
         let subject = spec
             .subject
             .as_deref()
-            .map(|s| template("subject", s))
+            .map(|s| template("subject", s, &mut record))
             .transpose()?;
-        let message = template("message", &spec.message)?;
-        let severity_when = spec
-            .severity_when
-            .iter()
-            .map(|s| Ok((s.severity, compile("when", &s.when)?)))
-            .collect::<Result<Vec<_>, RuleError>>()?;
-        let evidence = spec
-            .evidence
-            .as_deref()
-            .map(|s| compile("evidence", s))
-            .transpose()?;
+        let message = template("message", &spec.message, &mut record)?;
+        let evidence_index = match spec.evidence.as_deref() {
+            Some(e) => {
+                compile("evidence", e)?;
+                record.push(e.to_string());
+                Some(record.len() - 1)
+            }
+            None => None,
+        };
+        let record_src = format!(
+            "[{}]",
+            record
+                .iter()
+                .map(|r| format!("({r})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let combined_src = match &spec.for_each {
+            Some(fe) => format!(
+                "({}).filter({n}, ({})).map({n}, {record_src})",
+                fe.list,
+                spec.condition,
+                n = fe.name
+            ),
+            None => format!("({}) ? [{record_src}] : []", spec.condition),
+        };
+        let combined = compile("condition", &combined_src)?;
         for t in &spec.tests {
             for p in t.params.keys() {
                 if !spec.params.contains_key(p) {
@@ -257,21 +287,20 @@ impl Rule {
             spec,
             origin: file.to_string(),
             precondition,
-            for_each,
-            condition,
+            combined,
             subject,
             message,
             severity_when,
-            evidence,
+            evidence_index,
         })
     }
 
-    /// Evaluates the rule. `facts_value` is `facts` converted with [`facts_to_cel`].
+    /// Evaluates the rule over facts prepared once with [`prepare_facts`].
     pub fn evaluate(
         &self,
         env: &Arc<Env>,
         facts: &Facts,
-        facts_value: &Value,
+        prepared: &PreparedFacts,
         params: &BTreeMap<String, serde_json::Value>,
     ) -> Outcome {
         for req in &self.spec.requires {
@@ -285,7 +314,7 @@ impl Rule {
                 return Outcome::NotEvaluated(format!("needs {req}: {reason}"));
             }
         }
-        match self.evaluate_inner(env, facts, facts_value, params) {
+        match self.evaluate_inner(env, facts, prepared, params) {
             Ok(Some(f)) => Outcome::Findings(f),
             Ok(None) => Outcome::NotApplicable,
             Err(e) => Outcome::NotEvaluated(format!("evaluation error: {e}")),
@@ -296,18 +325,11 @@ impl Rule {
         &self,
         env: &Arc<Env>,
         facts: &Facts,
-        facts_value: &Value,
+        prepared: &PreparedFacts,
         params: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Option<Vec<RawFinding>>, String> {
         let mut ctx = Context::with_env(env.clone());
-        if let Value::Map(m) = facts_value {
-            for (k, v) in m.map.iter() {
-                if let cel::objects::Key::String(name) = k {
-                    ctx.add_variable_from_value(name.as_str(), v.clone());
-                }
-            }
-        }
-        ctx.add_variable_from_value("facts", facts_value.clone());
+        ctx.set_variable_resolver(prepared);
         let mut merged = self.spec.params.clone();
         for (k, v) in params {
             merged.insert(k.clone(), v.clone());
@@ -320,74 +342,97 @@ impl Rule {
         {
             return Ok(None);
         }
-        let mut findings = Vec::new();
-        match &self.for_each {
-            Some((list, name)) => {
-                let items = match list.execute(&ctx).map_err(|e| format!("for_each: {e}"))? {
-                    Value::List(l) => l,
-                    other => {
-                        return Err(format!(
-                            "for_each: expected a list, got {:?}",
-                            other.type_of()
-                        ));
-                    }
-                };
-                for item in items.iter() {
-                    let mut inner = ctx.new_inner_scope();
-                    inner.add_variable_from_value(name.as_str(), item.clone());
-                    if let Some(f) = self.check(&inner, facts)? {
-                        findings.push(f);
-                    }
-                }
+        let records = match self.combined.execute(&ctx).map_err(|e| e.to_string())? {
+            Value::List(l) => l,
+            other => {
+                return Err(format!(
+                    "for_each: expected a list, got {:?}",
+                    other.type_of()
+                ));
             }
-            None => {
-                if let Some(f) = self.check(&ctx, facts)? {
-                    findings.push(f);
-                }
-            }
+        };
+        let mut findings = Vec::with_capacity(records.len());
+        for rec in records.iter() {
+            let Value::List(values) = rec else {
+                return Err("internal: finding record is not a list".into());
+            };
+            findings.push(self.finding(values, facts)?);
         }
         Ok(Some(findings))
     }
 
-    fn check(&self, ctx: &Context, facts: &Facts) -> Result<Option<RawFinding>, String> {
-        let hit = as_bool(
-            self.condition
-                .execute(ctx)
-                .map_err(|e| format!("condition: {e}"))?,
-        )?;
-        if !hit {
-            return Ok(None);
-        }
+    fn finding(&self, values: &[Value], facts: &Facts) -> Result<RawFinding, String> {
         let mut severity = self.spec.severity;
-        for (s, when) in &self.severity_when {
-            if as_bool(
-                when.execute(ctx)
-                    .map_err(|e| format!("severity_when: {e}"))?,
-            )? {
-                severity = *s;
-                break;
+        for (i, s) in self.severity_when.iter().enumerate() {
+            match values.get(i) {
+                Some(Value::Bool(true)) => {
+                    severity = *s;
+                    break;
+                }
+                Some(Value::Bool(false)) => {}
+                other => return Err(format!("severity_when: expected a bool, got {other:?}")),
             }
         }
         let subject = match &self.subject {
-            Some(t) => render(t, ctx)?,
+            Some(t) => render(t, values),
             None => facts.node.name.clone(),
         };
-        let message = render(&self.message, ctx)?;
+        let message = render(&self.message, values);
         let mut evidence = Vec::new();
-        if let Some(e) = &self.evidence {
-            let v = e.execute(ctx).map_err(|e| format!("evidence: {e}"))?;
-            collect_sources(&v, &mut evidence);
+        if let Some(i) = self.evidence_index
+            && let Some(v) = values.get(i)
+        {
+            collect_sources(v, &mut evidence);
         }
         let mut seen = BTreeSet::new();
         evidence.retain(|s| seen.insert(s.clone()));
-        Ok(Some(RawFinding {
+        Ok(RawFinding {
             rule_id: self.spec.id.clone(),
             severity,
             subject,
             message: message.trim().to_string(),
             evidence,
-        }))
+        })
     }
+}
+
+/// Facts converted once into CEL values and served to every rule by reference.
+pub struct PreparedFacts {
+    vars: std::collections::HashMap<String, Box<dyn Val>>,
+}
+
+impl std::fmt::Debug for PreparedFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedFacts")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl VariableResolver for PreparedFacts {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        self.vars
+            .get(variable)
+            .map(|v| CowVal::Borrowed(v.as_ref()))
+    }
+}
+
+/// Converts facts to CEL once: every top-level field becomes a variable.
+pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
+    let serde_json::Value::Object(map) = serde_json::to_value(facts).map_err(|e| e.to_string())?
+    else {
+        return Err("facts did not serialize to an object".into());
+    };
+    let mut vars = std::collections::HashMap::new();
+    // Consume the JSON field by field so only one field is held twice at a time.
+    for (k, v) in map {
+        let val: Box<dyn Val> = json_to_cel(&v)
+            .try_into()
+            .map_err(|e: cel::ExecutionError| e.to_string())?;
+        drop(v);
+        vars.insert(k, val);
+    }
+    Ok(PreparedFacts { vars })
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -403,18 +448,15 @@ fn as_bool(v: Value) -> Result<bool, String> {
     }
 }
 
-fn render(t: &Template, ctx: &Context) -> Result<String, String> {
+fn render(t: &Template, values: &[Value]) -> String {
     let mut out = String::new();
     for p in &t.parts {
         match p {
             TemplatePart::Text(s) => out.push_str(s),
-            TemplatePart::Expr(e) => {
-                let v = e.execute(ctx).map_err(|e| format!("template: {e}"))?;
-                out.push_str(&display(&v));
-            }
+            TemplatePart::Expr(i) => out.push_str(&values.get(*i).map(display).unwrap_or_default()),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Renders a CEL value for a message: strings bare, lists comma-separated.
@@ -506,11 +548,6 @@ pub fn json_to_cel(v: &serde_json::Value) -> Value {
             Value::Map(cel::objects::Map { map: Arc::new(map) })
         }
     }
-}
-
-/// Converts a fact document to the CEL value rules see.
-pub fn facts_to_cel(facts: &Facts) -> Result<Value, serde_json::Error> {
-    Ok(json_to_cel(&serde_json::to_value(facts)?))
 }
 
 /// A set of compiled rules with per-rule parameter overrides.
@@ -658,8 +695,8 @@ impl RuleSet {
     }
 
     /// Evaluates every rule over `facts`; results in rule-id order.
-    pub fn evaluate(&self, facts: &Facts) -> Result<Vec<(&Rule, Outcome)>, serde_json::Error> {
-        let value = facts_to_cel(facts)?;
+    pub fn evaluate(&self, facts: &Facts) -> Result<Vec<(&Rule, Outcome)>, String> {
+        let value = prepare_facts(facts)?;
         let empty = BTreeMap::new();
         Ok(self
             .rules

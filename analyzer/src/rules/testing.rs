@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::engine::{Outcome, Rule, RuleSet, facts_to_cel};
+use super::engine::{Outcome, Rule, RuleSet, prepare_facts};
 use crate::facts::model::Facts;
 
 /// Result of one test case.
@@ -47,10 +47,10 @@ pub fn run_rule(set: &RuleSet, rule: &Rule) -> Vec<CaseResult> {
                     return res;
                 }
             };
-            let value = match facts_to_cel(&facts) {
+            let value = match prepare_facts(&facts) {
                 Ok(v) => v,
                 Err(e) => {
-                    res.detail = e.to_string();
+                    res.detail = e;
                     return res;
                 }
             };
