@@ -426,9 +426,7 @@ pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
     let mut vars = std::collections::HashMap::new();
     // Consume the JSON field by field so only one field is held twice at a time.
     for (k, v) in map {
-        let val: Box<dyn Val> = json_to_cel(&v)
-            .try_into()
-            .map_err(|e: cel::ExecutionError| e.to_string())?;
+        let val = super::shared::json_to_val(&v);
         drop(v);
         vars.insert(k, val);
     }

@@ -7,6 +7,7 @@
 
 pub mod docs;
 pub mod engine;
+pub mod shared;
 pub mod spec;
 pub mod testing;
 
