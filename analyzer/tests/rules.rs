@@ -299,3 +299,18 @@ fn runtime_errors_are_not_evaluated_never_passed() {
         other => panic!("expected not evaluated, got {other:?}"),
     }
 }
+
+#[test]
+fn every_top_level_fact_is_a_cel_variable() {
+    let facts = Facts::default();
+    let json = serde_json::to_value(&facts).unwrap();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let prepared = prepare_facts(&facts).unwrap();
+    assert_eq!(prepared.variables(), keys);
+}

@@ -418,19 +418,57 @@ impl VariableResolver for PreparedFacts {
 }
 
 /// Converts facts to CEL once: every top-level field becomes a variable.
+///
+/// Fields are serialized one at a time, so the transient JSON is one field's, not the
+/// whole document's (a 10,000-Service node would otherwise hold it twice).
 pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
-    let serde_json::Value::Object(map) = serde_json::to_value(facts).map_err(|e| e.to_string())?
-    else {
-        return Err("facts did not serialize to an object".into());
-    };
     let mut vars = std::collections::HashMap::new();
-    // Consume the JSON field by field so only one field is held twice at a time.
-    for (k, v) in map {
-        let val = super::shared::json_to_val(&v);
-        drop(v);
-        vars.insert(k, val);
-    }
+    let mut add =
+        |name: &str, v: Result<serde_json::Value, serde_json::Error>| -> Result<(), String> {
+            let v = v.map_err(|e| format!("{name}: {e}"))?;
+            vars.insert(name.to_string(), super::shared::json_to_val(&v));
+            Ok(())
+        };
+    let Facts {
+        schema_version,
+        node,
+        collection,
+        pods,
+        services,
+        netns,
+        links,
+        ips,
+        conntrack,
+        iptables,
+        nft,
+        ipvs,
+        dns,
+        kernel_log,
+    } = facts;
+    add("schema_version", serde_json::to_value(schema_version))?;
+    add("node", serde_json::to_value(node))?;
+    add("collection", serde_json::to_value(collection))?;
+    add("pods", serde_json::to_value(pods))?;
+    add("services", serde_json::to_value(services))?;
+    add("netns", serde_json::to_value(netns))?;
+    add("links", serde_json::to_value(links))?;
+    add("ips", serde_json::to_value(ips))?;
+    add("conntrack", serde_json::to_value(conntrack))?;
+    add("iptables", serde_json::to_value(iptables))?;
+    add("nft", serde_json::to_value(nft))?;
+    add("ipvs", serde_json::to_value(ipvs))?;
+    add("dns", serde_json::to_value(dns))?;
+    add("kernel_log", serde_json::to_value(kernel_log))?;
     Ok(PreparedFacts { vars })
+}
+
+impl PreparedFacts {
+    /// Names of the variables rules can use.
+    pub fn variables(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
 }
 
 fn is_identifier(s: &str) -> bool {
