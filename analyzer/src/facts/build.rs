@@ -191,6 +191,14 @@ impl<'a> Builder<'a> {
     }
 
     fn build(mut self) -> Facts {
+        let start = std::time::Instant::now();
+        let lap = |what: &str| {
+            tracing::debug!(
+                phase = what,
+                ms = start.elapsed().as_millis() as u64,
+                "facts"
+            );
+        };
         self.collection();
         self.node_identity();
         let nodes: Vec<(u64, NodeRecord)> = self.read_jsonl(layout::k8s::NODES);
@@ -204,15 +212,19 @@ impl<'a> Builder<'a> {
         let services: Vec<(u64, ServiceRecord)> = self.read_jsonl(layout::k8s::SERVICES);
         let slices: Vec<(u64, EndpointSliceRecord)> = self.read_jsonl(layout::k8s::ENDPOINT_SLICES);
         self.services(&services, &slices);
+        lap("api");
         self.resolv_confs();
         self.duplicates();
         let ipt = self.iptables();
         let ipvs = self.ipvs(&snapshots);
         let nft = self.nft();
+        lap("netfilter-scan");
         self.join_dataplanes(&ipt, &ipvs, &nft);
         self.proxy_mode(&pods);
         self.dns();
+        lap("joins");
         self.conntrack();
+        lap("conntrack");
         self.kernel_log();
         self.facts
     }
@@ -1310,8 +1322,13 @@ impl<'a> Builder<'a> {
             .into_iter()
             .find(|p| self.bundle.artifact_file(p).is_some());
         let Some(path) = table_path else { return };
-        let Some(lines) = self.lines(path) else {
-            return;
+        let file = match self.bundle.open_artifact(path) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                self.note(format!("{path}: {e}"));
+                return;
+            }
+            None => return,
         };
         let mut index: HashMap<String, (String, HashSet<String>)> = HashMap::new();
         for s in &self.facts.services {
@@ -1337,23 +1354,54 @@ impl<'a> Builder<'a> {
         let dns_vips: HashSet<String> = self.facts.dns.service_ips.iter().cloned().collect();
         let ct = &mut self.facts.conntrack;
         let mut dests: HashMap<String, u64> = HashMap::new();
-        for (n, line) in lines {
-            let Some(e) = netfilter::parse_conntrack_line(&line) else {
+        // One pass with reused buffers: no allocation per entry on the common path.
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut raw: Vec<u8> = Vec::with_capacity(512);
+        let mut key = String::with_capacity(64);
+        let mut n: u64 = 0;
+        loop {
+            raw.clear();
+            match reader.read_until(b'\n', &mut raw) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("{path}: read error after line {n}: {e}");
+                    break;
+                }
+            }
+            n += 1;
+            let Ok(line) = std::str::from_utf8(&raw) else {
+                continue;
+            };
+            let Some(e) = netfilter::parse_conntrack_line(line) else {
                 continue;
             };
             ct.entries += 1;
-            *ct.by_protocol.entry(e.proto.to_string()).or_default() += 1;
-            if let Some(s) = e.state {
-                *ct.by_state.entry(s.to_string()).or_default() += 1;
+            match ct.by_protocol.get_mut(e.proto) {
+                Some(c) => *c += 1,
+                None => {
+                    ct.by_protocol.insert(e.proto.to_string(), 1);
+                }
+            }
+            if let Some(st) = e.state {
+                match ct.by_state.get_mut(st) {
+                    Some(c) => *c += 1,
+                    None => {
+                        ct.by_state.insert(st.to_string(), 1);
+                    }
+                }
             }
             if e.unreplied {
                 ct.unreplied += 1;
             }
-            let dkey = format!("{} {}", e.proto, ip_port(e.dst, e.dport));
-            if let Some(c) = dests.get_mut(&dkey) {
+            key.clear();
+            key.push_str(e.proto);
+            key.push(' ');
+            push_ip_port(&mut key, e.dst, e.dport);
+            if let Some(c) = dests.get_mut(key.as_str()) {
                 *c += 1;
             } else if dests.len() < 100_000 {
-                dests.insert(dkey, 1);
+                dests.insert(key.clone(), 1);
             }
             if e.proto != "udp" {
                 continue;
@@ -1361,8 +1409,10 @@ impl<'a> Builder<'a> {
             if e.dport == "53" && dns_vips.contains(e.dst) {
                 ct.dns_via_vip += 1;
             }
-            let key = service_key(e.dst, e.dport, "udp");
-            let Some((svc, eps)) = index.get(&key) else {
+            key.clear();
+            push_ip_port(&mut key, e.dst, e.dport);
+            key.push_str("/udp");
+            let Some((svc, eps)) = index.get(key.as_str()) else {
                 continue;
             };
             let entry = || StaleConntrackEntry {
@@ -1425,6 +1475,19 @@ impl<'a> Builder<'a> {
             }
         }
     }
+}
+
+/// Appends `ip:port` (`[v6]:port`) to `out`.
+fn push_ip_port(out: &mut String, ip: &str, port: &str) {
+    if ip.contains(':') {
+        out.push('[');
+        out.push_str(ip);
+        out.push_str("]:");
+    } else {
+        out.push_str(ip);
+        out.push(':');
+    }
+    out.push_str(port);
 }
 
 fn strip_port(target: &str) -> String {

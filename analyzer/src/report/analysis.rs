@@ -247,9 +247,20 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         collection_errors: Vec::new(),
     };
     for (path, bundle) in bundles {
+        let t0 = std::time::Instant::now();
         let facts = Facts::from_bundle(bundle);
+        let t1 = std::time::Instant::now();
         let (mut findings, not_evaluated, evaluated) = evaluate_facts(&facts, rules)?;
+        let t2 = std::time::Instant::now();
         quote_evidence(bundle, &mut findings);
+        tracing::info!(
+            bundle = %path,
+            facts_ms = (t1 - t0).as_millis() as u64,
+            rules_ms = (t2 - t1).as_millis() as u64,
+            evidence_ms = t2.elapsed().as_millis() as u64,
+            findings = findings.len(),
+            "analyzed"
+        );
         report.summary.rules_evaluated = report.summary.rules_evaluated.max(evaluated);
         report.bundles.push(BundleSummary {
             node: facts.node.name.clone(),
