@@ -61,8 +61,12 @@ fn generate(path: &Path) {
         (layout::k8s::ENDPOINT_SLICES, eps),
         (layout::k8s::PODS, pods),
     ] {
-        w.add_bytes(ArtifactSpec::native(p, ArtifactSource::KubernetesApi), &data, done())
-            .unwrap();
+        w.add_bytes(
+            ArtifactSpec::native(p, ArtifactSource::KubernetesApi),
+            &data,
+            done(),
+        )
+        .unwrap();
     }
     // iptables: ~10 rules per Service => ~100,000 rules.
     let mut sink = w
@@ -77,7 +81,11 @@ fn generate(path: &Path) {
         .unwrap();
     let mut b = std::io::BufWriter::new(&mut sink);
     writeln!(b, "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]").unwrap();
-    writeln!(b, "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES").unwrap();
+    writeln!(
+        b,
+        "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"
+    )
+    .unwrap();
     for i in 0..SERVICES {
         for (proto, port, tport) in [("tcp", 80, 8080), ("udp", 53, 53)] {
             let h = format!("{i:06}{proto}");
@@ -86,19 +94,30 @@ fn generate(path: &Path) {
             writeln!(b, "-A KUBE-SVC-{h} ! -s 10.244.0.0/16 -d {}/32 -p {proto} -m {proto} --dport {port} -j KUBE-MARK-MASQ", vip(i)).unwrap();
             writeln!(b, "-A KUBE-SVC-{h} -m comment --comment \"ns/svc{i}:x -> {}:{tport}\" -j KUBE-SEP-{h}", pod_ip(i)).unwrap();
             writeln!(b, "-A KUBE-SEP-{h} -s {}/32 -j KUBE-MARK-MASQ", pod_ip(i)).unwrap();
-            writeln!(b, "-A KUBE-SEP-{h} -p {proto} -m {proto} -j DNAT --to-destination {}:{tport}", pod_ip(i)).unwrap();
+            writeln!(
+                b,
+                "-A KUBE-SEP-{h} -p {proto} -m {proto} -j DNAT --to-destination {}:{tport}",
+                pod_ip(i)
+            )
+            .unwrap();
         }
     }
     writeln!(b, "COMMIT").unwrap();
     drop(b);
     sink.finish(done()).unwrap();
     // IPVS: 5,000 virtual servers with two real servers each.
-    let mut ipvs = String::from("IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    let mut ipvs = String::from(
+        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+    );
     for i in 0..IPVS_SERVICES {
         ipvs.push_str(&format!("TCP  {}:80 rr\n  -> {}:8080               Masq    1      0          0\n  -> {}:8080               Masq    1      0          0\n", vip(i), pod_ip(i), pod_ip(i + 1)));
     }
     w.add_bytes(
-        ArtifactSpec::raw_command(layout::ipvs::LIST, layout::content::IPVSADM_LIST, &["ipvsadm", "-Ln"]),
+        ArtifactSpec::raw_command(
+            layout::ipvs::LIST,
+            layout::content::IPVSADM_LIST,
+            &["ipvsadm", "-Ln"],
+        ),
         ipvs.as_bytes(),
         done(),
     )
