@@ -210,9 +210,18 @@ impl Step for ConntrackStatsStep {
                     Completion::default(),
                 ));
             } else {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = ctx.cancel.stopped() => {}
+                let stopped = tokio::select! {
+                    _ = tokio::time::sleep(wait) => None,
+                    r = ctx.cancel.stopped() => Some(r),
+                };
+                if let Some(r) = stopped {
+                    tally.add_result(ctx.writer.record_missing(
+                        second,
+                        ArtifactStatus::Failed,
+                        format!("second sample not taken: {}", r.as_str()),
+                        Completion::default(),
+                    ));
+                    return Ok(tally);
                 }
                 let interval = t1.elapsed();
                 let rec = copy_file(
