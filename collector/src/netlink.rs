@@ -915,7 +915,6 @@ async fn run_netlink(ctx: Arc<RunContext>) -> Result<Tally, StepError> {
     // Pass 2: link counters again, `--sample-interval` after each first sample.
     let interval = ctx.options.sample_interval;
     let earliest = first_at.values().min().copied();
-    let need = interval + timeout;
     let sampled: Vec<Target> = targets
         .iter()
         .filter(|t| first_at.contains_key(&t.id))
@@ -923,8 +922,9 @@ async fn run_netlink(ctx: Arc<RunContext>) -> Result<Tally, StepError> {
         .collect();
     if let Some(earliest) = earliest {
         let wait_until = earliest + interval;
+        // The second pass must fit before the deadline: the wait plus one timeout.
         let enough_time =
-            ctx.deadline.saturating_duration_since(Instant::now()) > need.min(ctx.options.deadline);
+            ctx.remaining() >= wait_until.saturating_duration_since(Instant::now()) + timeout;
         if !enough_time || ctx.cancel.is_stopped() {
             for t in &sampled {
                 let spec = ArtifactSpec::native(

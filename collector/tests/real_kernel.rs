@@ -354,3 +354,129 @@ fn sigterm_writes_a_valid_partial_bundle() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn deadline_cuts_a_hanging_tool_and_marks_the_bundle() {
+    if !lab_available("deadline_cuts_a_hanging_tool_and_marks_the_bundle") {
+        return;
+    }
+    let node = Ns::new(&unique("d"));
+    let bins = tempfile::tempdir().unwrap();
+    let script = "#!/bin/sh\nexec sleep 47\n";
+    let path = fake_path(bins.path(), &[], &[("nft", script)]);
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("b.tar.zst");
+    let start = Instant::now();
+    let out = collect(
+        Some(&node),
+        &[
+            "-o",
+            out_path.to_str().unwrap(),
+            "--timeout",
+            "30",
+            "--deadline",
+            "2",
+            "--sample-interval",
+            "0.2",
+        ],
+        &[("PATH", &path)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let b = open(&out_path);
+    assert_eq!(
+        b.manifest().collection.outcome,
+        CollectionOutcome::DeadlineExceeded
+    );
+    let rec = b.record(layout::nft::RULESET).unwrap();
+    assert_eq!(rec.status, ArtifactStatus::Failed, "{rec:?}");
+    assert_eq!(rec.error.as_deref(), Some("global deadline exceeded"));
+    assert_eq!(
+        b.record(layout::node::SYSCTLS).unwrap().status,
+        ArtifactStatus::Ok
+    );
+}
+
+#[test]
+fn host_root_files_are_copied_verbatim() {
+    // Read-only on the machine: only a temp tree is the "host root".
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc/cni/net.d")).unwrap();
+    std::fs::create_dir_all(r.join("var/lib/cni/networks/cbr0")).unwrap();
+    std::fs::create_dir_all(r.join("var/lib/kubelet")).unwrap();
+    let conflist = "{\"cniVersion\":\"1.0.0\",\"name\":\"cbr0\",\"plugins\":[{\"type\":\"bridge\",\"hairpinMode\":true}]}\n";
+    std::fs::write(r.join("etc/cni/net.d/10-bridge.conflist"), conflist).unwrap();
+    std::fs::write(
+        r.join("var/lib/cni/networks/cbr0/10.244.0.5"),
+        "abc123\neth0",
+    )
+    .unwrap();
+    std::fs::write(
+        r.join("var/lib/cni/networks/cbr0/last_reserved_ip.0"),
+        "10.244.0.5",
+    )
+    .unwrap();
+    std::fs::write(
+        r.join("var/lib/kubelet/config.yaml"),
+        "clusterDNS:\n- 10.96.0.10\nhairpinMode: promiscuous-bridge\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/proc", r.join("proc")).unwrap();
+    std::os::unix::fs::symlink("/sys", r.join("sys")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("b.tar.zst");
+    let out = collect(
+        None,
+        &[
+            "-o",
+            out_path.to_str().unwrap(),
+            "--host-root",
+            r.to_str().unwrap(),
+            "--sample-interval",
+            "0.2",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = open(&out_path);
+    assert_eq!(
+        b.read_text("cni/net.d/10-bridge.conflist")
+            .unwrap()
+            .unwrap(),
+        conflist
+    );
+    assert_eq!(
+        b.read_text("cni/networks/cbr0/10.244.0.5")
+            .unwrap()
+            .unwrap(),
+        "abc123\neth0"
+    );
+    assert!(b.record("cni/networks/cbr0/last_reserved_ip.0").is_some());
+    assert!(
+        b.read_text(layout::config::KUBELET_CONFIG)
+            .unwrap()
+            .unwrap()
+            .contains("10.96.0.10")
+    );
+    let flannel = b.record(layout::config::FLANNEL_SUBNET).unwrap();
+    assert_eq!(flannel.status, ArtifactStatus::Unavailable);
+    assert!(flannel.error.as_deref().unwrap().contains("does not exist"));
+    // os-release is absent in the fake root: recorded, not invented.
+    assert_eq!(
+        b.record(layout::node::OS_RELEASE).unwrap().status,
+        ArtifactStatus::Unavailable
+    );
+}
