@@ -67,6 +67,9 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Keep at most this many conntrack entries (default: all).
         #[arg(long, value_name = "N")]
         conntrack_max_entries: Option<u64>,
+        /// Raw `ip addr`/`ip route` text for at most N non-host namespaces (native data is always complete).
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        max_ip_text_netns: usize,
         /// Threads reading network namespaces.
         #[arg(long, default_value_t = 4, value_name = "N")]
         netns_workers: usize,
@@ -101,6 +104,7 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 max_bundle_size: cap(self.max_bundle_size),
                 conntrack_max_entries: self.conntrack_max_entries,
                 netns_workers: self.netns_workers.clamp(1, 64),
+                max_ip_text_netns: self.max_ip_text_netns,
                 ..Options::default()
             })
         }

@@ -37,8 +37,8 @@ use nix::sched::{CloneFlags, setns};
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use rtnetlink::packet_route::link::{
-    InfoBridgePort, InfoData, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    AfSpecInet, AfSpecUnspec, InfoBridgePort, InfoData, InfoPortData, InfoVxlan, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::NeighbourMessage;
 use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
@@ -211,7 +211,7 @@ fn capture_one(rt: &tokio::runtime::Runtime, t: &Target, timeout: Duration) -> C
         cap.took = start.elapsed();
         return cap;
     }
-    cap.snapshot = rt.block_on(async {
+    let result = rt.block_on(async {
         match tokio::time::timeout(timeout, dump(&t.id)).await {
             Ok(r) => r,
             Err(_) => Err(format!(
@@ -221,13 +221,22 @@ fn capture_one(rt: &tokio::runtime::Runtime, t: &Target, timeout: Duration) -> C
         }
     });
     cap.at = Instant::now();
-    let ifnames: Vec<String> = cap
-        .snapshot
-        .as_ref()
-        .map(|s| s.links.iter().map(|l| l.name.clone()).collect())
-        .unwrap_or_default();
-    cap.sysctls = Ok(read_net_sysctls(&ifnames));
+    let (snapshot, conf) = match result {
+        Ok((s, c)) => (Ok(s), c),
+        Err(e) => (Err(e), BTreeMap::new()),
+    };
+    cap.snapshot = snapshot;
+    let dumped = start.elapsed();
+    let mut sysctls = read_net_sysctls();
+    sysctls.extend(conf);
+    cap.sysctls = Ok(sysctls);
     cap.took = start.elapsed();
+    tracing::debug!(
+        netns = %t.id,
+        dump_ms = dumped.as_millis() as u64,
+        sysctl_ms = (cap.took - dumped).as_millis() as u64,
+        "namespace read"
+    );
     cap
 }
 
@@ -356,7 +365,7 @@ async fn get_nsid(mut handle: rtnetlink::Handle, fd: &File) -> Result<Option<i32
 
 /// Dumps links, addresses, routes (all tables, both families) and neighbours
 /// of the calling thread's namespace.
-pub async fn dump(id: &str) -> Result<NetnsSnapshot, String> {
+pub async fn dump(id: &str) -> Result<(NetnsSnapshot, BTreeMap<String, String>), String> {
     let (conn, handle, _) =
         rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
     let task = tokio::spawn(conn);
@@ -400,18 +409,62 @@ pub async fn dump(id: &str) -> Result<NetnsSnapshot, String> {
     .await;
     task.abort();
     let (links, addrs, routes, neigh) = res?;
+    let mut conf = BTreeMap::new();
+    for m in &links {
+        inet_conf(m, &mut conf);
+    }
     let links: Vec<LinkRecord> = links.iter().map(link_record).collect();
     let names: BTreeMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
-    Ok(NetnsSnapshot {
-        netns: id.to_string(),
-        addrs: addrs
-            .iter()
-            .filter_map(|a| addr_record(a, &names))
-            .collect(),
-        routes: routes.iter().map(|r| route_record(r, &names)).collect(),
-        neighbours: neigh_summary(&neigh),
-        links,
-    })
+    Ok((
+        NetnsSnapshot {
+            netns: id.to_string(),
+            addrs: addrs
+                .iter()
+                .filter_map(|a| addr_record(a, &names))
+                .collect(),
+            routes: routes.iter().map(|r| route_record(r, &names)).collect(),
+            neighbours: neigh_summary(&neigh),
+            links,
+        },
+        conf,
+    ))
+}
+
+/// Per-interface IPv4 settings from the link dump's `IFLA_INET_CONF`, as
+/// `net.ipv4.conf.<ifname>.<key>`: the same values as the sysctl files, without
+/// touching `/proc/sys` (whose dentries are per namespace: reading them from many
+/// namespaces invalidates the cache each time, which made 500 namespaces cost 20x 50).
+fn inet_conf(m: &LinkMessage, out: &mut BTreeMap<String, String>) {
+    let Some(name) = m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    }) else {
+        return;
+    };
+    for a in &m.attributes {
+        let LinkAttribute::AfSpecUnspec(specs) = a else {
+            continue;
+        };
+        for s in specs {
+            let AfSpecUnspec::Inet(inet) = s else {
+                continue;
+            };
+            for i in inet {
+                let AfSpecInet::DevConf(c) = i else { continue };
+                for (k, v) in [
+                    ("rp_filter", c.rp_filter),
+                    ("forwarding", c.forwarding),
+                    ("route_localnet", c.route_localnet),
+                    ("proxy_arp", c.proxy_arp),
+                    ("arp_ignore", c.arp_ignore),
+                    ("arp_announce", c.arp_announce),
+                    ("accept_local", c.accept_local),
+                ] {
+                    out.insert(format!("net.ipv4.conf.{name}.{k}"), v.to_string());
+                }
+            }
+        }
+    }
 }
 
 fn flag_names(flags: LinkFlags) -> Vec<String> {
@@ -666,17 +719,17 @@ fn sysctl_rel_path(key: &str) -> PathBuf {
     key.split('.').collect()
 }
 
-/// The calling thread's namespace's net sysctls (present keys only).
-pub fn read_net_sysctls(ifnames: &[String]) -> BTreeMap<String, String> {
+/// The calling thread's namespace's net sysctls (present keys only): the
+/// namespace-wide ones and `conf.all` / `conf.default`. Per-interface values
+/// come from netlink (see `inet_conf`).
+pub fn read_net_sysctls() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for k in NET_KEYS {
         if let Some(v) = read_sysctl(k) {
             out.insert((*k).to_string(), v);
         }
     }
-    let mut confs: Vec<&str> = vec!["all", "default"];
-    confs.extend(ifnames.iter().map(|s| s.as_str()));
-    for c in confs {
+    for c in ["all", "default"] {
         for k in CONF_KEYS {
             let key = format!("net.ipv4.conf.{c}.{k}");
             if let Some(v) = read_sysctl(&key) {
@@ -1024,7 +1077,13 @@ impl Step for IpTextStep {
             let have_ip = ctx.exec.resolve("ip").is_some();
             let have_nsenter = ctx.exec.resolve("nsenter").is_some();
             let mut jobs = Vec::new();
+            let mut non_host = 0usize;
+            let cap = ctx.options.max_ip_text_netns;
             for ns in list.iter() {
+                if !ns.info.is_host {
+                    non_host += 1;
+                }
+                let over_cap = !ns.info.is_host && non_host > cap;
                 for (file, content, args) in [
                     (
                         layout::netns::IP_ADDR,
@@ -1041,62 +1100,71 @@ impl Step for IpTextStep {
                         ArtifactSpec::raw_command(layout::netns_path(ns.id(), file), content, &[])
                             .in_netns(ns.id());
                     let mut argv: Vec<String> = Vec::new();
+                    if over_cap {
+                        jobs.push((spec, Err((ArtifactStatus::Skipped, format!(
+                            "raw ip text is limited to {cap} namespaces (--max-ip-text-netns); netlink.json has the same facts"
+                        )))));
+                        continue;
+                    }
+                    // nsenter with the namespace file works for named and unnamed
+                    // namespaces alike and under --host-root; `ip -n NAME` needs
+                    // /run/netns of our own mount namespace.
                     if ns.info.is_host {
                         argv.push("ip".into());
-                    } else if let Some(name) = ns.info.names.first() {
-                        argv.extend(["ip".into(), "-n".into(), name.clone()]);
-                    } else if let (true, Some(p)) = (
-                        have_nsenter,
-                        ns.paths
-                            .iter()
-                            .find(|p| p.starts_with(ctx.host.path("/proc"))),
-                    ) {
+                    } else if let (true, Some(p)) = (have_nsenter, ns.paths.first()) {
                         argv.extend([
                             "nsenter".into(),
                             format!("--net={}", p.display()),
                             "ip".into(),
                         ]);
+                    } else if let (Some(name), None) = (ns.info.names.first(), ctx.host.root()) {
+                        argv.extend(["ip".into(), "-n".into(), name.clone()]);
                     } else {
-                        jobs.push((spec, None));
+                        jobs.push((
+                            spec,
+                            Err((
+                                ArtifactStatus::Unavailable,
+                                "nsenter not installed and the namespace has no usable name (see netlink.json)"
+                                    .to_string(),
+                            )),
+                        ));
                         continue;
                     }
                     argv.extend(args.iter().map(|s| s.to_string()));
-                    jobs.push((spec, Some(argv)));
+                    jobs.push((spec, Ok(argv)));
                 }
             }
-            let results: Vec<Result<crate::exec::Ran, netsnap_bundle::WriteError>> = futures::stream::iter(jobs)
-                .map(|(spec, argv)| {
-                    let ctx = ctx.clone();
-                    async move {
-                        match argv {
-                            Some(argv) if have_ip => {
-                                let refs: Vec<&str> = argv.iter().map(|s| s.as_str()).collect();
-                                ctx.exec.to_artifact(&ctx.writer, spec, &refs, Default::default()).await
+            let results: Vec<Result<crate::exec::Ran, netsnap_bundle::WriteError>> =
+                futures::stream::iter(jobs)
+                    .map(|(spec, argv)| {
+                        let ctx = ctx.clone();
+                        async move {
+                            match argv {
+                                Ok(argv) if have_ip => {
+                                    let refs: Vec<&str> = argv.iter().map(|s| s.as_str()).collect();
+                                    ctx.exec
+                                        .to_artifact(&ctx.writer, spec, &refs, Default::default())
+                                        .await
+                                }
+                                Ok(_) => ctx
+                                    .writer
+                                    .record_missing(
+                                        spec,
+                                        ArtifactStatus::Unavailable,
+                                        "program not installed: ip",
+                                        Completion::default(),
+                                    )
+                                    .map(Ran::Missing),
+                                Err((status, why)) => ctx
+                                    .writer
+                                    .record_missing(spec, status, why, Completion::default())
+                                    .map(Ran::Missing),
                             }
-                            Some(_) => ctx
-                                .writer
-                                .record_missing(
-                                    spec,
-                                    ArtifactStatus::Unavailable,
-                                    "program not installed: ip",
-                                    Completion::default(),
-                                )
-                                .map(Ran::Missing),
-                            None => ctx
-                                .writer
-                                .record_missing(
-                                    spec,
-                                    ArtifactStatus::Unavailable,
-                                    "unnamed namespace and nsenter not installed (see netlink.json)",
-                                    Completion::default(),
-                                )
-                                .map(Ran::Missing),
                         }
-                    }
-                })
-                .buffer_unordered(ctx.options.command_concurrency.max(1))
-                .collect()
-                .await;
+                    })
+                    .buffer_unordered(ctx.options.command_concurrency.max(1))
+                    .collect()
+                    .await;
             let mut tally = Tally::default();
             for r in results {
                 tally.add_result(r.map(|ran| ran.record().clone()));

@@ -171,7 +171,45 @@ pub fn bridge_ports(sys_class_net: &Path) -> BridgePorts {
     BridgePorts { ports }
 }
 
-/// Sysctls, uname, `ip rule`, `ip -6 rule`, `ip neigh`, bridge ports.
+/// The node sysctls (`node/sysctls.json`), in phase `Derive`: `/proc/sys/net`
+/// dentries are per namespace, so reading them while namespace threads read
+/// theirs would thrash the dentry cache; afterwards it costs milliseconds. It
+/// runs even when the run was stopped (no commands, bounded work).
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSysctlsStep;
+
+impl Step for NodeSysctlsStep {
+    fn name(&self) -> &'static str {
+        "node-sysctls"
+    }
+
+    fn phase(&self) -> crate::runner::Phase {
+        crate::runner::Phase::Derive
+    }
+
+    fn runs_when_stopped(&self) -> bool {
+        true
+    }
+
+    fn run(self: Arc<Self>, ctx: Arc<RunContext>) -> BoxFuture<Result<Tally, StepError>> {
+        Box::pin(async move {
+            let mut tally = Tally::default();
+            let start = Instant::now();
+            let root = ctx.host.path("/proc/sys");
+            let (map, absent) = tokio::task::spawn_blocking(move || node_sysctls(&root))
+                .await
+                .map_err(|e| StepError::Other(e.to_string()))?;
+            let mut spec = ArtifactSpec::native(layout::node::SYSCTLS, ArtifactSource::File);
+            if !absent.is_empty() {
+                spec = spec.with_attribute("absent", absent.join(","));
+            }
+            tally.add_result(ctx.writer.add_json(spec, &map, start.elapsed()));
+            Ok(tally)
+        })
+    }
+}
+
+/// uname, `ip rule`, `ip -6 rule`, `ip neigh`, bridge ports.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeStep;
 
@@ -184,13 +222,6 @@ impl Step for NodeStep {
         Box::pin(async move {
             let mut tally = Tally::default();
             let w = &ctx.writer;
-            let (map, absent) = node_sysctls(&ctx.host.path("/proc/sys"));
-            let mut spec = ArtifactSpec::native(layout::node::SYSCTLS, ArtifactSource::File);
-            if !absent.is_empty() {
-                spec = spec.with_attribute("absent", absent.join(","));
-            }
-            tally.add_result(w.add_json(spec, &map, Duration::ZERO));
-
             let ports = bridge_ports(&ctx.host.path("/sys/class/net"));
             tally.add_result(w.add_json(
                 ArtifactSpec::native(layout::node::BRIDGE_PORTS, ArtifactSource::File),

@@ -38,6 +38,9 @@ pub struct Options {
     pub netns_workers: usize,
     /// Concurrent `ip` commands for the per-namespace raw text.
     pub command_concurrency: usize,
+    /// Raw `ip` text is produced for at most this many non-host namespaces (it
+    /// costs two processes each; the native `netlink.json` is always complete).
+    pub max_ip_text_netns: usize,
     /// Maximum processes listed per namespace in `netns/index.json`.
     pub max_processes_per_netns: usize,
 }
@@ -62,6 +65,7 @@ impl Default for Options {
             ipvs_conn_max_lines: 100_000,
             netns_workers: 4,
             command_concurrency: 4,
+            max_ip_text_netns: 100,
             max_processes_per_netns: 32,
         }
     }

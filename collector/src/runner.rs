@@ -74,6 +74,11 @@ pub trait Step: Send + Sync + 'static {
     fn phase(&self) -> Phase {
         Phase::Capture
     }
+    /// True for short, command-free steps that must run even after the run was
+    /// stopped (deadline or Ctrl-C), such as the node sysctls.
+    fn runs_when_stopped(&self) -> bool {
+        false
+    }
     /// Runs the step; records are written through `ctx.writer` as it goes.
     fn run(self: Arc<Self>, ctx: Arc<RunContext>) -> BoxFuture<Result<Tally, StepError>>;
 }
@@ -342,6 +347,7 @@ pub fn default_steps() -> Vec<Arc<dyn Step>> {
         Arc::new(crate::ipvs::IpvsStep),
         Arc::new(crate::files::FilesStep),
         Arc::new(crate::node::NodeStep),
+        Arc::new(crate::node::NodeSysctlsStep),
         Arc::new(crate::node::KernelLogStep),
         Arc::new(crate::node::ToolVersionsStep),
     ]
@@ -444,11 +450,25 @@ pub async fn collect(
 async fn run_phase(ctx: &Arc<RunContext>, steps: Vec<Arc<dyn Step>>) -> Vec<(String, String)> {
     let mut failures = Vec::new();
     if let Some(r) = ctx.cancel.reason() {
-        for s in steps {
+        let (run_anyway, skipped): (Vec<_>, Vec<_>) =
+            steps.into_iter().partition(|s| s.runs_when_stopped());
+        for s in skipped {
             ctx.progress
                 .start(s.name())
                 .finish("skipped", r.as_str(), Duration::ZERO);
             failures.push((s.name().to_string(), format!("not started: {}", r.as_str())));
+        }
+        for s in run_anyway {
+            let bar = ctx.progress.start(s.name());
+            let start = Instant::now();
+            let res = tokio::time::timeout(GRACE, tokio::spawn(s.clone().run(ctx.clone()))).await;
+            match res {
+                Ok(Ok(Ok(t))) => bar.finish(t.status_word(), &t.detail(), start.elapsed()),
+                _ => {
+                    bar.finish("FAILED", "did not finish", start.elapsed());
+                    failures.push((s.name().to_string(), "did not finish after stop".into()));
+                }
+            }
         }
         return failures;
     }
