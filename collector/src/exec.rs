@@ -342,6 +342,21 @@ impl Exec {
         Captured::Output(out, report)
     }
 
+    /// Runs `argv` and hands its stdout to `on_chunk` as it arrives (bounded
+    /// memory for large outputs that are filtered rather than stored). None when
+    /// the program is not installed.
+    pub async fn stream(&self, argv: &[&str], mut on_chunk: impl FnMut(&[u8])) -> Option<Report> {
+        let (program, args) = argv.split_first()?;
+        let path = self.resolve(program)?;
+        Some(
+            self.run_core(&path, args, None, |chunk| {
+                on_chunk(chunk);
+                Flow::Continue
+            })
+            .await,
+        )
+    }
+
     async fn run_core(
         &self,
         path: &Path,

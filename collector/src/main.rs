@@ -220,7 +220,13 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                         .map(|t| format!("truncated ({:?})", t.reason))
                 })
                 .unwrap_or_default();
-            eprintln!("  warning: {} {:?}: {why}", a.path, a.status);
+            let tool_said = a
+                .stderr
+                .as_deref()
+                .and_then(|e| e.lines().find(|l| !l.trim().is_empty()))
+                .map(|l| format!(" ({})", l.trim()))
+                .unwrap_or_default();
+            eprintln!("  warning: {} {:?}: {why}{tool_said}", a.path, a.status);
         }
         if problems.len() > 20 {
             eprintln!("  … and {} more (see manifest.json)", problems.len() - 20);

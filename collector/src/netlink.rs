@@ -192,6 +192,11 @@ fn open_ns(t: &Target) -> Result<File, String> {
 }
 
 fn enter(t: &Target) -> Result<(), String> {
+    // Already there (a fresh thread and the host): no setns, which would need
+    // CAP_SYS_ADMIN even for one's own namespace; an unprivileged run still reads the host.
+    if std::fs::metadata("/proc/thread-self/ns/net").is_ok_and(|m| m.ino() == t.inode) {
+        return Ok(());
+    }
     let f = open_ns(t)?;
     setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))
 }

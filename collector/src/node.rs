@@ -489,19 +489,31 @@ impl Step for KernelLogStep {
                     )
                     .with_attribute("source", "dmesg")
                     .with_attribute("kmsg_error", kerr.to_string());
-                    match ctx.exec.capture(&["dmesg"], 64 << 20).await {
-                        Captured::Output(out, report) if report.error().is_none() => {
-                            let mut f = LogFilter::new(KERNEL_LOG_TAIL);
-                            for l in String::from_utf8_lossy(&out).lines() {
-                                f.push(l.to_string());
+                    // Streamed line by line through the filter: the ring buffer can be large.
+                    let mut f = LogFilter::new(KERNEL_LOG_TAIL);
+                    let mut pending: Vec<u8> = Vec::new();
+                    let report = ctx
+                        .exec
+                        .stream(&["dmesg"], |chunk| {
+                            pending.extend_from_slice(chunk);
+                            while let Some(pos) = memchr::memchr(b'\n', &pending) {
+                                let line: Vec<u8> = pending.drain(..=pos).collect();
+                                f.push(String::from_utf8_lossy(&line[..pos]).into_owned());
                             }
+                        })
+                        .await;
+                    if !pending.is_empty() {
+                        f.push(String::from_utf8_lossy(&pending).into_owned());
+                    }
+                    match report {
+                        Some(r) if r.error().is_none() => {
                             spec.source = ArtifactSource::Command;
                             (f, spec)
                         }
                         other => {
                             let why = match other {
-                                Captured::Missing => "dmesg not installed".to_string(),
-                                Captured::Output(_, r) => r.error().unwrap_or_default(),
+                                None => "dmesg not installed".to_string(),
+                                Some(r) => r.error().unwrap_or_default(),
                             };
                             tally.add_result(ctx.writer.record_missing(
                                 spec,

@@ -142,3 +142,70 @@ fn help_says_read_only_and_exit_codes() {
     assert!(text.contains("READ-ONLY"), "{text}");
     assert!(text.contains("Exit codes"), "{text}");
 }
+
+#[test]
+fn unprivileged_run_explains_and_still_writes_a_bundle() {
+    // Needs root to drop to nobody; elsewhere the plain run above already is unprivileged.
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!(
+            "SKIP unprivileged_run_explains_and_still_writes_a_bundle: needs root and setpriv"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let out_path = dir.path().join("u.tar.zst");
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(common::bin())
+        .args(["--no-api", "--quiet", "--sample-interval", "0.2", "-o"])
+        .arg(&out_path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("missing privileges").count(),
+        1,
+        "one explanation line: {stderr}"
+    );
+    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+    let b = common::open(&out_path);
+    let p: netsnap_bundle::native::Privileges =
+        serde_json::from_str(&b.read_text(layout::node::PRIVILEGES).unwrap().unwrap()).unwrap();
+    assert_eq!(p.euid, 65534);
+    assert!(!p.cap_net_admin && !p.cap_sys_admin);
+    assert!(
+        b.manifest()
+            .collection
+            .notes
+            .iter()
+            .any(|n| n.contains("missing privileges"))
+    );
+    // The host namespace is still read natively.
+    assert!(
+        b.record(&layout::netns_path(
+            layout::HOST_NETNS,
+            layout::netns::NETLINK
+        ))
+        .unwrap()
+        .status
+        .has_content()
+    );
+    // The kernel log is there or says why not.
+    let klog = b.record(layout::node::KERNEL_LOG).unwrap();
+    assert!(
+        klog.status.has_content() || klog.error.is_some(),
+        "{klog:?}"
+    );
+}
