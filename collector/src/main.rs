@@ -67,6 +67,9 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Keep at most this many conntrack entries (default: all).
         #[arg(long, value_name = "N")]
         conntrack_max_entries: Option<u64>,
+        /// Keep at most N lines of `ipvsadm -Lnc` and `/proc/net/ip_vs_conn`.
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        ipvs_max_connections: u64,
         /// Raw `ip addr`/`ip route` text for at most N non-host namespaces (native data is always complete).
         #[arg(long, default_value_t = 100, value_name = "N")]
         max_ip_text_netns: usize,
@@ -105,6 +108,7 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 conntrack_max_entries: self.conntrack_max_entries,
                 netns_workers: self.netns_workers.clamp(1, 64),
                 max_ip_text_netns: self.max_ip_text_netns,
+                ipvs_conn_max_lines: self.ipvs_max_connections.max(1),
                 ..Options::default()
             })
         }
@@ -160,26 +164,32 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         let outcome = runtime.block_on(async {
             let cancel = Cancel::new();
             let sig = cancel.clone();
+            // Registered here, before any work starts, so an early SIGTERM is never
+            // the default action (death without a bundle).
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut int = signal(SignalKind::interrupt()).ok();
+            let mut term = signal(SignalKind::terminate()).ok();
             tokio::spawn(async move {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                let term_fut = async {
-                    match term.as_mut() {
-                        Some(t) => {
-                            t.recv().await;
+                async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                    match s.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
                         }
                         None => std::future::pending::<()>().await,
                     }
-                };
+                }
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term_fut => {}
+                    _ = recv(&mut int) => {}
+                    _ = recv(&mut term) => {}
                 }
                 eprintln!(
                     "netsnap-collect: interrupted, writing a partial bundle (Ctrl-C again to abort)"
                 );
                 sig.stop(StopReason::Interrupted);
-                let _ = tokio::signal::ctrl_c().await;
+                tokio::select! {
+                    _ = recv(&mut int) => {}
+                    _ = recv(&mut term) => {}
+                }
                 std::process::exit(130);
             });
             netsnap_collector::collect(

@@ -312,7 +312,18 @@ fn sigterm_writes_a_valid_partial_bundle() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Wait until the bundle writer exists (signal handlers are registered before it),
+    // then give the steps a moment to start.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20)
+        && !std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".netsnap-"))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(700));
     // `ip netns exec` execs the collector, so the child pid is the collector.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
