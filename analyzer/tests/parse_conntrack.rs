@@ -110,10 +110,7 @@ fn summary_line_from_stderr_is_the_count() {
     assert_eq!(count, plain.entries.len() as u64);
 }
 
-fn find(
-    list: &[ConntrackEntry],
-    pred: impl Fn(&ConntrackEntry) -> bool,
-) -> &ConntrackEntry {
+fn find(list: &[ConntrackEntry], pred: impl Fn(&ConntrackEntry) -> bool) -> &ConntrackEntry {
     let found: Vec<_> = list.iter().filter(|e| pred(e)).collect();
     assert_eq!(found.len(), 1, "expected exactly one match");
     found[0]
