@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use netsnap_analyzer::parse::conntrack::{
-    ConntrackEntry, ConntrackLine, ConntrackState, ConntrackTally, L3Family, Protocol,
-    for_each_entry, parse_conntrack_count, parse_conntrack_line, parse_conntrack_list,
+    ConntrackEntry, ConntrackFilter, ConntrackLine, ConntrackState, ConntrackTally, L3Family,
+    Protocol, for_each_entry, parse_conntrack_count, parse_conntrack_line, parse_conntrack_list,
     parse_conntrack_stats, parse_proc_stat,
 };
 use proptest::prelude::*;
@@ -189,6 +189,59 @@ fn semantics_of_the_plain_listing() {
         list.iter()
             .all(|e| e.delta_time.is_some() && e.use_count == Some(1))
     );
+}
+
+#[test]
+fn filters_and_top_destinations_like_conntrack_l() {
+    let list = parse_conntrack_list(&fixture("conntrack-L.txt")).entries;
+    // The zone-7 capture is what `conntrack -L -w 7` printed: the filter must agree.
+    let zone7 = parse_conntrack_list(&fixture("conntrack-L-zone7.txt")).entries;
+    let f = ConntrackFilter {
+        zone: Some(7),
+        ..Default::default()
+    };
+    let picked: Vec<_> = list
+        .iter()
+        .filter(|e| f.matches(e))
+        .map(|e| (e.original.src, e.original.sport))
+        .collect();
+    assert_eq!(
+        picked,
+        zone7
+            .iter()
+            .map(|e| (e.original.src, e.original.sport))
+            .collect::<Vec<_>>()
+    );
+    // `conntrack -L -f ipv6` likewise, by family.
+    let v6 = parse_conntrack_list(&fixture("conntrack-L-f-ipv6.txt")).entries;
+    assert_eq!(
+        list.iter().filter(|e| e.family == L3Family::Ipv6).count(),
+        v6.len()
+    );
+    let f = ConntrackFilter {
+        orig_dst: Some(ip("10.96.0.10")),
+        protocol: Some(Protocol::Udp),
+        ..Default::default()
+    };
+    assert_eq!(list.iter().filter(|e| f.matches(e)).count(), 2);
+    let f = ConntrackFilter {
+        state: Some(ConntrackState::TimeWait),
+        ..Default::default()
+    };
+    assert_eq!(list.iter().filter(|e| f.matches(e)).count(), 2);
+    let f = ConntrackFilter {
+        reply_src: Some(ip("10.77.0.2")),
+        orig_dport: Some(80),
+        ..Default::default()
+    };
+    assert_eq!(list.iter().filter(|e| f.matches(e)).count(), 1);
+    let mut tally = ConntrackTally::default();
+    list.iter().for_each(|e| tally.add(e));
+    let top = tally.top_destinations(1);
+    let max = list.iter().filter(|e| e.original.dst == top[0].0).count() as u64;
+    assert_eq!(top[0].1, max);
+    assert!(tally.by_destination.values().all(|&c| c <= max));
+    assert_eq!(tally.by_destination.values().sum::<u64>(), tally.total);
 }
 
 #[test]

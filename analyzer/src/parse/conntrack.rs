@@ -767,7 +767,7 @@ fn parse_entry(line_no: usize, line: &str) -> Result<ConntrackEntry, &'static st
     })
 }
 
-/// Entry counts by protocol and state, built while streaming ([`ConntrackTally::add`]).
+/// Entry counts by protocol, state and destination, built while streaming ([`ConntrackTally::add`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConntrackTally {
     /// Total entries.
@@ -776,6 +776,8 @@ pub struct ConntrackTally {
     pub by_protocol: BTreeMap<String, u64>,
     /// Entries per `protocol/STATE` (`tcp/ESTABLISHED`; stateless protocols as `udp/-`).
     pub by_state: BTreeMap<String, u64>,
+    /// Entries per original destination address (what clients asked for, e.g. a Service VIP).
+    pub by_destination: BTreeMap<IpAddr, u64>,
     /// Entries flagged `[UNREPLIED]`.
     pub unreplied: u64,
     /// Entries flagged `[ASSURED]`.
@@ -791,11 +793,77 @@ impl ConntrackTally {
         let proto = e.protocol.as_str();
         bump(&mut self.by_protocol, proto);
         let state = e.state.as_ref().map_or("-", |s| s.as_str());
-        let key = format!("{proto}/{state}");
-        *self.by_state.entry(key).or_insert(0) += 1;
+        // Reuse the key of an existing bucket; only a new bucket allocates.
+        let mut key = [0u8; 64];
+        let n = proto.len() + 1 + state.len();
+        if n <= key.len() {
+            key[..proto.len()].copy_from_slice(proto.as_bytes());
+            key[proto.len()] = b'/';
+            key[proto.len() + 1..n].copy_from_slice(state.as_bytes());
+            bump(
+                &mut self.by_state,
+                std::str::from_utf8(&key[..n]).unwrap_or("?/?"),
+            );
+        } else {
+            bump(&mut self.by_state, &format!("{proto}/{state}"));
+        }
+        *self.by_destination.entry(e.original.dst).or_insert(0) += 1;
         self.unreplied += u64::from(e.flags.unreplied);
         self.assured += u64::from(e.flags.assured);
         self.dnat += u64::from(e.dnat_destination().is_some());
+    }
+
+    /// The `n` destinations with most entries, most first (ties by address).
+    pub fn top_destinations(&self, n: usize) -> Vec<(IpAddr, u64)> {
+        let mut v: Vec<(IpAddr, u64)> = self.by_destination.iter().map(|(a, c)| (*a, *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// The selection options of `conntrack -L` (`-s`, `-d`, `-r`, `-q`, `-p`, `--state`, `-m`, `-w`);
+/// unset fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ConntrackFilter {
+    /// `-s`: original source address.
+    pub orig_src: Option<IpAddr>,
+    /// `-d`: original destination address.
+    pub orig_dst: Option<IpAddr>,
+    /// `-r`: reply source address (the real endpoint after DNAT).
+    pub reply_src: Option<IpAddr>,
+    /// `-q`: reply destination address.
+    pub reply_dst: Option<IpAddr>,
+    /// `-p`: protocol.
+    pub protocol: Option<Protocol>,
+    /// `--state`: state name, e.g. `ESTABLISHED`.
+    pub state: Option<ConntrackState>,
+    /// `--dport`: original destination port.
+    pub orig_dport: Option<u16>,
+    /// `-m`: mark.
+    pub mark: Option<u32>,
+    /// `-w`: zone.
+    pub zone: Option<u16>,
+}
+
+impl ConntrackFilter {
+    /// True when the entry passes every set option.
+    pub fn matches(&self, e: &ConntrackEntry) -> bool {
+        fn ok<T: PartialEq>(want: &Option<T>, have: T) -> bool {
+            want.as_ref().is_none_or(|w| *w == have)
+        }
+        ok(&self.orig_src, e.original.src)
+            && ok(&self.orig_dst, e.original.dst)
+            && ok(&self.reply_src, e.reply.src)
+            && ok(&self.reply_dst, e.reply.dst)
+            && ok(&self.protocol, e.protocol)
+            && self
+                .state
+                .as_ref()
+                .is_none_or(|s| e.state.as_ref() == Some(s))
+            && self.orig_dport.is_none_or(|p| e.original.dport == Some(p))
+            && self.mark.is_none_or(|m| e.mark == Some(m))
+            && self.zone.is_none_or(|z| e.zone.unwrap_or(0) == z)
     }
 }
 

@@ -78,6 +78,61 @@ pub enum KernelEventKind {
     Other,
 }
 
+impl KernelEventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [KernelEventKind; 21] = [
+        KernelEventKind::ConntrackTableFull,
+        KernelEventKind::ConntrackExpectationTableFull,
+        KernelEventKind::ConntrackVmallocFallback,
+        KernelEventKind::NeighbourTableOverflow,
+        KernelEventKind::MartianSource,
+        KernelEventKind::MartianDestination,
+        KernelEventKind::MartianLlHeader,
+        KernelEventKind::SynFlooding,
+        KernelEventKind::OutOfSocketMemory,
+        KernelEventKind::TooManyOrphanedSockets,
+        KernelEventKind::IpvsNoDestination,
+        KernelEventKind::Ipvs,
+        KernelEventKind::BrNetfilter,
+        KernelEventKind::PromiscuousEntered,
+        KernelEventKind::PromiscuousLeft,
+        KernelEventKind::InterfaceRenamed,
+        KernelEventKind::LinkNotReady,
+        KernelEventKind::LinkBecomesReady,
+        KernelEventKind::BridgePortState,
+        KernelEventKind::RateLimited,
+        KernelEventKind::Other,
+    ];
+
+    /// The stable kebab-case name (as serialized), for rules and tables.
+    pub fn as_str(self) -> &'static str {
+        use KernelEventKind as K;
+        match self {
+            K::ConntrackTableFull => "conntrack-table-full",
+            K::ConntrackExpectationTableFull => "conntrack-expectation-table-full",
+            K::ConntrackVmallocFallback => "conntrack-vmalloc-fallback",
+            K::NeighbourTableOverflow => "neighbour-table-overflow",
+            K::MartianSource => "martian-source",
+            K::MartianDestination => "martian-destination",
+            K::MartianLlHeader => "martian-ll-header",
+            K::SynFlooding => "syn-flooding",
+            K::OutOfSocketMemory => "out-of-socket-memory",
+            K::TooManyOrphanedSockets => "too-many-orphaned-sockets",
+            K::IpvsNoDestination => "ipvs-no-destination",
+            K::Ipvs => "ipvs",
+            K::BrNetfilter => "br-netfilter",
+            K::PromiscuousEntered => "promiscuous-entered",
+            K::PromiscuousLeft => "promiscuous-left",
+            K::InterfaceRenamed => "interface-renamed",
+            K::LinkNotReady => "link-not-ready",
+            K::LinkBecomesReady => "link-becomes-ready",
+            K::BridgePortState => "bridge-port-state",
+            K::RateLimited => "rate-limited",
+            K::Other => "other",
+        }
+    }
+}
+
 /// Classifies a message text.
 pub fn classify(msg: &str) -> KernelEventKind {
     use KernelEventKind as K;
@@ -358,6 +413,14 @@ fn parse_record(line_no: usize, line: &str) -> Result<KernelLogRecord, &'static 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_serde() {
+        for k in KernelEventKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+    }
 
     #[test]
     fn micros() {

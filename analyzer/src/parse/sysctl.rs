@@ -45,6 +45,14 @@ impl SysctlDump {
         self.get(key)?.trim().parse().ok()
     }
 
+    /// Plain `key -> value` map, the shape of the bundle's native sysctl artifacts.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.values
+            .iter()
+            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .collect()
+    }
+
     /// The value split on whitespace (`32768\t60999` → `["32768", "60999"]`).
     pub fn fields(&self, key: &str) -> Option<Vec<&str>> {
         self.get(key).map(|v| v.split_ascii_whitespace().collect())
