@@ -1104,6 +1104,32 @@ mod tests {
         }
     }
 
+    /// Fields the capture machine cannot produce (no SELinux, no flowtable offload), in the
+    /// layout of conntrack-tools' `nfct_snprintf` (flags after the reply tuple, then
+    /// mark/secctx/zone/use/id).
+    #[test]
+    fn offload_secctx_labels_and_unknown_flags() {
+        let l = "ipv4     2 tcp      6 src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [OFFLOAD] [HW_OFFLOAD] [SEEN_REPLY] mark=5 secctx=system_u:object_r:unlabeled_t:s0 labels=0x1 zone=3 use=2 id=77";
+        let ConntrackLine::Entry(e) = parse_conntrack_line(9, l) else {
+            panic!("not an entry")
+        };
+        assert!(e.flags.offload && e.flags.hw_offload && !e.flags.assured);
+        assert_eq!(e.timeout, None, "offloaded flows may print no timeout");
+        assert_eq!(e.state, None);
+        assert_eq!(
+            e.secctx.as_deref(),
+            Some("system_u:object_r:unlabeled_t:s0")
+        );
+        assert_eq!(e.other_flags, ["SEEN_REPLY"]);
+        assert_eq!(e.other_fields, [("labels".to_string(), "0x1".to_string())]);
+        assert_eq!(
+            (e.mark, e.zone, e.use_count, e.id),
+            (Some(5), Some(3), Some(2), Some(77))
+        );
+        assert_eq!(e.dnat_destination(), None);
+        assert_eq!(e.snat_source(), None);
+    }
+
     #[test]
     fn summary_line() {
         assert_eq!(
