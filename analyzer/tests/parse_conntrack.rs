@@ -304,6 +304,26 @@ fn extended_and_proc_forms_match_the_plain_listing() {
     );
 }
 
+/// Wherever the unbuffered stderr summary cuts a line, the entry comes back whole.
+#[test]
+fn summary_cut_into_any_position_is_spliced_out() {
+    let text = fixture("conntrack-L-o-extended-id.txt");
+    let summary = "conntrack v1.4.7 (conntrack-tools): 1 flow entries have been shown.";
+    for line in text.lines().take(3) {
+        let want = parse_conntrack_list(line).entries;
+        for k in 1..line.len() {
+            let cut = format!("{}{summary}\n{}\n", &line[..k], &line[k..]);
+            let got = parse_conntrack_list(&cut);
+            assert!(got.unparsed.is_empty(), "cut at {k}: {:?}", got.unparsed);
+            assert_eq!(got.entries, want, "cut at {k}");
+            assert_eq!(got.reported_count, Some(1));
+            let mut streamed = Vec::new();
+            let st = for_each_entry(cut.as_bytes(), |e| streamed.push(e.unwrap())).unwrap();
+            assert_eq!((streamed, st.lines), (want.clone(), 2));
+        }
+    }
+}
+
 #[test]
 fn streaming_matches_collecting() {
     let text = fixture("conntrack-L.stdout+stderr.txt");

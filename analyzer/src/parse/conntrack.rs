@@ -515,7 +515,11 @@ impl Splicer {
             f(parse_conntrack_line(start, &head));
             return;
         }
-        if let Some(pos) = line.find("conntrack v")
+        let parsed = parse_conntrack_line(line_no, line);
+        // Only a line that failed can hold a cut-in summary (its words never parse as an
+        // entry), so the substring search stays off the hot path.
+        if matches!(parsed, ConntrackLine::Unparsed(_))
+            && let Some(pos) = line.find("conntrack v")
             && pos > 0
             && let Some(n) = parse_summary(line[pos..].trim())
         {
@@ -526,7 +530,7 @@ impl Splicer {
             }
             return;
         }
-        f(parse_conntrack_line(line_no, line));
+        f(parsed);
     }
 
     fn finish(&mut self, f: &mut impl FnMut(ConntrackLine)) {
