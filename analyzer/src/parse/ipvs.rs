@@ -285,6 +285,9 @@ pub fn parse_ipvs_list(text: &str) -> IpvsTable {
         unparsed: Vec::new(),
     };
     let mut hex: Option<bool> = None;
+    // `--persistent-conn` and `--thresholds` listings have other columns: kept as unparsed
+    // rather than misread as Forward/Weight.
+    let mut unsupported = false;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -309,6 +312,8 @@ pub fn parse_ipvs_list(text: &str) -> IpvsTable {
             } else if cols.contains(&"CPS") {
                 t.kind = IpvsListKind::Rate;
                 hex = Some(false);
+            } else if cols.contains(&"PersistConn") || cols.contains(&"Uthreshold") {
+                unsupported = true;
             }
             continue;
         }
@@ -322,7 +327,9 @@ pub fn parse_ipvs_list(text: &str) -> IpvsTable {
             }
             continue;
         }
-        let result = if let Some(rest) = line.strip_prefix("->") {
+        let result = if unsupported {
+            Err("--persistent-conn/--thresholds listings are not parsed")
+        } else if let Some(rest) = line.strip_prefix("->") {
             match t.services.last_mut() {
                 Some(svc) => parse_real_server(line_no, rest, t.kind, hex.unwrap_or(false))
                     .map(|rs| svc.real_servers.push(rs)),
@@ -573,6 +580,9 @@ fn parse_real_server(
             let [fwd, w, a, i] = rest else {
                 return Err("expected Forward Weight ActiveConn InActConn");
             };
+            if !fwd.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                return Err("Forward column is not a method name");
+            }
             rs.forward = Some(ForwardMethod::from_name(fwd));
             rs.weight = Some(w.parse().map_err(|_| "bad weight")?);
             rs.active_conns = Some(a.parse().map_err(|_| "bad ActiveConn")?);
