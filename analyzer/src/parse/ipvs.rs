@@ -28,6 +28,7 @@ use super::Unparsed;
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
 )]
+#[serde(rename_all = "UPPERCASE")]
 pub enum IpvsProtocol {
     /// `TCP`.
     Tcp,
