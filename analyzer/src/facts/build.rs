@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 use super::model::*;
 use super::netfilter::{self, IptablesScan, IpvsScan, NftScan};
 use super::sources;
+use crate::parse;
+use std::fmt::Write as _;
 
 /// Most entries kept in each derived conntrack list.
 pub const CONNTRACK_LIST_CAP: usize = 100;
@@ -328,7 +330,7 @@ impl<'a> Builder<'a> {
         ct.count_source = ct_source.or_else(|| self.facts.node.sysctls_source.clone());
         if ct.count.is_none()
             && let Some(Ok(t)) = self.bundle.read_text(layout::conntrack::COUNT)
-            && let Ok(n) = t.trim().parse::<u64>()
+            && let Ok(n) = parse::conntrack::parse_conntrack_count(&t)
         {
             self.facts.conntrack.count = Some(n);
             self.facts.conntrack.count_source = Some(Source::line(layout::conntrack::COUNT, 1));
@@ -1032,8 +1034,11 @@ impl<'a> Builder<'a> {
                 .map(|a| a.address.to_string())
                 .collect();
         }
-        let lines = self.lines(layout::ipvs::LIST)?;
-        let scan = netfilter::scan_ipvs(layout::ipvs::LIST, lines);
+        let path = [layout::ipvs::LIST, layout::ipvs::PROC]
+            .into_iter()
+            .find(|p| self.bundle.artifact_file(p).is_some())?;
+        let text = self.read_small(path)?;
+        let scan = netfilter::ipvs_from_table(path, &parse::ipvs::parse_ipvs_list(&text));
         self.facts.ipvs.collected = true;
         self.facts.ipvs.virtual_server_count = scan.services.len() as u64;
         self.facts.ipvs.real_server_count = scan
@@ -1289,15 +1294,39 @@ impl<'a> Builder<'a> {
             .and_then(|l| l.addresses.first().map(|a| strip_prefix_len(a)));
     }
 
+    fn read_small(&mut self, path: &str) -> Option<String> {
+        match self.bundle.read_text(path)? {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.note(format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn stats_of(&mut self, path: &str) -> Option<(BTreeMap<String, u64>, Vec<Source>)> {
+        let text = self.read_small(path)?;
+        let stats = if path == layout::conntrack::STATS {
+            parse::conntrack::parse_conntrack_stats(&text)
+        } else {
+            parse::conntrack::parse_proc_stat(&text)
+        };
+        let sources = stats
+            .cpus
+            .iter()
+            .map(|c| Source::line(path, c.line as u64))
+            .collect();
+        Some((stats.totals(), sources))
+    }
+
     fn conntrack(&mut self) {
-        // Stats.
+        // Stats, summed over CPUs by the conntrack parser.
         let stats_path = [layout::conntrack::STATS, layout::conntrack::PROC_STAT]
             .into_iter()
             .find(|p| self.bundle.artifact_file(p).is_some());
         if let Some(path) = stats_path
-            && let Some(lines) = self.lines(path)
+            && let Some((sums, srcs)) = self.stats_of(path)
         {
-            let (sums, srcs) = netfilter::sum_conntrack_stats(path, lines);
             self.facts.conntrack.stats = sums;
             self.facts.conntrack.stats_sources = srcs;
         }
@@ -1305,19 +1334,16 @@ impl<'a> Builder<'a> {
             .bundle
             .artifact_file(layout::conntrack::PROC_STAT_2)
             .is_some()
-            && let Some(l1) = self.lines(layout::conntrack::PROC_STAT)
+            && let Some((a, _)) = self.stats_of(layout::conntrack::PROC_STAT)
+            && let Some((b, _)) = self.stats_of(layout::conntrack::PROC_STAT_2)
         {
-            let (a, _) = netfilter::sum_conntrack_stats(layout::conntrack::PROC_STAT, l1);
-            if let Some(l2) = self.lines(layout::conntrack::PROC_STAT_2) {
-                let (b, _) = netfilter::sum_conntrack_stats(layout::conntrack::PROC_STAT_2, l2);
-                self.facts.conntrack.stats_delta = Some(
-                    b.iter()
-                        .map(|(k, v)| (k.clone(), v.saturating_sub(a.get(k).copied().unwrap_or(0))))
-                        .collect(),
-                );
-            }
+            self.facts.conntrack.stats_delta = Some(
+                b.iter()
+                    .map(|(k, v)| (k.clone(), v.saturating_sub(a.get(k).copied().unwrap_or(0))))
+                    .collect(),
+            );
         }
-        // Table, streamed.
+        // Table, streamed through the conntrack parser; nothing per entry is kept.
         let table_path = [layout::conntrack::TABLE, layout::conntrack::PROC_TABLE]
             .into_iter()
             .find(|p| self.bundle.artifact_file(p).is_some());
@@ -1330,17 +1356,20 @@ impl<'a> Builder<'a> {
             }
             None => return,
         };
-        let mut index: HashMap<String, (String, HashSet<String>)> = HashMap::new();
+        // UDP Service ports by (VIP, port) -> (service, ready/serving endpoint IPs).
+        let mut index: HashMap<(IpAddr, u16), (String, HashSet<IpAddr>)> = HashMap::new();
         for s in &self.facts.services {
             for p in &s.ports {
+                let (Ok(vip), Ok(port)) = (p.vip.parse::<IpAddr>(), u16::try_from(p.port)) else {
+                    continue;
+                };
                 if p.protocol.eq_ignore_ascii_case("UDP") {
-                    index.insert(
-                        p.key.clone(),
-                        (
-                            s.key.clone(),
-                            p.serving_endpoint_ips.iter().cloned().collect(),
-                        ),
-                    );
+                    let eps = p
+                        .serving_endpoint_ips
+                        .iter()
+                        .filter_map(|i| i.parse().ok())
+                        .collect();
+                    index.insert((vip, port), (s.key.clone(), eps));
                 }
             }
         }
@@ -1351,94 +1380,100 @@ impl<'a> Builder<'a> {
             .filter(|p| p.live && !p.host_network)
             .flat_map(|p| p.ips.iter().map(move |ip| (ip.clone(), p.key.clone())))
             .collect();
-        let dns_vips: HashSet<String> = self.facts.dns.service_ips.iter().cloned().collect();
+        let dns_vips: HashSet<IpAddr> = self
+            .facts
+            .dns
+            .service_ips
+            .iter()
+            .filter_map(|i| i.parse().ok())
+            .collect();
         let ct = &mut self.facts.conntrack;
         let mut dests: HashMap<String, u64> = HashMap::new();
-        // One pass with reused buffers: no allocation per entry on the common path.
-        let mut reader = BufReader::with_capacity(1 << 16, file);
-        let mut raw: Vec<u8> = Vec::with_capacity(512);
         let mut key = String::with_capacity(64);
-        let mut n: u64 = 0;
-        loop {
-            raw.clear();
-            match reader.read_until(b'\n', &mut raw) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!("{path}: read error after line {n}: {e}");
-                    break;
-                }
-            }
-            n += 1;
-            let Ok(line) = std::str::from_utf8(&raw) else {
-                continue;
-            };
-            let Some(e) = netfilter::parse_conntrack_line(line) else {
-                continue;
-            };
-            ct.entries += 1;
-            match ct.by_protocol.get_mut(e.proto) {
-                Some(c) => *c += 1,
-                None => {
-                    ct.by_protocol.insert(e.proto.to_string(), 1);
-                }
-            }
-            if let Some(st) = e.state {
-                match ct.by_state.get_mut(st) {
+        let mut unparsed = 0u64;
+        let result =
+            parse::conntrack::for_each_entry(BufReader::with_capacity(1 << 16, file), |item| {
+                let Ok(e) = item else {
+                    unparsed += 1;
+                    return;
+                };
+                ct.entries += 1;
+                let proto = e.protocol.as_str();
+                match ct.by_protocol.get_mut(proto) {
                     Some(c) => *c += 1,
                     None => {
-                        ct.by_state.insert(st.to_string(), 1);
+                        ct.by_protocol.insert(proto.to_string(), 1);
                     }
                 }
-            }
-            if e.unreplied {
-                ct.unreplied += 1;
-            }
-            key.clear();
-            key.push_str(e.proto);
-            key.push(' ');
-            push_ip_port(&mut key, e.dst, e.dport);
-            if let Some(c) = dests.get_mut(key.as_str()) {
-                *c += 1;
-            } else if dests.len() < 100_000 {
-                dests.insert(key.clone(), 1);
-            }
-            if e.proto != "udp" {
-                continue;
-            }
-            if e.dport == "53" && dns_vips.contains(e.dst) {
-                ct.dns_via_vip += 1;
-            }
-            key.clear();
-            push_ip_port(&mut key, e.dst, e.dport);
-            key.push_str("/udp");
-            let Some((svc, eps)) = index.get(key.as_str()) else {
-                continue;
-            };
-            let entry = || StaleConntrackEntry {
-                protocol: "udp".into(),
-                src: e.src.to_string(),
-                dst: ip_port(e.dst, e.dport),
-                reply_src: e.reply_src.to_string(),
-                service: svc.clone(),
-                reply_src_pod: live_pod_by_ip.get(e.reply_src).cloned(),
-                unreplied: e.unreplied,
-                source: Some(Source::line(path, n)),
-            };
-            if e.reply_src == e.dst {
-                if !eps.is_empty() {
-                    ct.not_dnated_count += 1;
-                    if ct.not_dnated.len() < CONNTRACK_LIST_CAP {
-                        ct.not_dnated.push(entry());
+                if let Some(st) = &e.state {
+                    match ct.by_state.get_mut(st.as_str()) {
+                        Some(c) => *c += 1,
+                        None => {
+                            ct.by_state.insert(st.as_str().to_string(), 1);
+                        }
                     }
                 }
-            } else if !eps.contains(e.reply_src) {
-                ct.stale_udp_count += 1;
-                if ct.stale_udp.len() < CONNTRACK_LIST_CAP {
-                    ct.stale_udp.push(entry());
+                if e.flags.unreplied {
+                    ct.unreplied += 1;
                 }
-            }
+                let dst = e.original.dst;
+                let dport = e.original.dport.unwrap_or(0);
+                key.clear();
+                let _ = match dst {
+                    IpAddr::V4(a) => write!(key, "{proto} {a}:{dport}"),
+                    IpAddr::V6(a) => write!(key, "{proto} [{a}]:{dport}"),
+                };
+                if let Some(c) = dests.get_mut(key.as_str()) {
+                    *c += 1;
+                } else if dests.len() < 100_000 {
+                    dests.insert(key.clone(), 1);
+                }
+                if proto != "udp" {
+                    return;
+                }
+                if dport == 53 && dns_vips.contains(&dst) {
+                    ct.dns_via_vip += 1;
+                }
+                let Some((svc, eps)) = index.get(&(dst, dport)) else {
+                    return;
+                };
+                let reply_src = e.reply.src;
+                let entry = || StaleConntrackEntry {
+                    protocol: "udp".into(),
+                    src: e.original.src.to_string(),
+                    dst: ip_port(&dst.to_string(), dport),
+                    reply_src: reply_src.to_string(),
+                    service: svc.clone(),
+                    reply_src_pod: live_pod_by_ip.get(&reply_src.to_string()).cloned(),
+                    unreplied: e.flags.unreplied,
+                    source: Some(Source::line(path, e.line as u64)),
+                };
+                if reply_src == dst {
+                    if !eps.is_empty() {
+                        ct.not_dnated_count += 1;
+                        if ct.not_dnated.len() < CONNTRACK_LIST_CAP {
+                            ct.not_dnated.push(entry());
+                        }
+                    }
+                } else if !eps.contains(&reply_src) {
+                    ct.stale_udp_count += 1;
+                    if ct.stale_udp.len() < CONNTRACK_LIST_CAP {
+                        ct.stale_udp.push(entry());
+                    }
+                }
+            });
+        if let Err(e) = result {
+            self.facts
+                .collection
+                .notes
+                .push(format!("analyzer: {path}: {e}"));
         }
+        if unparsed > 0 {
+            self.facts.collection.notes.push(format!(
+                "analyzer: {path}: {unparsed} line(s) not understood"
+            ));
+        }
+        let ct = &mut self.facts.conntrack;
         let mut top: Vec<(String, u64)> = dests.into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ct.top_destinations = top
@@ -1449,45 +1484,30 @@ impl<'a> Builder<'a> {
     }
 
     fn kernel_log(&mut self) {
-        let Some(lines) = self.lines(layout::node::KERNEL_LOG) else {
+        let Some(text) = self.read_small(layout::node::KERNEL_LOG) else {
             return;
         };
+        let log = parse::kernel_log::parse_kernel_log(&text);
         let k = &mut self.facts.kernel_log;
         k.collected = true;
-        for (n, l) in lines {
-            k.lines += 1;
-            let m = if l.contains("table full, dropping packet") && l.contains("nf_conntrack") {
-                &mut k.conntrack_table_full
-            } else if l.contains("neighbor table overflow") {
-                &mut k.neighbour_table_overflow
-            } else if l.contains("IPVS:") && l.contains("no destination available") {
-                &mut k.ipvs_no_destination
-            } else if l.contains("martian source") {
-                &mut k.martian_source
-            } else {
-                continue;
+        k.lines = text.lines().count() as u64;
+        for r in &log.records {
+            use parse::kernel_log::KernelEventKind as K;
+            let m = match r.kind {
+                K::ConntrackTableFull => &mut k.conntrack_table_full,
+                K::NeighbourTableOverflow => &mut k.neighbour_table_overflow,
+                K::IpvsNoDestination => &mut k.ipvs_no_destination,
+                K::MartianSource => &mut k.martian_source,
+                _ => continue,
             };
             m.count += 1;
-            let src = Source::line(layout::node::KERNEL_LOG, n);
+            let src = Source::line(layout::node::KERNEL_LOG, r.line as u64);
             match m.sources.len() {
                 0 | 1 => m.sources.push(src),
                 _ => m.sources[1] = src,
             }
         }
     }
-}
-
-/// Appends `ip:port` (`[v6]:port`) to `out`.
-fn push_ip_port(out: &mut String, ip: &str, port: &str) {
-    if ip.contains(':') {
-        out.push('[');
-        out.push_str(ip);
-        out.push_str("]:");
-    } else {
-        out.push_str(ip);
-        out.push(':');
-    }
-    out.push_str(port);
 }
 
 fn strip_port(target: &str) -> String {

@@ -1,5 +1,5 @@
 //! Streaming extractors for the dataplane artifacts the fact builder joins:
-//! iptables-save, ipvsadm -Ln, nft list ruleset, conntrack -L / -S.
+//! iptables-save and nft list ruleset (IPVS and conntrack use `crate::parse`).
 //!
 //! They read only what the fact model needs (Service rules, DNAT targets,
 //! counters), line by line, keeping line numbers for evidence, and never
@@ -358,62 +358,46 @@ pub struct IpvsScan {
     pub services: BTreeMap<String, VirtualServer>,
 }
 
-fn split_addr(a: &str) -> Option<(String, String)> {
-    if let Some(rest) = a.strip_prefix('[') {
-        let (ip, port) = rest.split_once("]:")?;
-        return Some((ip.to_string(), port.to_string()));
-    }
-    let (ip, port) = a.rsplit_once(':')?;
-    Some((ip.to_string(), port.to_string()))
-}
-
-/// Scans `ipvsadm -Ln`.
-pub fn scan_ipvs(path: &str, lines: impl Iterator<Item = (u64, String)>) -> IpvsScan {
+/// Adapts the IPVS parser's table (`ipvsadm -Ln` or `/proc/net/ip_vs`) to the join's index.
+pub fn ipvs_from_table(path: &str, table: &crate::parse::ipvs::IpvsTable) -> IpvsScan {
+    use crate::parse::ipvs::ServiceKey;
     let mut s = IpvsScan::default();
-    let mut current: Option<String> = None;
-    for (n, line) in lines {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.first().copied() {
-            Some(p @ ("TCP" | "UDP" | "SCTP")) if !line.starts_with(' ') => {
-                let Some((ip, port)) = words.get(1).and_then(|a| split_addr(a)) else {
-                    current = None;
-                    continue;
-                };
-                let key = service_key(&ip, &port, p);
-                s.services.insert(
-                    key.clone(),
-                    VirtualServer {
-                        ip,
-                        scheduler: words.get(2).unwrap_or(&"").to_string(),
-                        real_servers: Vec::new(),
-                        source: Source::line(path, n),
-                    },
-                );
-                current = Some(key);
-            }
-            Some("->") => {
-                let Some(addr) = words.get(1) else { continue };
-                let Some((ip, _)) = split_addr(addr) else {
-                    continue;
-                };
-                let num = |i: usize| words.get(i).and_then(|w| w.parse::<i64>().ok());
-                let (Some(weight), Some(active), Some(inactive)) = (num(3), num(4), num(5)) else {
-                    continue;
-                };
-                if let Some(vs) = current.as_ref().and_then(|k| s.services.get_mut(k)) {
-                    vs.real_servers.push(RealServer {
-                        address: addr.to_string(),
-                        ip,
-                        weight,
-                        active,
-                        inactive,
-                        source: Source::line(path, n),
-                    });
-                }
-            }
-            Some(_) if !line.starts_with(' ') => current = None,
-            _ => {}
-        }
+    for vs in &table.services {
+        let ServiceKey::Address {
+            protocol,
+            address,
+            port,
+        } = &vs.key
+        else {
+            continue;
+        };
+        let ip = address.to_string();
+        let key = service_key(&ip, port, protocol.as_str());
+        let real_servers = vs
+            .real_servers
+            .iter()
+            .map(|rs| RealServer {
+                address: super::build::ip_port(&rs.address.to_string(), rs.port),
+                ip: rs.address.to_string(),
+                weight: i64::from(rs.weight.unwrap_or(1)),
+                active: rs
+                    .active_conns
+                    .map_or(0, |c| i64::try_from(c).unwrap_or(i64::MAX)),
+                inactive: rs
+                    .inactive_conns
+                    .map_or(0, |c| i64::try_from(c).unwrap_or(i64::MAX)),
+                source: Source::line(path, rs.line as u64),
+            })
+            .collect();
+        s.services.insert(
+            key,
+            VirtualServer {
+                ip,
+                scheduler: vs.scheduler.clone().unwrap_or_default(),
+                real_servers,
+                source: Source::line(path, vs.line as u64),
+            },
+        );
     }
     s
 }
@@ -549,129 +533,6 @@ pub fn scan_nft(path: &str, lines: impl Iterator<Item = (u64, String)>) -> NftSc
     s
 }
 
-/// Sums `conntrack -S` (per-CPU `key=value` or vertical `key value`) or
-/// `/proc/net/stat/nf_conntrack` (hex table) counters over CPUs.
-pub fn sum_conntrack_stats(
-    path: &str,
-    lines: impl Iterator<Item = (u64, String)>,
-) -> (BTreeMap<String, u64>, Vec<Source>) {
-    let mut sums: BTreeMap<String, u64> = BTreeMap::new();
-    let mut sources = Vec::new();
-    let mut header: Option<Vec<String>> = None;
-    for (n, line) in lines {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.is_empty() {
-            continue;
-        }
-        if line.contains('=') {
-            let mut any = false;
-            for w in &words {
-                if let Some((k, v)) = w.split_once('=')
-                    && k != "cpu"
-                    && let Ok(v) = v.parse::<u64>()
-                {
-                    *sums.entry(k.to_string()).or_default() += v;
-                    any = true;
-                }
-            }
-            if any {
-                sources.push(Source::line(path, n));
-            }
-        } else if words[0] == "entries" && words.len() > 2 {
-            header = Some(words.iter().map(|w| w.to_string()).collect());
-        } else if let Some(h) = &header {
-            for (k, v) in h.iter().zip(&words) {
-                if let Ok(v) = u64::from_str_radix(v, 16) {
-                    let e = sums.entry(k.clone()).or_default();
-                    // `entries` is global, repeated on every CPU row.
-                    if k == "entries" {
-                        *e = (*e).max(v);
-                    } else {
-                        *e += v;
-                    }
-                }
-            }
-            sources.push(Source::line(path, n));
-        } else if words.len() == 2
-            && let Ok(v) = words[1].parse::<u64>()
-        {
-            *sums.entry(words[0].to_string()).or_default() += v;
-            sources.push(Source::line(path, n));
-        }
-    }
-    (sums, sources)
-}
-
-/// The fields of a conntrack entry the facts need, borrowed from the line.
-#[derive(Debug, PartialEq, Eq)]
-pub struct CtEntry<'a> {
-    /// Protocol name.
-    pub proto: &'a str,
-    /// TCP state.
-    pub state: Option<&'a str>,
-    /// Original source.
-    pub src: &'a str,
-    /// Original destination.
-    pub dst: &'a str,
-    /// Original destination port.
-    pub dport: &'a str,
-    /// Reply source (the DNAT target).
-    pub reply_src: &'a str,
-    /// `[UNREPLIED]`.
-    pub unreplied: bool,
-}
-
-/// Parses one `conntrack -L` (plain or `-o extended`) or `/proc/net/nf_conntrack` line.
-pub fn parse_conntrack_line(line: &str) -> Option<CtEntry<'_>> {
-    let mut words = line.split_whitespace().peekable();
-    if matches!(words.peek(), Some(&("ipv4" | "ipv6"))) {
-        words.next();
-        words.next();
-    }
-    let proto = words.next()?;
-    if proto.contains('=') || proto.starts_with("conntrack") {
-        return None;
-    }
-    let _num = words.next()?;
-    let _timeout = words.next()?;
-    let mut e = CtEntry {
-        proto,
-        state: None,
-        src: "",
-        dst: "",
-        dport: "",
-        reply_src: "",
-        unreplied: false,
-    };
-    let mut srcs = 0;
-    for w in words {
-        if w == "[UNREPLIED]" {
-            e.unreplied = true;
-            continue;
-        }
-        match w.split_once('=') {
-            Some(("src", v)) => {
-                srcs += 1;
-                if srcs == 1 {
-                    e.src = v;
-                } else if srcs == 2 {
-                    e.reply_src = v;
-                }
-            }
-            Some(("dst", v)) if e.dst.is_empty() => e.dst = v,
-            Some(("dport", v)) if e.dport.is_empty() => e.dport = v,
-            None if srcs == 0 && w.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
-                e.state = Some(w)
-            }
-            _ => {}
-        }
-    }
-    if e.src.is_empty() || e.reply_src.is_empty() {
-        return None;
-    }
-    Some(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,45 +550,6 @@ mod tests {
             w,
             ["-A", "X", "-m", "comment", "--comment", "a b: c", "-j", "Y"]
         );
-    }
-
-    #[test]
-    fn conntrack_lines() {
-        let e = parse_conntrack_line("udp      17 29 src=10.244.1.23 dst=10.96.77.5 sport=51877 dport=8125 [UNREPLIED] src=10.244.3.40 dst=10.244.1.23 sport=8125 dport=51877 mark=0 use=1").unwrap();
-        assert_eq!(
-            (e.proto, e.dst, e.dport, e.reply_src, e.unreplied),
-            ("udp", "10.96.77.5", "8125", "10.244.3.40", true)
-        );
-        let e = parse_conntrack_line("ipv4     2 tcp      6 117 TIME_WAIT src=1.1.1.1 dst=2.2.2.2 sport=1 dport=80 src=2.2.2.2 dst=1.1.1.1 sport=80 dport=1 [ASSURED] mark=0 use=2").unwrap();
-        assert_eq!((e.proto, e.state), ("tcp", Some("TIME_WAIT")));
-        assert!(
-            parse_conntrack_line(
-                "conntrack v1.4.7 (conntrack-tools): 5 flow entries have been shown."
-            )
-            .is_none()
-        );
-        assert!(parse_conntrack_line("").is_none());
-    }
-
-    #[test]
-    fn stats_sum_over_cpus() {
-        let (s, src) = sum_conntrack_stats(
-            "p",
-            numbered(
-                "cpu=0   \tfound=0 invalid=1840 insert_failed=212 drop=212 \ncpu=1   \tfound=0 invalid=1795 insert_failed=198 drop=198 \n",
-            ),
-        );
-        assert_eq!(s["insert_failed"], 410);
-        assert_eq!(s["drop"], 410);
-        assert_eq!(src.len(), 2);
-        let (s, _) = sum_conntrack_stats(
-            "p",
-            numbered(
-                "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n00000010  00000000 00000000 00000000 00000003 00000000 00000000 00000000 00000000 00000002 00000002 00000000 00000000  00000000 00000000 00000000 00000000\n00000010  00000000 00000000 00000000 00000001 00000000 00000000 00000000 00000000 0000000a 0000000a 00000000 00000000  00000000 00000000 00000000 00000000\n",
-            ),
-        );
-        assert_eq!(s["insert_failed"], 12);
-        assert_eq!(s["entries"], 16);
     }
 
     #[test]
@@ -759,16 +581,6 @@ COMMIT
         assert!(!s.facts.forward_accepts_pods);
         assert_eq!(s.facts.rule_count, 5);
         assert_eq!(s.facts.kube_svc_chain_count, 1);
-    }
-
-    #[test]
-    fn ipvs_services() {
-        let text = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  10.96.0.10:53 rr\n  -> 10.244.1.7:53                Masq    1      0          0         \n  -> 10.244.3.12:53               Masq    0      0          17        \nTCP  10.96.48.201:6379 rr\n";
-        let s = scan_ipvs("ipvs", numbered(text));
-        assert_eq!(s.services["10.96.0.10:53/tcp"].real_servers.len(), 2);
-        assert_eq!(s.services["10.96.0.10:53/tcp"].real_servers[1].weight, 0);
-        assert_eq!(s.services["10.96.0.10:53/tcp"].real_servers[1].inactive, 17);
-        assert!(s.services["10.96.48.201:6379/tcp"].real_servers.is_empty());
     }
 
     #[test]
