@@ -789,3 +789,131 @@ fn cli_rules_commands() {
         "{err}"
     );
 }
+
+/// An IPVS-mode node (EX-4 of the failure-mode catalog): a VS whose VIP is not bound to
+/// kube-ipvs0, a stale real server, a VS without real servers.
+#[test]
+fn ipvs_node_joins_virtual_servers_and_fires_ipvs_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipvs.tar.zst");
+    let w = BundleWriter::create(&path, WriterOptions::default()).unwrap();
+    let ipvs = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.96.0.1:443 rr
+  -> 192.168.10.11:6443           Masq    1      4          0         
+TCP  10.96.112.40:80 rr
+UDP  10.96.0.10:53 rr
+  -> 10.244.1.7:53                Masq    1      0          211       
+  -> 10.244.3.12:53               Masq    1      0          38        
+";
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::ipvs::LIST,
+            layout::content::IPVSADM_LIST,
+            &["ipvsadm", "-Ln"],
+        ),
+        ipvs.as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    let mut host = host_netlink(Kind::Healthy);
+    host["links"].as_array_mut().unwrap().push(json!({"index": 20, "name": "kube-ipvs0", "kind": "dummy", "mtu": 1500, "oper_state": "DOWN", "flags": ["BROADCAST", "NOARP"]}));
+    for a in ["10.96.0.1", "10.96.0.10"] {
+        host["addrs"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"ifindex": 20, "address": a, "prefix_len": 32, "scope": "global"}));
+    }
+    w.add_json(
+        ArtifactSpec::native(
+            layout::netns_path("host", layout::netns::NETLINK),
+            ArtifactSource::Netlink,
+        ),
+        &host,
+        Duration::ZERO,
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::native(layout::k8s::PODS, ArtifactSource::KubernetesApi),
+        pods(Kind::Healthy).as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::native(layout::k8s::SERVICES, ArtifactSource::KubernetesApi),
+        services().as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::native(layout::k8s::ENDPOINT_SLICES, ArtifactSource::KubernetesApi),
+        slices().as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    w.finish(
+        ToolInfo {
+            name: "netsnap-collect".into(),
+            version: "0.1.0".into(),
+        },
+        NodeInfo {
+            name: Some("worker-1".into()),
+            hostname: "worker-1".into(),
+            kernel_release: "6.1.0".into(),
+            machine: None,
+        },
+        CollectionInfo {
+            started_at: t,
+            finished_at: t,
+            outcome: CollectionOutcome::Complete,
+            options: json!({}),
+            notes: vec![],
+        },
+    )
+    .unwrap();
+    let b = Bundle::open(&path, &ReaderOptions::default()).unwrap();
+    let f = Facts::from_bundle(&b);
+    assert_eq!(serde_json::to_value(f.node.proxy_mode).unwrap(), "ipvs");
+    assert_eq!(f.ipvs.virtual_server_count, 3);
+    let dns = f
+        .services
+        .iter()
+        .find(|s| s.key == "kube-system/kube-dns")
+        .unwrap();
+    let vs = &dns.ports[0].ipvs;
+    assert!(vs.present && vs.vip_bound);
+    assert_eq!(vs.real_servers.len(), 2);
+    assert_eq!(vs.real_servers[1].ip, "10.244.3.12");
+    assert!(!vs.real_servers[1].is_endpoint);
+    assert_eq!(vs.real_servers[1].source.as_ref().unwrap().line, Some(9));
+    let r = analyze(&[("ipvs".into(), &b)], &RuleSet::builtin().unwrap()).unwrap();
+    let ids = finding_ids(&r);
+    let has = |id: &str, subject: &str, sev: Severity| {
+        ids.iter()
+            .any(|(i, s, subj)| i == id && *s == sev && subj.contains(subject))
+    };
+    assert!(
+        has(
+            "ipvs-stale-real-server",
+            "kube-system/kube-dns",
+            Severity::Critical
+        ),
+        "{ids:#?}"
+    );
+    assert!(
+        has("ipvs-vip-not-bound", "10.96.112.40", Severity::Error),
+        "{ids:#?}"
+    );
+    assert!(
+        has("ipvs-no-real-servers", "shop/cart", Severity::Error),
+        "{ids:#?}"
+    );
+    assert!(
+        !ids.iter().any(|(i, _, _)| i == "service-missing-from-ipvs"),
+        "{ids:#?}"
+    );
+}
