@@ -213,6 +213,15 @@ fn slices() -> String {
     ])
 }
 
+/// A real capture from fixtures/raw (see fixtures/raw/README.md for how it was produced).
+fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../fixtures/raw/{rel}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
 fn conntrack_table(kind: Kind) -> String {
     let mut s = String::from(
         "udp      17 112 src=10.244.1.8 dst=10.96.0.10 sport=43318 dport=53 src=10.244.1.7 dst=10.244.1.8 sport=53 dport=43318 [ASSURED] mark=0 use=1\n\
@@ -222,6 +231,11 @@ fn conntrack_table(kind: Kind) -> String {
     if kind == Kind::Broken {
         s.push_str("udp      17 29 src=10.244.1.8 dst=10.96.0.10 sport=51877 dport=53 [UNREPLIED] src=10.244.3.12 dst=10.244.1.8 sport=53 dport=51877 mark=0 use=1\n");
     }
+    if kind == Kind::Broken {
+        // Then a real `conntrack -L` capture from the lab: it holds a UDP/53 entry to
+        // 10.96.0.10 DNATed to a gone pod (10.244.2.3) and one never DNATed.
+        s.push_str(&fixture("conntrack/conntrack-L.txt"));
+    }
     s
 }
 
@@ -230,6 +244,10 @@ fn kernel_log(kind: Kind) -> String {
         "[    0.000000] Linux version 6.1.0-27-amd64 (debian-kernel@lists.debian.org)\n\
          [   12.345678] cni0: port 1(veth5d1c7a2e) entered forwarding state\n",
     );
+    if kind != Kind::Broken {
+        // A real dmesg capture: benign lines only.
+        s.push_str(&fixture("kernel-log/dmesg.txt"));
+    }
     if kind == Kind::Broken {
         s.push_str("[2841103.552710] nf_conntrack: nf_conntrack: table full, dropping packet\n");
         s.push_str("[2841103.553901] nf_conntrack: nf_conntrack: table full, dropping packet\n");
@@ -285,10 +303,19 @@ fn write_bundle(path: &Path, kind: Kind) {
         &json!({"nf_conntrack_count": count, "nf_conntrack_max": "262144", "nf_conntrack_buckets": "65536"}),
         ArtifactSource::File,
     );
-    let insert_failed = if kind == Kind::Broken { 131 } else { 0 };
+    // Healthy: the real `conntrack -S` capture (insert_failed=0 on every CPU).
+    let stats = if kind == Kind::Broken {
+        "cpu=0   \tfound=0 invalid=61 insert=0 insert_failed=131 drop=131 early_drop=0 error=0 search_restart=0 \ncpu=1   \tfound=0 invalid=48 insert=0 insert_failed=0 drop=0 early_drop=0 error=0 search_restart=0 \n".to_string()
+    } else {
+        fixture("conntrack/conntrack-S.txt")
+    };
     w.add_bytes(
-        ArtifactSpec::raw_command(layout::conntrack::STATS, layout::content::CONNTRACK_STATS, &["conntrack", "-S"]),
-        format!("cpu=0   \tfound=0 invalid=61 insert=0 insert_failed={insert_failed} drop={insert_failed} early_drop=0 error=0 search_restart=0 \ncpu=1   \tfound=0 invalid=48 insert=0 insert_failed=0 drop=0 early_drop=0 error=0 search_restart=0 \n").as_bytes(),
+        ArtifactSpec::raw_command(
+            layout::conntrack::STATS,
+            layout::content::CONNTRACK_STATS,
+            &["conntrack", "-S"],
+        ),
+        stats.as_bytes(),
         ok(),
     )
     .unwrap();
@@ -519,7 +546,12 @@ fn facts_join_services_pods_and_dataplane() {
     );
     assert_eq!(f.conntrack.count, Some(1200));
     assert_eq!(f.conntrack.entries, 3);
-    assert_eq!(f.conntrack.by_protocol["tcp"], 2);
+    assert!(f.conntrack.by_protocol["tcp"] >= 2);
+    assert!(f.kernel_log.lines > 2);
+    assert_eq!(
+        f.conntrack.stats["insert"], 21,
+        "summed over the two CPUs of the real capture"
+    );
     assert_eq!(f.conntrack.dns_via_vip, 1);
     assert_eq!(f.conntrack.stale_udp_count, 0);
     assert!(f.links.iter().all(|l| !l.orphan));
@@ -572,6 +604,18 @@ fn broken_node_reports_each_injected_fault() {
     assert!(has("mtu-mismatch", Severity::Error), "{ids:#?}");
     assert!(has("pod-ip-not-in-any-netns", Severity::Error), "{ids:#?}");
     assert!(has("veth-orphan", Severity::Warning), "{ids:#?}");
+    // From the real lab capture appended to the table.
+    assert!(has("conntrack-not-dnated", Severity::Error), "{ids:#?}");
+    let stale = r
+        .findings
+        .iter()
+        .find(|f| f.rule_id == "conntrack-stale-udp")
+        .unwrap();
+    assert!(
+        stale.message.contains("10.244.2.3") && stale.message.contains("10.244.3.12"),
+        "{}",
+        stale.message
+    );
     // Most severe first.
     assert!(
         r.findings
