@@ -732,14 +732,22 @@ impl RuleSet {
 
     /// Evaluates every rule over `facts`; results in rule-id order.
     pub fn evaluate(&self, facts: &Facts) -> Result<Vec<(&Rule, Outcome)>, String> {
+        let start = std::time::Instant::now();
         let value = prepare_facts(facts)?;
+        tracing::debug!(
+            ms = start.elapsed().as_millis() as u64,
+            "facts prepared for CEL"
+        );
         let empty = BTreeMap::new();
         Ok(self
             .rules
             .iter()
             .map(|r| {
                 let params = self.overrides.get(&r.spec.id).unwrap_or(&empty);
-                (r, r.evaluate(&self.env, facts, &value, params))
+                let t = std::time::Instant::now();
+                let outcome = r.evaluate(&self.env, facts, &value, params);
+                tracing::debug!(rule = %r.spec.id, ms = t.elapsed().as_millis() as u64, "rule evaluated");
+                (r, outcome)
             })
             .collect())
     }
