@@ -9,9 +9,11 @@
 use std::sync::Arc;
 
 use cel::common::traits::{Container, Indexer, Iterable, Sizer, Zeroer};
-use cel::common::types::{CelList, CelMap, LIST_TYPE, MAP_TYPE, Type};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, LIST_TYPE,
+    MAP_TYPE, Type,
+};
 use cel::common::value::{Builtin, BuiltinRef, Val};
-use cel::objects::Key;
 
 /// A map shared by reference.
 #[derive(Debug, Clone)]
@@ -149,20 +151,19 @@ pub fn json_to_val(v: &serde_json::Value) -> Box<dyn Val> {
             Box::new(SharedList(Arc::new(CelList::from(items))))
         }
         serde_json::Value::Object(o) => {
-            let map: std::collections::HashMap<_, Box<dyn Val>> = o
+            let map: std::collections::HashMap<CelMapKey<'static>, Box<dyn Val>> = o
                 .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())).into(), json_to_val(v)))
+                .map(|(k, v)| (CelMapKey::from(k.clone()), json_to_val(v)))
                 .collect();
             Box::new(SharedMap(Arc::new(CelMap::from(map))))
         }
-        scalar => {
-            let value = super::engine::json_to_cel(scalar);
-            match Box::<dyn Val>::try_from(value) {
-                Ok(b) => b,
-                // Scalars always convert; keep a null rather than panic.
-                Err(_) => Box::new(cel::common::types::CelNull),
-            }
-        }
+        serde_json::Value::Null => Box::new(CelNull),
+        serde_json::Value::Bool(b) => Box::new(CelBool::from(*b)),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Box::new(CelInt::from(i)),
+            None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::MAX))),
+        },
+        serde_json::Value::String(s) => Box::new(CelString::from(s.clone())),
     }
 }
 
