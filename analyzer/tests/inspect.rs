@@ -231,7 +231,7 @@ fn finish(w: BundleWriter) {
 }
 
 /// Writes the example bundle: the lab node `ipdns-node` as Kubernetes node `node-two`.
-fn build_example(path: &Path) {
+fn build_example(path: &Path, correlations: bool) {
     let w = BundleWriter::create(path, WriterOptions::default()).unwrap();
 
     // Namespaces: the node, the bridge pod (tutorial's hello-world), the calico-style pod.
@@ -428,46 +428,48 @@ fn build_example(path: &Path) {
             peer_ifname: "cali1a2b3c4d5e6".into(),
         },
     ];
-    w.add_json(
-        native(layout::correlation::VETH_PAIRS, ArtifactSource::Derived),
-        &pairs,
-        Duration::ZERO,
-    )
-    .unwrap();
-    let corr = PodCorrelation {
-        node_name: Some("node-two".into()),
-        pods: vec![
-            PodNetns {
-                pod: "default/hello-world-5b446dd74b-pxtzt".into(),
-                uid: hello_uid.into(),
-                pod_ips: vec!["10.244.3.4".into()],
-                netns: Some(POD1_NS.into()),
-                matched_by: vec!["ip".into(), "cgroup-uid".into()],
-                ifname: Some("eth0".into()),
-                mtu: Some(1450),
-                host_veth: Some("veth4f7342d".into()),
-                host_veth_index: Some(11),
-            },
-            PodNetns {
-                pod: "kube-system/coredns-7db6d8ff4d-x8k2p".into(),
-                uid: dns_uid.into(),
-                pod_ips: vec!["10.244.3.20".into()],
-                netns: Some(POD2_NS.into()),
-                matched_by: vec!["ip".into()],
-                ifname: Some("eth0".into()),
-                mtu: Some(1500),
-                host_veth: Some("cali1a2b3c4d5e6".into()),
-                host_veth_index: Some(6),
-            },
-        ],
-        unowned_netns: vec![],
-    };
-    w.add_json(
-        native(layout::correlation::PODS, ArtifactSource::Derived),
-        &corr,
-        Duration::ZERO,
-    )
-    .unwrap();
+    if correlations {
+        w.add_json(
+            native(layout::correlation::VETH_PAIRS, ArtifactSource::Derived),
+            &pairs,
+            Duration::ZERO,
+        )
+        .unwrap();
+        let corr = PodCorrelation {
+            node_name: Some("node-two".into()),
+            pods: vec![
+                PodNetns {
+                    pod: "default/hello-world-5b446dd74b-pxtzt".into(),
+                    uid: hello_uid.into(),
+                    pod_ips: vec!["10.244.3.4".into()],
+                    netns: Some(POD1_NS.into()),
+                    matched_by: vec!["ip".into(), "cgroup-uid".into()],
+                    ifname: Some("eth0".into()),
+                    mtu: Some(1450),
+                    host_veth: Some("veth4f7342d".into()),
+                    host_veth_index: Some(11),
+                },
+                PodNetns {
+                    pod: "kube-system/coredns-7db6d8ff4d-x8k2p".into(),
+                    uid: dns_uid.into(),
+                    pod_ips: vec!["10.244.3.20".into()],
+                    netns: Some(POD2_NS.into()),
+                    matched_by: vec!["ip".into()],
+                    ifname: Some("eth0".into()),
+                    mtu: Some(1500),
+                    host_veth: Some("cali1a2b3c4d5e6".into()),
+                    host_veth_index: Some(6),
+                },
+            ],
+            unowned_netns: vec![],
+        };
+        w.add_json(
+            native(layout::correlation::PODS, ArtifactSource::Derived),
+            &corr,
+            Duration::ZERO,
+        )
+        .unwrap();
+    }
 
     // Kubernetes objects, modelled on the tutorial's `kubectl get pod -o wide` / `get service -A`.
     let mut kube_proxy = pod(
@@ -649,6 +651,7 @@ fn build_no_api(path: &Path) {
 struct Built {
     _dir: tempfile::TempDir,
     example: PathBuf,
+    no_corr: PathBuf,
     no_api: PathBuf,
 }
 
@@ -657,12 +660,15 @@ fn built() -> &'static Built {
     B.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let example = dir.path().join("inspect-example.tar.zst");
-        build_example(&example);
+        build_example(&example, true);
+        let no_corr = dir.path().join("no-correlation.tar.zst");
+        build_example(&no_corr, false);
         let no_api = dir.path().join("no-api.tar.zst");
         build_no_api(&no_api);
         Built {
             _dir: dir,
             example,
+            no_corr,
             no_api,
         }
     })
@@ -751,6 +757,46 @@ fn pods_join_netns_and_veth() {
     assert_eq!(kp["netns"], "host");
     let empty = inspect(&["pods", "-n", "nope"]);
     assert_eq!(empty, "No resources found in nope namespace.\n");
+}
+
+/// Without the collector's correlations, the analyzer recomputes them from the
+/// namespaces' links and addresses (the tutorial's `@ifN` method) and gets the same answer.
+#[test]
+fn correlations_are_recomputed_when_absent() {
+    let run = |b: &Path, view: &str| {
+        let (code, out, err) = analyze(&[
+            "inspect",
+            b.to_str().unwrap(),
+            view,
+            "-A",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
+    };
+    let with = run(&built().example, "pods");
+    let without = run(&built().no_corr, "pods");
+    for (a, b) in with.iter().zip(&without) {
+        assert_eq!(a["name"], b["name"]);
+        assert_eq!(a["netns"], b["netns"], "{}", a["name"]);
+        assert_eq!(a["host_veth"], b["host_veth"], "{}", a["name"]);
+    }
+    assert!(without.iter().any(|p| p["host_veth"] == "veth4f7342d"));
+    let (code, out, _) = analyze(&[
+        "inspect",
+        built().no_corr.to_str().unwrap(),
+        "links",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let links: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let veth = links
+        .iter()
+        .find(|l| l["name"] == "cali1a2b3c4d5e6")
+        .unwrap();
+    assert_eq!(veth["peer"], format!("{POD2_NS}:eth0"));
 }
 
 #[test]
@@ -892,7 +938,7 @@ fn committed_example_is_current() {
     if std::env::var_os("NETSNAP_UPDATE_FIXTURES").is_some() {
         std::fs::create_dir_all(committed.parent().unwrap()).unwrap();
         let _ = std::fs::remove_file(&committed);
-        build_example(&committed);
+        build_example(&committed, true);
     }
     let fresh = Bundle::open(&built().example, &ReaderOptions::default()).unwrap();
     let old = Bundle::open(&committed, &ReaderOptions::default()).unwrap_or_else(|e| {

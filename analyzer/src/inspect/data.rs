@@ -94,9 +94,55 @@ pub fn pod_correlation(bundle: &Bundle) -> Result<Option<PodCorrelation>, Inspec
     json(bundle, layout::correlation::PODS, "pod correlation")
 }
 
-/// Veth pairs, or an empty list.
+/// Veth pairs: the collector's correlation, else recomputed from the namespaces' links.
 pub fn veth_pairs(bundle: &Bundle) -> Result<Vec<VethPair>, InspectError> {
-    Ok(json(bundle, layout::correlation::VETH_PAIRS, "veth pair list")?.unwrap_or_default())
+    if let Some(p) = json(bundle, layout::correlation::VETH_PAIRS, "veth pair list")? {
+        return Ok(p);
+    }
+    let states = netns_states(bundle, None)?;
+    Ok(derive_veth_pairs(&states, netns_index(bundle)?.as_ref()))
+}
+
+/// Recomputes veth pairs the way the tutorial does by hand: the pod-side `eth0@ifN`
+/// is host interface N, whose own `@ifM` must point back. When the index knows the
+/// host's id for the namespace (`host_nsid`), the host end's `link-netnsid` must match
+/// too; a host interface claimed by two namespaces is ambiguous and left out.
+pub fn derive_veth_pairs(states: &[NetnsState], index: Option<&NetnsIndex>) -> Vec<VethPair> {
+    let Some(host) = states.iter().find(|s| s.id == layout::HOST_NETNS) else {
+        return Vec::new();
+    };
+    let mut claims: Vec<VethPair> = Vec::new();
+    for s in states.iter().filter(|s| s.id != layout::HOST_NETNS) {
+        let host_nsid = index
+            .and_then(|i| i.namespaces.iter().find(|n| n.id == s.id))
+            .and_then(|n| n.host_nsid);
+        for l in s.links.links.iter().filter(|l| l.is_veth()) {
+            let Some(peer) = l.peer_index else { continue };
+            let Some(h) = host.links.by_index(peer) else {
+                continue;
+            };
+            if h.peer_index != Some(l.index) || host_nsid.is_some_and(|n| h.link_netnsid != Some(n))
+            {
+                continue;
+            }
+            claims.push(VethPair {
+                netns: s.id.clone(),
+                ifindex: l.index,
+                ifname: l.name.clone(),
+                peer_netns: layout::HOST_NETNS.to_string(),
+                peer_ifindex: h.index,
+                peer_ifname: h.name.clone(),
+            });
+        }
+    }
+    let unique = |p: &VethPair| {
+        claims
+            .iter()
+            .filter(|q| q.peer_ifindex == p.peer_ifindex)
+            .count()
+            == 1
+    };
+    claims.iter().filter(|p| unique(p)).cloned().collect()
 }
 
 /// Namespace ids the bundle knows, host first: from the index, else from artifact paths.

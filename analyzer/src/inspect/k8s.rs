@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use netsnap_bundle::k8s::{EndpointSliceRecord, PodRecord, ServiceRecord};
+use netsnap_bundle::native::{PodCorrelation, PodNetns};
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
@@ -61,7 +62,10 @@ pub fn pods(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError
     let Some(pods) = data::jsonl::<PodRecord>(bundle, layout::k8s::PODS, "pod record")? else {
         return Ok(Outcome::NoData(no_data("pods", bundle, layout::k8s::PODS)));
     };
-    let corr = data::pod_correlation(bundle)?;
+    let corr = match data::pod_correlation(bundle)? {
+        Some(c) => Some(c),
+        None => derive_correlation(bundle, &pods)?,
+    };
     let by_pod: BTreeMap<&str, _> = corr
         .as_ref()
         .map(|c| c.pods.iter().map(|p| (p.pod.as_str(), p)).collect())
@@ -141,6 +145,50 @@ pub fn pods(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError
         }
         t.render()
     })
+}
+
+/// Without `correlation/pods.json`, matches pods to namespaces by pod IP and takes
+/// the host veth from the (possibly recomputed) veth pairs. None when the bundle
+/// has no namespace data to match against.
+fn derive_correlation(
+    bundle: &Bundle,
+    pods: &[PodRecord],
+) -> Result<Option<PodCorrelation>, InspectError> {
+    let states = data::netns_states(bundle, None)?;
+    if states.is_empty() {
+        return Ok(None);
+    }
+    let pairs = data::veth_pairs(bundle)?;
+    let mut out = PodCorrelation::default();
+    for p in pods.iter().filter(|p| !p.host_network) {
+        let found = states
+            .iter()
+            .filter(|s| s.id != layout::HOST_NETNS)
+            .find_map(|s| {
+                s.links.links.iter().find_map(|l| {
+                    l.addrs
+                        .iter()
+                        .any(|a| p.pod_ips.iter().any(|ip| *ip == a.address.to_string()))
+                        .then_some((s, l))
+                })
+            });
+        let Some((s, l)) = found else { continue };
+        let pair = pairs
+            .iter()
+            .find(|v| v.netns == s.id && v.ifindex == l.index);
+        out.pods.push(PodNetns {
+            pod: format!("{}/{}", p.namespace, p.name),
+            uid: p.uid.clone(),
+            pod_ips: p.pod_ips.clone(),
+            netns: Some(s.id.clone()),
+            matched_by: vec!["ip".into()],
+            ifname: Some(l.name.clone()),
+            mtu: l.mtu,
+            host_veth: pair.map(|v| v.peer_ifname.clone()),
+            host_veth_index: pair.map(|v| v.peer_ifindex),
+        });
+    }
+    Ok(Some(out))
 }
 
 /// One row of the `services` view.
