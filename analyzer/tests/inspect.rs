@@ -648,11 +648,33 @@ fn build_no_api(path: &Path) {
     finish(w);
 }
 
+/// Only the tutorial's `ip addr` outputs, as raw text, one with a line `ip` never prints.
+fn build_raw_only(path: &Path) {
+    let w = BundleWriter::create(path, WriterOptions::default()).unwrap();
+    let mut node = raw("ip/seed-node-ip-addr.txt");
+    node.push_str("this is not ip output\n");
+    for (ns, text) in [("host", node), (POD1_NS, raw("ip/seed-pod-ip-addr.txt"))] {
+        w.add_bytes(
+            ArtifactSpec::raw_command(
+                layout::netns_path(ns, layout::netns::IP_ADDR),
+                layout::content::IP_ADDR,
+                &["ip", "addr"],
+            )
+            .in_netns(ns),
+            text.as_bytes(),
+            ok(1),
+        )
+        .unwrap();
+    }
+    finish(w);
+}
+
 struct Built {
     _dir: tempfile::TempDir,
     example: PathBuf,
     no_corr: PathBuf,
     no_api: PathBuf,
+    raw_only: PathBuf,
 }
 
 fn built() -> &'static Built {
@@ -665,11 +687,14 @@ fn built() -> &'static Built {
         build_example(&no_corr, false);
         let no_api = dir.path().join("no-api.tar.zst");
         build_no_api(&no_api);
+        let raw_only = dir.path().join("raw-only.tar.zst");
+        build_raw_only(&raw_only);
         Built {
             _dir: dir,
             example,
             no_corr,
             no_api,
+            raw_only,
         }
     })
 }
@@ -797,6 +822,37 @@ fn correlations_are_recomputed_when_absent() {
         .find(|l| l["name"] == "cali1a2b3c4d5e6")
         .unwrap();
     assert_eq!(veth["peer"], format!("{POD2_NS}:eth0"));
+}
+
+/// The tutorial's own method on its own outputs: eth0@if11 in the pod is the
+/// node's interface 11, veth4f7342d. Unknown lines are reported, not hidden.
+#[test]
+fn tutorial_ip_addr_outputs_correlate() {
+    let (code, out, err) = analyze(&[
+        "inspect",
+        built().raw_only.to_str().unwrap(),
+        "links",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let eth0 = rows
+        .iter()
+        .find(|r| r["netns"] == POD1_NS && r["name"] == "eth0")
+        .unwrap();
+    assert_eq!(eth0["peer"], "host:veth4f7342d");
+    let veth = rows.iter().find(|r| r["name"] == "veth4f7342d").unwrap();
+    assert_eq!(veth["peer"], format!("{POD1_NS}:eth0"));
+    assert_eq!(veth["master"], "docker0");
+    // veth77f2275 and veth01 point at namespaces the bundle does not have.
+    let other = rows.iter().find(|r| r["name"] == "veth01").unwrap();
+    assert_eq!(other["peer"], serde_json::Value::Null);
+    assert!(
+        err.contains("netns/host/ip-addr.txt: 1 line(s) not understood, first at line 19"),
+        "{err}"
+    );
+    assert_eq!(err.matches("not understood").count(), 1, "{err}");
 }
 
 #[test]

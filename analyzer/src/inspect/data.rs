@@ -94,13 +94,23 @@ pub fn pod_correlation(bundle: &Bundle) -> Result<Option<PodCorrelation>, Inspec
     json(bundle, layout::correlation::PODS, "pod correlation")
 }
 
-/// Veth pairs: the collector's correlation, else recomputed from the namespaces' links.
-pub fn veth_pairs(bundle: &Bundle) -> Result<Vec<VethPair>, InspectError> {
+/// Veth pairs: the collector's correlation, else recomputed from the namespaces' links
+/// (`loaded`: every namespace's state, when the caller already has it).
+pub fn veth_pairs(
+    bundle: &Bundle,
+    loaded: Option<&[NetnsState]>,
+) -> Result<Vec<VethPair>, InspectError> {
     if let Some(p) = json(bundle, layout::correlation::VETH_PAIRS, "veth pair list")? {
         return Ok(p);
     }
-    let states = netns_states(bundle, None)?;
-    Ok(derive_veth_pairs(&states, netns_index(bundle)?.as_ref()))
+    let index = netns_index(bundle)?;
+    match loaded {
+        Some(states) => Ok(derive_veth_pairs(states, index.as_ref())),
+        None => Ok(derive_veth_pairs(
+            &netns_states(bundle, None)?,
+            index.as_ref(),
+        )),
+    }
 }
 
 /// Recomputes veth pairs the way the tutorial does by hand: the pod-side `eth0@ifN`
@@ -198,6 +208,20 @@ pub fn netns_states(bundle: &Bundle, only: Option<&str>) -> Result<Vec<NetnsStat
         let route_path = layout::netns_path(&id, layout::netns::IP_ROUTE);
         let links = text(bundle, &addr_path)?.map(|t| ip::parse_addr(&t));
         let routes = text(bundle, &route_path)?.map(|t| ip::parse_routes(&t));
+        // Views show what was understood; say on stderr what was not.
+        for (path, unparsed) in [
+            (&addr_path, links.as_ref().map(|l| &l.unparsed)),
+            (&route_path, routes.as_ref().map(|r| &r.unparsed)),
+        ] {
+            if let Some(first) = unparsed.and_then(|u| u.first()) {
+                tracing::warn!(
+                    "{path}: {} line(s) not understood, first at line {}: {}",
+                    unparsed.map_or(0, Vec::len),
+                    first.line,
+                    first.reason
+                );
+            }
+        }
         if links.is_some() || routes.is_some() {
             out.push(NetnsState {
                 id,

@@ -158,7 +158,7 @@ fn derive_correlation(
     if states.is_empty() {
         return Ok(None);
     }
-    let pairs = data::veth_pairs(bundle)?;
+    let pairs = data::veth_pairs(bundle, Some(&states))?;
     let mut out = PodCorrelation::default();
     for p in pods.iter().filter(|p| !p.host_network) {
         let found = states

@@ -188,7 +188,8 @@ pub fn links(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectErro
         Ok(s) => s,
         Err(o) => return Ok(o),
     };
-    let pairs = data::veth_pairs(bundle)?;
+    let all = args.netns.is_none().then_some(states.as_slice());
+    let pairs = data::veth_pairs(bundle, all)?;
     let mut rows = Vec::new();
     for s in &states {
         for l in &s.links.links {
