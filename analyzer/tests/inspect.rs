@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use netsnap_analyzer::parse::{dns, ip};
+use netsnap_analyzer::parse::{dns, ip, sysctl};
 use netsnap_bundle::k8s::{
     EndpointSliceRecord, PodRecord, ServicePort, ServiceRecord, SliceEndpoint, SlicePort,
 };
@@ -603,18 +603,64 @@ fn build_example(path: &Path, correlations: bool) {
     )
     .unwrap();
 
-    // Sysctls (the tutorial's nf_conntrack_max).
-    let sysctls: std::collections::BTreeMap<&str, &str> = [
-        ("net.ipv4.ip_forward", "1"),
-        ("net.bridge.bridge-nf-call-iptables", "1"),
-        ("net.netfilter.nf_conntrack_max", "131072"),
-    ]
-    .into_iter()
-    .collect();
+    // Sysctls, read out of real `sysctl` captures (fixtures/raw/sysctl).
+    let netfilter = sysctl::parse_sysctl(&raw("sysctl/sysctl-net.netfilter.txt"));
+    let ipv4 = sysctl::parse_sysctl(&raw("sysctl/sysctl-net.ipv4.txt"));
+    let mut node_sysctls = std::collections::BTreeMap::new();
+    for k in ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter"] {
+        node_sysctls.insert(k.to_string(), ipv4.get(k).unwrap().to_string());
+    }
+    node_sysctls.insert(
+        "net.netfilter.nf_conntrack_max".to_string(),
+        netfilter
+            .get("net.netfilter.nf_conntrack_max")
+            .unwrap()
+            .to_string(),
+    );
     w.add_json(
         native(layout::node::SYSCTLS, ArtifactSource::File),
-        &sysctls,
+        &node_sysctls,
         Duration::ZERO,
+    )
+    .unwrap();
+    let ct_sysctls: std::collections::BTreeMap<String, String> = netfilter
+        .to_map()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("net.netfilter.nf_conntrack_"))
+        .filter(|(k, _)| ["count", "max", "buckets"].iter().any(|s| k.ends_with(s)))
+        .collect();
+    w.add_json(
+        native(layout::conntrack::SYSCTLS, ArtifactSource::File),
+        &ct_sysctls,
+        Duration::ZERO,
+    )
+    .unwrap();
+
+    // conntrack and kernel log: real captures of the other parsers' fixtures.
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::conntrack::TABLE,
+            layout::content::CONNTRACK_LIST,
+            &["conntrack", "-L", "-o", "extended"],
+        ),
+        raw("conntrack/conntrack-L.txt").as_bytes(),
+        ok(20),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::conntrack::STATS,
+            layout::content::CONNTRACK_STATS,
+            &["conntrack", "-S"],
+        ),
+        raw("conntrack/conntrack-S.txt").as_bytes(),
+        ok(5),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::raw_file(layout::node::KERNEL_LOG, layout::content::KERNEL_LOG),
+        raw("kernel-log/dmesg-T.txt").as_bytes(),
+        ok(5),
     )
     .unwrap();
 
@@ -669,12 +715,38 @@ fn build_raw_only(path: &Path) {
     finish(w);
 }
 
+/// An IPVS-mode node: ipvsadm outputs (fixtures/raw/ipvs, ipvsadm's documented format).
+fn build_ipvs(path: &Path) {
+    let w = BundleWriter::create(path, WriterOptions::default()).unwrap();
+    for (p, f, argv) in [
+        (
+            layout::ipvs::LIST,
+            "ipvs/ipvsadm-Ln.txt",
+            &["ipvsadm", "-Ln"][..],
+        ),
+        (
+            layout::ipvs::STATS,
+            "ipvs/ipvsadm-Ln-stats.txt",
+            &["ipvsadm", "-Ln", "--stats"][..],
+        ),
+    ] {
+        w.add_bytes(
+            ArtifactSpec::raw_command(p, layout::content::IPVSADM_LIST, argv),
+            raw(f).as_bytes(),
+            ok(3),
+        )
+        .unwrap();
+    }
+    finish(w);
+}
+
 struct Built {
     _dir: tempfile::TempDir,
     example: PathBuf,
     no_corr: PathBuf,
     no_api: PathBuf,
     raw_only: PathBuf,
+    ipvs: PathBuf,
 }
 
 fn built() -> &'static Built {
@@ -689,12 +761,15 @@ fn built() -> &'static Built {
         build_no_api(&no_api);
         let raw_only = dir.path().join("raw-only.tar.zst");
         build_raw_only(&raw_only);
+        let ipvs = dir.path().join("ipvs.tar.zst");
+        build_ipvs(&ipvs);
         Built {
             _dir: dir,
             example,
             no_corr,
             no_api,
             raw_only,
+            ipvs,
         }
     })
 }
@@ -742,6 +817,14 @@ fn every_view_table_and_json() {
         ("routes_main", &["routes", "--table", "main"]),
         ("dns", &["dns"]),
         ("sysctl", &["sysctl"]),
+        ("conntrack", &["conntrack"]),
+        (
+            "conntrack_tcp_established",
+            &["conntrack", "-p", "tcp", "--state", "ESTABLISHED"],
+        ),
+        ("conntrack_summary", &["conntrack", "--summary"]),
+        ("conntrack_stats", &["conntrack", "--stats"]),
+        ("kernel_log", &["kernel-log"]),
     ];
     for (name, args) in cases {
         let table = inspect(args);
@@ -1012,4 +1095,91 @@ fn committed_example_is_current() {
         key(&fresh),
         "stale: regenerate with NETSNAP_UPDATE_FIXTURES=1"
     );
+}
+
+fn inspect_at(bundle: &Path, extra: &[&str]) -> String {
+    let b = bundle.to_str().unwrap().to_string();
+    let mut args = vec!["inspect", b.as_str()];
+    args.extend_from_slice(extra);
+    let (code, out, err) = analyze(&args);
+    assert_eq!(code, 0, "{extra:?}: {err}");
+    out
+}
+
+#[test]
+fn ipvs_like_ipvsadm() {
+    let ipvs = &built().ipvs;
+    let all = inspect_at(ipvs, &["ipvs"]);
+    insta::assert_snapshot!("ipvs_table", all);
+    assert!(all.starts_with("IP Virtual Server version 1.2.1 (size=4096)\n"));
+    let one = inspect_at(ipvs, &["ipvs", "-u", "10.96.0.10:53"]);
+    insta::assert_snapshot!("ipvs_udp_dns_table", one);
+    // The seed's `ipvsadm -Ln -t` form: header lines, one service, its real servers.
+    let lines: Vec<&str> = one.lines().collect();
+    assert_eq!(lines[0], "Prot LocalAddress:Port Scheduler Flags");
+    assert!(lines[2].starts_with("UDP  10.96.0.10:53 rr"), "{one}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("  -> 10.")).count(),
+        2,
+        "{one}"
+    );
+    let raw_json = inspect_at(ipvs, &["ipvs", "--format", "json"]);
+    let json: Vec<serde_json::Value> = serde_json::from_str(&raw_json).unwrap();
+    assert_eq!(json.len(), 9, "{raw_json}");
+    assert_eq!(json[0]["service"], "10.96.0.1:443");
+    // --stats was merged into the -Ln table.
+    assert_eq!(json[0]["stats"]["conns"], 41);
+    insta::assert_snapshot!("ipvs_json", raw_json);
+    let none = inspect_at(ipvs, &["ipvs", "-t", "10.1.2.3:80"]);
+    assert!(!none.contains("->  "), "{none}");
+    let (code, _, err) = analyze(&["inspect", ipvs.to_str().unwrap(), "ipvs", "-t", "nonsense"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid -t value"), "{err}");
+}
+
+#[test]
+fn conntrack_filters_and_summary_agree() {
+    let all = inspect_json(&["conntrack"]);
+    let tcp = inspect_json(&["conntrack", "-p", "tcp"]);
+    assert!(!tcp.is_empty() && tcp.len() < all.len());
+    assert!(tcp.iter().all(|r| r["protocol"] == "tcp"));
+    let first_dst = all[0]["original"]
+        .as_str()
+        .unwrap()
+        .split(" -> ")
+        .nth(1)
+        .unwrap();
+    let ip = first_dst.rsplit_once(':').map_or(first_dst, |(a, _)| a);
+    let by_dst = inspect_json(&["conntrack", "-d", ip]);
+    assert!(!by_dst.is_empty());
+    assert!(by_dst.iter().all(|r| {
+        r["original"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("-> {ip}"))
+    }));
+    let summary = inspect_json(&["conntrack", "--summary"]);
+    let entries = summary
+        .iter()
+        .find(|r| r["section"] == "table" && r["key"] == "entries")
+        .unwrap();
+    assert_eq!(entries["value"], all.len());
+    let per_proto: u64 = summary
+        .iter()
+        .filter(|r| r["section"] == "protocol")
+        .map(|r| r["value"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_proto, all.len() as u64);
+    assert!(summary.iter().any(|r| r["key"] == "nf_conntrack_max"));
+    let table = inspect(&["conntrack"]);
+    assert!(table.ends_with(&format!("{} flow entries have been shown.\n", all.len())));
+    let stats = inspect_json(&["conntrack", "--stats"]);
+    assert_eq!(stats.last().unwrap()["cpu"], "total");
+}
+
+#[test]
+fn kernel_log_classifies_lines() {
+    let rows = inspect_json(&["kernel-log"]);
+    assert_eq!(rows.len(), 60);
+    assert!(rows.iter().any(|r| r["kind"] == "martian-source"));
 }

@@ -14,9 +14,12 @@ use std::net::IpAddr;
 use netsnap_bundle::Bundle;
 use serde::Serialize;
 
+mod conntrack;
 mod data;
 mod dns;
+mod ipvs;
 mod k8s;
+mod kernel_log;
 mod net;
 mod sysctl;
 pub mod table;
@@ -206,10 +209,10 @@ pub fn run(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError>
         View::Routes => net::routes(bundle, args),
         View::Dns => dns::dns(bundle, args),
         View::Sysctl => sysctl::sysctl(bundle, args),
-        View::Conntrack => not_yet(bundle, view, netsnap_bundle::layout::conntrack::TABLE),
+        View::Conntrack => conntrack::conntrack(bundle, args),
         View::Iptables => not_yet(bundle, view, netsnap_bundle::layout::iptables::SAVE),
-        View::Ipvs => not_yet(bundle, view, netsnap_bundle::layout::ipvs::LIST),
-        View::KernelLog => not_yet(bundle, view, netsnap_bundle::layout::node::KERNEL_LOG),
+        View::Ipvs => ipvs::ipvs(bundle, args),
+        View::KernelLog => kernel_log::kernel_log(bundle, args),
     }
 }
 
