@@ -4,8 +4,12 @@
 //! `unshare --net --pid --mount --uts --fork --mount-proc --propagation private sleep infinity`:
 //! PID 1 of a fresh PID namespace, inside a fresh network, mount and UTS
 //! namespace. A `/proc` or `/run/netns` scan from inside sees only the lab:
-//! `/proc` is remounted for the new PID namespace and `/run` is a private tmpfs,
-//! so `ip netns add` inside the node is invisible to the host.
+//! `/proc` is remounted for the new PID namespace, `/run` is a private tmpfs
+//! (so `ip netns add` inside the node is invisible to the host) and `/sys` is
+//! the node netns's own sysfs (with the host's `/sys/fs/cgroup` bound back in).
+//! The node's `eth0` (172.18.0.10/24, default route via .1) is a veth whose
+//! peer sits in an "outside" netns held by a harness process that is not in the
+//! node's PID namespace, like a kind node's uplink (this kernel has no `dummy`).
 //!
 //! Pods are named network namespaces (`/run/netns/cni-<uuid>` inside the node)
 //! each holding a `pause` process (a copy of `sleep` named `pause`, so its
@@ -672,7 +676,11 @@ impl LabNode {
         self.make_uplink()?;
         let mut script = String::from("set -e\n");
         script.push_str(&format!(
-            "mount -t tmpfs -o mode=755 netsnap-lab-run /run\nmkdir -p /run/netns /run/netsnap-lab\n\
+            "mount -t tmpfs -o mode=755 netsnap-lab-run /run\nmkdir -p /run/netns /run/netsnap-lab/cgroup\n\
+             mount --rbind /sys/fs/cgroup /run/netsnap-lab/cgroup\n\
+             mount -t sysfs netsnap-lab-sys /sys\n\
+             mount --rbind /run/netsnap-lab/cgroup /sys/fs/cgroup\n\
+             umount -l /run/netsnap-lab/cgroup\n\
              echo {} > /proc/sys/kernel/hostname\nip link set lo up\n\
              echo 1 > /proc/sys/net/ipv4/ip_forward\n\
              if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables; fi\n\

@@ -248,6 +248,15 @@ fn flannel_style_has_vxlan_1450_and_veths_on_cni0_with_peer_indexes() {
             "{pod} vs {host}"
         );
         assert!(pod.contains(&format!("mtu {}", p.mtu)));
+        // /sys inside the node is the node netns's own sysfs (as on a real node).
+        let hp = node
+            .run_in_node(&[
+                "cat",
+                &format!("/sys/class/net/{}/brport/hairpin_mode", p.host_veth),
+            ])
+            .unwrap()
+            .stdout;
+        assert_eq!(hp.trim(), "1");
         let hairpin = node
             .run_in_node(&["bridge", "-d", "link", "show", "dev", &p.host_veth])
             .unwrap()
