@@ -28,6 +28,18 @@ impl LabGuard {
         crate::LabNodeBuilder::new(*self)
     }
 
+    /// Applies the skip policy to the `netsnap-collect` binary (see [`crate::collector_bin`]):
+    /// false (after printing why) when it is missing or stale and the lab is not required.
+    pub fn require_collector(&self) -> bool {
+        match crate::collect::collector_bin() {
+            Ok(_) => true,
+            Err(e) => {
+                skip_or_fail(&e.to_string());
+                false
+            }
+        }
+    }
+
     /// Applies the skip policy to extra programs a test needs (e.g. `dnsmasq`, `dig`):
     /// returns false (after printing why) when one is missing and the lab is not required,
     /// panics when it is required.
