@@ -193,6 +193,37 @@ impl<'a> From<&'a LabPod> for PodLike<'a> {
 }
 
 impl LabNode {
+    /// A kubeconfig (YAML) for a fake API server at `server` (e.g. `https://127.0.0.1:6443`),
+    /// bearer token `token`, trusting `ca_pem` (or skipping TLS verification when None).
+    pub fn kubeconfig(&self, server: &str, token: &str, ca_pem: Option<&str>) -> String {
+        let trust = match ca_pem {
+            Some(pem) => format!(
+                "certificate-authority-data: {}",
+                data_encoding::BASE64.encode(pem.as_bytes())
+            ),
+            None => "insecure-skip-tls-verify: true".to_string(),
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {server}\n    {trust}\n\
+             contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: lab\n    namespace: default\n\
+             current-context: lab\npreferences: {{}}\nusers:\n- name: lab\n  user:\n    token: {token}\n"
+        )
+    }
+
+    /// Writes [`LabNode::kubeconfig`] into the node's scratch dir (readable from inside the node
+    /// at the same path) and returns the path.
+    pub fn write_kubeconfig(
+        &self,
+        server: &str,
+        token: &str,
+        ca_pem: Option<&str>,
+    ) -> LabResult<std::path::PathBuf> {
+        let p = self.tmp_dir().join("kubeconfig");
+        std::fs::write(&p, self.kubeconfig(server, token, ca_pem))
+            .map_err(|e| LabError::io(format!("writing {}", p.display()), e))?;
+        Ok(p)
+    }
+
     /// The lab's Pods, Services, EndpointSlices and Node as the API server would return them.
     /// Ghost pods ([`LabNode::add_ghost_pod`]) are included; leaked netns are not (no pod owns them).
     pub fn api_objects(&self) -> ApiObjects {

@@ -25,7 +25,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1245,6 +1245,18 @@ impl LabNode {
         Ok(g)
     }
 
+    /// Binds a TCP listener inside the node's network namespace (e.g. a fake API server the
+    /// collector reaches at `127.0.0.1` or the node IP from inside the node). The socket stays
+    /// in the node netns; accept on it from any thread or runtime.
+    pub fn tcp_listener(&self, addr: SocketAddr) -> LabResult<TcpListener> {
+        bind_in_netns(format!("/proc/{}/ns/net", self.pid1), addr)
+    }
+
+    /// Binds a TCP listener inside a pod's network namespace.
+    pub fn tcp_listener_in_pod(&self, pod: &LabPod, addr: SocketAddr) -> LabResult<TcpListener> {
+        bind_in_netns(format!("/proc/{}/ns/net", pod.pause_pid), addr)
+    }
+
     /// Names listed by `ip netns list` inside the node.
     pub fn netns_names(&self) -> LabResult<Vec<String>> {
         let out = self.run_in_node(&["ip", "netns", "list"])?;
@@ -1334,6 +1346,20 @@ fn wait_or_kill(c: &mut Child, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Binds in another netns from a short-lived thread: `setns` only moves that thread, and a
+/// socket keeps the namespace it was created in.
+fn bind_in_netns(ns_path: String, addr: SocketAddr) -> LabResult<TcpListener> {
+    let joined = std::thread::spawn(move || -> LabResult<TcpListener> {
+        let f =
+            fs::File::open(&ns_path).map_err(|e| LabError::io(format!("opening {ns_path}"), e))?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| LabError::io(format!("setns {ns_path}"), std::io::Error::from(e)))?;
+        TcpListener::bind(addr).map_err(|e| LabError::io(format!("binding {addr}"), e))
+    })
+    .join();
+    joined.unwrap_or_else(|_| Err(LabError::Invalid("netns bind thread panicked".into())))
 }
 
 /// Waits until process `parent` has a child whose `comm` is `comm`; returns the child's host PID.
