@@ -6,7 +6,9 @@
 //! namespace. A `/proc` or `/run/netns` scan from inside sees only the lab:
 //! `/proc` is remounted for the new PID namespace, `/run` is a private tmpfs
 //! (so `ip netns add` inside the node is invisible to the host) and `/sys` is
-//! the node netns's own sysfs (with the host's `/sys/fs/cgroup` bound back in).
+//! the node netns's own sysfs (with the host's `/sys/fs/cgroup` bound back in);
+//! `/etc` and `/var/lib` are copy-on-write overlays, so the node's CNI, IPAM and
+//! kubelet files never touch the host's.
 //! The node's `eth0` (172.18.0.10/24, default route via .1) is a veth whose
 //! peer sits in an "outside" netns held by a harness process that is not in the
 //! node's PID namespace, like a kind node's uplink (this kernel has no `dummy`).
@@ -672,9 +674,65 @@ impl LabNode {
         Ok(())
     }
 
+    /// Shell lines writing the node's CNI, IPAM and kubelet files (into the node's private
+    /// overlays of `/etc` and `/var/lib`).
+    fn config_files_script(&self) -> String {
+        let mut s = String::from("mkdir -p /etc/cni/net.d /var/lib/kubelet\n");
+        let conflist = match self.style {
+            NetStyle::Bridge { vxlan: true } => (
+                "10-flannel.conflist",
+                r#"{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true}},{"type":"portmap","capabilities":{"portMappings":true}}]}"#.to_string(),
+            ),
+            NetStyle::Bridge { vxlan: false } => (
+                "10-bridge.conflist",
+                format!(
+                    r#"{{"name":"cbr0","cniVersion":"0.3.1","plugins":[{{"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":true,"hairpinMode":true,"mtu":{},"ipam":{{"type":"host-local","ranges":[[{{"subnet":"{}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},{{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+                    self.pod_mtu,
+                    self.pod_cidr()
+                ),
+            ),
+            NetStyle::Routed => (
+                "10-calico.conflist",
+                format!(
+                    r#"{{"name":"k8s-pod-network","cniVersion":"0.3.1","plugins":[{{"type":"calico","datastore_type":"kubernetes","mtu":{},"nodename":"{}","ipam":{{"type":"calico-ipam"}},"policy":{{"type":"k8s"}},"kubernetes":{{"kubeconfig":"/etc/cni/net.d/calico-kubeconfig"}}}},{{"type":"portmap","snat":true,"capabilities":{{"portMappings":true}}}}]}}"#,
+                    self.pod_mtu, self.name
+                ),
+            ),
+        };
+        s.push_str(&format!(
+            "printf '%s\\n' {} > /etc/cni/net.d/{}\n",
+            shq(&conflist.1),
+            conflist.0
+        ));
+        if matches!(self.style, NetStyle::Bridge { .. }) {
+            s.push_str("mkdir -p /var/lib/cni/networks/cbr0\n");
+            for p in &self.pods {
+                s.push_str(&ipam_line(p.ip, &p.container_id));
+            }
+        }
+        s.push_str(&format!(
+            "cat > /var/lib/kubelet/config.yaml <<'EOF'\n\
+             apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             cgroupDriver: systemd\nclusterDNS:\n- {DNS_VIP}\nclusterDomain: {CLUSTER_DOMAIN}\n\
+             hairpinMode: hairpin-veth\nresolvConf: /etc/resolv.conf\nmaxPods: 110\nstaticPodPath: /etc/kubernetes/manifests\n\
+             EOF\n"
+        ));
+        s
+    }
+
     fn setup(&mut self, b: &LabNodeBuilder) -> LabResult<()> {
         self.make_uplink()?;
+        // Private copy-on-write /etc and /var/lib: CNI/kubelet files without touching the host.
+        let ov = self.tmp_dir().join("overlay");
+        for d in ["etc-up", "etc-work", "varlib-up", "varlib-work"] {
+            fs::create_dir_all(ov.join(d)).map_err(|e| LabError::io("creating overlay dirs", e))?;
+        }
+        let ov = ov.to_string_lossy().into_owned();
         let mut script = String::from("set -e\n");
+        script.push_str(&format!(
+            "mount -t overlay netsnap-lab-etc -o lowerdir=/etc,upperdir={ov}/etc-up,workdir={ov}/etc-work /etc\n\
+             mount -t overlay netsnap-lab-varlib -o lowerdir=/var/lib,upperdir={ov}/varlib-up,workdir={ov}/varlib-work /var/lib\n"
+        ));
         script.push_str(&format!(
             "mount -t tmpfs -o mode=755 netsnap-lab-run /run\nmkdir -p /run/netns /run/netsnap-lab/cgroup\n\
              mount --rbind /sys/fs/cgroup /run/netsnap-lab/cgroup\n\
@@ -756,6 +814,7 @@ impl LabNode {
                 resolv_conf,
             });
         }
+        script.push_str(&self.config_files_script());
         let path = self.tmp_file("setup.sh", &script)?;
         let path_s = path.to_string_lossy().into_owned();
         self.run_in_node(&["sh", "-e", &path_s])?;
@@ -1204,7 +1263,11 @@ impl LabNode {
         let ip = self.alloc_ip()?;
         let netns = format!("cni-{}", rand_uuid());
         let host_veth = self.host_veth_name();
-        let script = self.pod_net_script(&netns, &host_veth, ip, self.pod_mtu);
+        let mut script = self.pod_net_script(&netns, &host_veth, ip, self.pod_mtu);
+        if matches!(self.style, NetStyle::Bridge { .. }) {
+            // The IPAM reservation leaks along with the netns.
+            script.push_str(&ipam_line(ip, &rand_hex(64)));
+        }
         self.sh(&script)?;
         let leaked = LeakedNetns {
             netns,
@@ -1346,6 +1409,13 @@ fn wait_or_kill(c: &mut Child, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// host-local IPAM reservation file: `<ip>` holding the container id and the interface.
+fn ipam_line(ip: Ipv4Addr, container_id: &str) -> String {
+    format!(
+        "printf '%s\\r\\n%s' {container_id} eth0 > /var/lib/cni/networks/cbr0/{ip}\necho {ip} > /var/lib/cni/networks/cbr0/last_reserved_ip.0\n"
+    )
 }
 
 /// Binds in another netns from a short-lived thread: `setns` only moves that thread, and a

@@ -232,7 +232,24 @@ fn flannel_style_has_vxlan_1450_and_veths_on_cni0_with_peer_indexes() {
         env.contains("FLANNEL_MTU=1450") && env.contains("FLANNEL_SUBNET=10.244.0.1/24"),
         "{env}"
     );
+    // CNI and kubelet files live in the node's private /etc and /var/lib overlays.
+    let conf = node
+        .run_in_node(&["cat", "/etc/cni/net.d/10-flannel.conflist"])
+        .unwrap()
+        .stdout;
+    let conf: serde_json::Value = serde_json::from_str(&conf).unwrap();
+    assert_eq!(conf["plugins"][0]["type"], "flannel");
+    let kubelet = node
+        .run_in_node(&["cat", "/var/lib/kubelet/config.yaml"])
+        .unwrap()
+        .stdout;
+    assert!(kubelet.contains("clusterDNS:\n- 10.96.0.10"), "{kubelet}");
     for p in node.pods() {
+        let ipam = node
+            .run_in_node(&["cat", &format!("/var/lib/cni/networks/cbr0/{}", p.ip)])
+            .unwrap()
+            .stdout;
+        assert_eq!(ipam, format!("{}\r\neth0", p.container_id));
         let host = node
             .run_in_node(&["ip", "-o", "link", "show", &p.host_veth])
             .unwrap()
