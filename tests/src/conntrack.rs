@@ -86,10 +86,11 @@ impl CtEntry {
 
 /// `n` distinct ESTABLISHED TCP entries from synthetic clients (`10.200.0.0/14`,
 /// 50,000 source ports each) to `dst:dport`, as `conntrack -R` input.
-pub fn fill_lines(n: usize, dst: Ipv4Addr, dport: u16) -> String {
+/// `start` offsets the sequence so successive fills never collide.
+pub fn fill_lines(start: usize, n: usize, dst: Ipv4Addr, dport: u16) -> String {
     let mut out = String::with_capacity(n * 110);
     let base = u32::from(Ipv4Addr::new(10, 200, 0, 0));
-    for i in 0..n {
+    for i in start..start + n {
         let src = Ipv4Addr::from(base + (i / 50_000) as u32 + 1);
         let sport = 10_000 + (i % 50_000) as u16;
         out.push_str(&CtEntry::tcp(src, sport, dst, dport).to_load_line());
@@ -104,12 +105,14 @@ mod tests {
 
     #[test]
     fn load_lines_are_distinct_and_well_formed() {
-        let text = fill_lines(120_000, Ipv4Addr::new(10, 96, 0, 1), 443);
+        let text = fill_lines(0, 120_000, Ipv4Addr::new(10, 96, 0, 1), 443);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 120_000);
         let unique: std::collections::HashSet<&str> = lines.iter().copied().collect();
         assert_eq!(unique.len(), 120_000);
         assert!(lines[0].starts_with("-I -p tcp -s 10.200.0.1 -d 10.96.0.1 --sport 10000"));
+        let next = fill_lines(120_000, 10, Ipv4Addr::new(10, 96, 0, 1), 443);
+        assert!(next.lines().all(|l| !unique.contains(l)));
         let nat = CtEntry::udp_dnat(
             Ipv4Addr::new(10, 244, 0, 5),
             40000,

@@ -369,6 +369,7 @@ impl LabNodeBuilder {
             orphans: Vec::new(),
             ghosts: Vec::new(),
             build_time: Duration::ZERO,
+            ct_filled: std::sync::atomic::AtomicUsize::new(0),
             _permit: permit,
         };
         node.setup(&self)?;
@@ -402,6 +403,7 @@ pub struct LabNode {
     orphans: Vec<OrphanVeth>,
     ghosts: Vec<GhostPod>,
     build_time: Duration,
+    ct_filled: std::sync::atomic::AtomicUsize,
     _permit: SlotPermit,
 }
 
@@ -1170,9 +1172,31 @@ impl LabNode {
         self.conntrack_load(&text)
     }
 
-    /// Inserts `n` distinct ESTABLISHED TCP entries towards the API VIP.
+    /// Inserts `n` distinct ESTABLISHED TCP entries towards the API VIP (distinct from
+    /// every earlier fill of this node).
     pub fn fill_conntrack(&self, n: usize) -> LabResult<()> {
-        self.conntrack_load(&fill_lines(n, API_VIP, 443))
+        let start = self
+            .ct_filled
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.conntrack_load(&fill_lines(start, n, API_VIP, 443))
+    }
+
+    /// `net.netfilter.nf_conntrack_max` as the node sees it (global; never written by the lab).
+    pub fn conntrack_max(&self) -> LabResult<u64> {
+        let v = self.sysctl("net.netfilter.nf_conntrack_max")?;
+        v.parse()
+            .map_err(|_| LabError::Invalid(format!("nf_conntrack_max is {v:?}")))
+    }
+
+    /// Fills the node's table up to `fraction` (e.g. 0.92) of `nf_conntrack_max`, without
+    /// touching the maximum; returns how many entries were added.
+    pub fn fill_conntrack_to(&self, fraction: f64) -> LabResult<u64> {
+        let max = self.conntrack_max()?;
+        let now = self.conntrack_count()?;
+        let target = (max as f64 * fraction).ceil() as u64;
+        let add = target.saturating_sub(now);
+        self.fill_conntrack(add as usize)?;
+        Ok(add)
     }
 
     fn conntrack_load(&self, text: &str) -> LabResult<()> {

@@ -303,6 +303,8 @@ fn conntrack_counts_inserted_entries_and_nat_entries() {
     );
     node.conntrack_insert(&[stale]).unwrap();
     assert_eq!(node.conntrack_count().unwrap(), before + 5001);
+    node.fill_conntrack(100).unwrap();
+    assert_eq!(node.conntrack_count().unwrap(), before + 5101);
     let l = node
         .run_in_node(&["conntrack", "-L", "-p", "udp"])
         .unwrap()
@@ -594,4 +596,23 @@ fn listener_bound_in_the_node_is_reachable_from_inside_only() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     let kc = node.kubeconfig("https://127.0.0.1:6443", "t0k", None);
     assert!(kc.contains("server: https://127.0.0.1:6443") && kc.contains("token: t0k"));
+}
+
+#[test]
+fn conntrack_fills_past_90_percent_without_touching_the_max() {
+    let Some(lab) = require_lab() else { return };
+    if !lab.require_tools(&["conntrack"]) {
+        return;
+    }
+    let node = lab.node().bridge().build().unwrap();
+    let max = node.conntrack_max().unwrap();
+    let host_max = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap();
+    assert_eq!(max.to_string(), host_max.trim());
+    let added = node.fill_conntrack_to(0.92).unwrap();
+    let count = node.conntrack_count().unwrap();
+    assert!(added > 0);
+    assert!(
+        count as f64 >= 0.92 * max as f64 && count < max,
+        "{count}/{max}"
+    );
 }
