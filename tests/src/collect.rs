@@ -117,8 +117,9 @@ impl LabNode {
         let bundle_s = bundle.to_string_lossy().into_owned();
         let rss_s = rss_file.to_string_lossy().into_owned();
         let time = Path::new("/usr/bin/time");
+        let use_time = time.is_file() && std::env::var_os("NETSNAP_LAB_RSS_SAMPLING").is_none();
         let mut argv: Vec<&str> = Vec::new();
-        if time.is_file() {
+        if use_time {
             argv.extend(["/usr/bin/time", "-f", "%M", "-o", &rss_s]);
         }
         argv.push(&bin_s);
@@ -129,14 +130,37 @@ impl LabNode {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let output = self.run_in_node_raw(
+        // Without /usr/bin/time, sample the collector's VmHWM (a high-water mark, so sparse
+        // samples still see the peak, except growth in its last few milliseconds).
+        let mut hwm: Option<u64> = None;
+        let mut tick = |nsenter_pid: u32| {
+            if use_time {
+                return;
+            }
+            let kids =
+                fs::read_to_string(format!("/proc/{nsenter_pid}/task/{nsenter_pid}/children"))
+                    .unwrap_or_default();
+            for pid in kids.split_whitespace() {
+                let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+                if let Some(k) = kib {
+                    hwm = Some(hwm.map_or(k, |h| h.max(k)));
+                }
+            }
+        };
+        let output = self.run_in_node_with(
             &argv,
             &env,
             opts.timeout.unwrap_or(Duration::from_secs(120)),
+            &mut tick,
         )?;
         let max_rss_kib = fs::read_to_string(&rss_file)
             .ok()
-            .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()));
+            .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+            .or(hwm);
         Ok(CollectRun {
             output,
             bundle,

@@ -540,6 +540,23 @@ impl LabNode {
         run_timeout(&mut c, timeout)
     }
 
+    /// [`LabNode::run_in_node_raw`] with a callback receiving the host PID of the `nsenter`
+    /// wrapping the program, every few milliseconds while it runs.
+    pub fn run_in_node_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+        tick: &mut dyn FnMut(u32),
+    ) -> LabResult<CmdOutput> {
+        let mut c = self.nsenter_node();
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        crate::util::run_timeout_with(&mut c, timeout, tick)
+    }
+
     /// Runs a `sh -ec` script inside the node; fails on non-zero exit.
     pub fn sh(&self, script: &str) -> LabResult<CmdOutput> {
         self.run_in_node(&["sh", "-ec", script])
@@ -566,7 +583,8 @@ impl LabNode {
         tcp: bool,
     ) -> LabResult<Vec<String>> {
         let at = format!("@{server}");
-        let mut args = vec!["dig", "+time=1", "+tries=1", at.as_str(), name, "A"];
+        // 2 s: generous enough for a loaded 2-core CI machine, short for the expected failures.
+        let mut args = vec!["dig", "+time=2", "+tries=1", at.as_str(), name, "A"];
         if tcp {
             args.push("+tcp");
         }

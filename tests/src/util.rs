@@ -99,6 +99,16 @@ pub fn describe(cmd: &Command) -> String {
 /// Runs `cmd` to completion or until `timeout`, capturing stdout and stderr.
 /// A non-zero exit is *not* an error here; see [`check`].
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> LabResult<CmdOutput> {
+    run_timeout_with(cmd, timeout, &mut |_| {})
+}
+
+/// [`run_timeout`], calling `tick(child_pid)` every few milliseconds while the child runs
+/// (used to sample a process's memory high-water mark).
+pub fn run_timeout_with(
+    cmd: &mut Command,
+    timeout: Duration,
+    tick: &mut dyn FnMut(u32),
+) -> LabResult<CmdOutput> {
     let out = tempfile::tempfile().map_err(|e| LabError::io("creating capture file", e))?;
     let err = tempfile::tempfile().map_err(|e| LabError::io("creating capture file", e))?;
     let out_w = out
@@ -118,6 +128,7 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> LabResult<CmdOutput>
             Ok(None) => {}
             Err(e) => return Err(LabError::io(format!("waiting for `{}`", describe(cmd)), e)),
         }
+        tick(child.id());
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
