@@ -1337,6 +1337,40 @@ impl LabNode {
         Ok(o)
     }
 
+    /// Deletes a pod for real, like the kubelet and CNI DEL: kills its pause process, deletes
+    /// its netns (the veth goes with it) and its IPAM reservation; the pod leaves the model
+    /// and the API objects. Its Services keep their endpoints until changed
+    /// ([`LabNode::set_service_endpoints`]), which is how stale conntrack scenarios start.
+    pub fn delete_pod(&mut self, pod_index: usize) -> LabResult<LabPod> {
+        if pod_index >= self.pods.len() {
+            return Err(LabError::Invalid(format!("no pod #{pod_index}")));
+        }
+        if self.dns.as_ref().is_some_and(|d| d.pod == pod_index) {
+            return Err(LabError::Invalid("use stop_dns() for the DNS pod".into()));
+        }
+        let pod = self.pods[pod_index].clone();
+        let _ = kill(Pid::from_raw(pod.pause_pid as i32), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{}/ns/net", pod.pause_pid)).exists()
+            && fs::read_to_string(format!("/proc/{}/comm", pod.pause_pid))
+                .is_ok_and(|c| c.trim() == "pause")
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.sh(&format!(
+            "ip netns del {}\nrm -f /var/lib/cni/networks/cbr0/{}\n",
+            pod.netns, pod.ip
+        ))?;
+        self.pods.remove(pod_index);
+        if let Some(d) = self.dns.as_mut()
+            && d.pod > pod_index
+        {
+            d.pod -= 1;
+        }
+        Ok(pod)
+    }
+
     /// Fault: a Running pod the API places on this node whose IP is in no netns.
     pub fn add_ghost_pod(&mut self, namespace: &str, name: &str) -> LabResult<GhostPod> {
         let ip = self.alloc_ip()?;

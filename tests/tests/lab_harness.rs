@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netsnap_lab::{Backend, CtEntry, DNS_VIP, LabPort, LabService, Proto, VXLAN_MTU, require_lab};
 
@@ -614,5 +614,43 @@ fn conntrack_fills_past_90_percent_without_touching_the_max() {
     assert!(
         count as f64 >= 0.92 * max as f64 && count < max,
         "{count}/{max}"
+    );
+}
+
+#[test]
+fn deleting_a_pod_removes_its_netns_and_veth() {
+    let Some(lab) = require_lab() else { return };
+    let mut node = lab.node().flannel().pods(3).build().unwrap();
+    let gone = node.delete_pod(1).unwrap();
+    assert_eq!(node.pods().len(), 2);
+    assert!(!node.netns_names().unwrap().contains(&gone.netns));
+    let link = node
+        .run_in_node_raw(
+            &["ip", "link", "show", &gone.host_veth],
+            &[],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(!link.success(), "host veth survived: {}", link.stdout);
+    let ipam = node
+        .run_in_node_raw(
+            &[
+                "test",
+                "-e",
+                &format!("/var/lib/cni/networks/cbr0/{}", gone.ip),
+            ],
+            &[],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(!ipam.success());
+    let ps = node.run_in_node(&["ps", "-eo", "comm="]).unwrap().stdout;
+    assert_eq!(ps.lines().filter(|l| l.trim() == "pause").count(), 2);
+    assert!(
+        !node
+            .api_objects()
+            .pods
+            .iter()
+            .any(|p| p["metadata"]["name"] == gone.name.as_str())
     );
 }
