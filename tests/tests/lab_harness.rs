@@ -654,3 +654,26 @@ fn deleting_a_pod_removes_its_netns_and_veth() {
             .any(|p| p["metadata"]["name"] == gone.name.as_str())
     );
 }
+
+#[test]
+fn a_panicking_test_still_tears_its_node_down() {
+    let Some(lab) = require_lab() else { return };
+    let pids = std::sync::Mutex::new(Vec::new());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let node = lab.node().bridge().pods(2).build().unwrap();
+        let mut p = pids.lock().unwrap();
+        p.push(node.pid1());
+        p.extend(node.pods().iter().map(|p| p.pause_pid));
+        drop(p);
+        panic!("simulated test failure");
+    }));
+    assert!(result.is_err());
+    let pids = pids.into_inner().unwrap();
+    assert_eq!(pids.len(), 3);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} survived"
+        );
+    }
+}
