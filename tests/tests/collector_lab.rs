@@ -3,6 +3,7 @@
 //! veth pairs, the rules in both backends, the conntrack entries), and the
 //! collector's safety behaviour (hung tool, missing tool, bounded memory) is
 //! checked against real kernel state.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test helpers outside #[test] fns; tests drive real programs
 
 use std::collections::BTreeSet;

@@ -1,6 +1,7 @@
 //! Self-tests of the lab harness: each checks with the real tools (ip, dig,
 //! conntrack, iptables-*-save, /proc) that a lab node is what the harness says
 //! it built. netsnap itself is not involved here.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test helpers outside #[test] fns; tests drive real programs
 
 use std::collections::BTreeSet;
