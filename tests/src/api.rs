@@ -20,6 +20,8 @@ pub struct ApiObjects {
     pub endpoint_slices: Vec<Value>,
     /// `v1` Nodes (the lab node).
     pub nodes: Vec<Value>,
+    /// `v1` ConfigMaps: `kube-system/kube-proxy` (mode iptables, the lab's cluster CIDR).
+    pub config_maps: Vec<Value>,
 }
 
 impl ApiObjects {
@@ -47,6 +49,10 @@ impl ApiObjects {
                 ),
             ),
             ("nodes.json", Self::list("Node", "v1", &self.nodes)),
+            (
+                "configmaps.json",
+                Self::list("ConfigMap", "v1", &self.config_maps),
+            ),
         ]
     }
 
@@ -385,6 +391,34 @@ impl LabNode {
                     "osImage": "Debian GNU/Linux 12 (bookworm)",
                     "systemUUID": rand_uuid()
                 }
+            }
+        }));
+        let mode = if self.backends().is_empty() {
+            ""
+        } else {
+            "iptables"
+        };
+        let config = format!(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nbindAddress: 0.0.0.0\nclusterCIDR: {}\n\
+             conntrack:\n  maxPerCore: 32768\n  min: 131072\n  tcpCloseWaitTimeout: 1h0m0s\n  tcpEstablishedTimeout: 24h0m0s\n\
+             iptables:\n  masqueradeAll: false\n  masqueradeBit: 14\n  minSyncPeriod: 1s\n  syncPeriod: 30s\n\
+             kind: KubeProxyConfiguration\nmetricsBindAddress: 0.0.0.0:10249\nmode: {mode}\n",
+            crate::node::CLUSTER_CIDR
+        );
+        out.config_maps.push(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "kube-proxy",
+                "namespace": "kube-system",
+                "uid": rand_uuid(),
+                "resourceVersion": "300",
+                "creationTimestamp": ts,
+                "labels": {"app": "kube-proxy"}
+            },
+            "data": {
+                "config.conf": config,
+                "kubeconfig.conf": format!("apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n    server: https://{}:6443\n  name: default\n", self.node_ip())
             }
         }));
         out

@@ -537,6 +537,8 @@ fn api_objects_describe_the_lab() {
         node.dns_pod().unwrap().ip.to_string()
     );
     assert_eq!(api.nodes[0]["spec"]["podCIDR"], "10.244.0.0/24");
+    let kp = api.config_maps[0]["data"]["config.conf"].as_str().unwrap();
+    assert!(kp.contains("mode: iptables") && kp.contains("clusterCIDR: 10.244.0.0/16"));
     let dir = tempfile::tempdir().unwrap();
     api.write_to(dir.path()).unwrap();
     let pods: serde_json::Value =
