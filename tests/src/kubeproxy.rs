@@ -129,6 +129,28 @@ impl LabService {
         }
     }
 
+    /// `count` synthetic Services (`bench/svc-<i>`, VIPs from 10.100.0.0/16, one TCP port 80 →
+    /// 8080) with `endpoints_each` endpoints on other nodes (10.245.0.0/16): the load of a big
+    /// cluster's kube-proxy ruleset (5,000 x 3 is about 50,000 rules).
+    pub fn synthetic_set(count: usize, endpoints_each: usize) -> Vec<LabService> {
+        let vip_base = u32::from(Ipv4Addr::new(10, 100, 0, 1));
+        let ep_base = u32::from(Ipv4Addr::new(10, 245, 0, 1));
+        (0..count)
+            .map(|i| {
+                let eps = (0..endpoints_each)
+                    .map(|j| Ipv4Addr::from(ep_base + (i * endpoints_each + j) as u32))
+                    .collect();
+                LabService::with_ips(
+                    "bench",
+                    &format!("svc-{i}"),
+                    Ipv4Addr::from(vip_base + i as u32),
+                    vec![LabPort::new("http", 80, Proto::Tcp).target(8080)],
+                    eps,
+                )
+            })
+            .collect()
+    }
+
     /// `namespace/name:port` as kube-proxy names a service port.
     pub fn port_name(&self, port: &LabPort) -> String {
         format!("{}/{}:{}", self.namespace, self.name, port.name)

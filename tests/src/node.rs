@@ -277,6 +277,11 @@ impl LabNodeBuilder {
         self.services.push(svc);
         self
     }
+    /// Adds many Services (e.g. [`LabService::synthetic_set`]).
+    pub fn services(mut self, svcs: Vec<LabService>) -> Self {
+        self.services.extend(svcs);
+        self
+    }
     /// iptables backend of the kube-proxy rules (default nft).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;

@@ -680,3 +680,28 @@ fn a_panicking_test_still_tears_its_node_down() {
         );
     }
 }
+
+#[test]
+fn a_thousand_services_load_in_both_backends() {
+    let Some(lab) = require_lab() else { return };
+    if !lab.require_tools(&["iptables-legacy-restore", "iptables-nft-restore"]) {
+        return;
+    }
+    let t = Instant::now();
+    let mut node = lab
+        .node()
+        .bridge()
+        .services(LabService::synthetic_set(1000, 3))
+        .build()
+        .unwrap();
+    let nft = t.elapsed();
+    let t = Instant::now();
+    node.apply_iptables(Backend::Legacy).unwrap();
+    let legacy = t.elapsed();
+    for b in [Backend::Nft, Backend::Legacy] {
+        let save = node.run_in_node(&[b.save(), "-t", "nat"]).unwrap().stdout;
+        let seps = save.lines().filter(|l| l.contains("-j DNAT")).count();
+        assert_eq!(seps, 3000 + 1, "{b:?}"); // + default/kubernetes
+    }
+    eprintln!("1000 services x 3: build+nft {nft:?}, legacy {legacy:?}");
+}
