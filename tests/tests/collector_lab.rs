@@ -6,7 +6,7 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test helpers outside #[test] fns; tests drive real programs
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
@@ -500,4 +500,68 @@ fn node_config_files_land_verbatim() {
         })
         .count();
     assert_eq!(reservations, node.pods().len() + 2);
+}
+
+#[test]
+fn node_faults_show_in_the_bundle_as_built() {
+    let Some(lab) = require_lab() else { return };
+    if !lab.require_collector() {
+        return;
+    }
+    use netsnap_bundle::native::NetnsSnapshot;
+    let mut node = lab.node().flannel().pods(3).build().unwrap();
+    node.set_ip_forward(false).unwrap();
+    let bridge_nf = node.set_bridge_nf_call_iptables(false).is_ok();
+    node.set_pod_mtu(1, 1500).unwrap();
+    let orphan = node.orphan_veth().unwrap();
+    let run = node.collect(FAST).unwrap();
+    let b = open(&run);
+
+    let sysctls: BTreeMap<String, String> =
+        serde_json::from_str(&text(&b, layout::node::SYSCTLS)).unwrap();
+    assert_eq!(sysctls["net.ipv4.ip_forward"], "0");
+    if bridge_nf {
+        assert_eq!(sysctls["net.bridge.bridge-nf-call-iptables"], "0");
+    }
+
+    let host: NetnsSnapshot = serde_json::from_str(&text(
+        &b,
+        &layout::netns_path(layout::HOST_NETNS, layout::netns::NETLINK),
+    ))
+    .unwrap();
+    let link = |name: &str| host.links.iter().find(|l| l.name == name).unwrap().clone();
+    let vx = link("flannel.1");
+    assert_eq!(vx.kind.as_deref(), Some("vxlan"));
+    assert_eq!(vx.mtu, Some(1450));
+    let cni0 = link("cni0");
+    for p in node.pods() {
+        let l = link(&p.host_veth);
+        assert_eq!(l.master_index, Some(cni0.index), "{}", p.host_veth);
+        assert_eq!(l.mtu, Some(1450), "host side keeps the overlay MTU");
+    }
+    // The orphan's peer netns is known to the node netns by id, but to nothing else.
+    let o = link(&orphan.host_veth);
+    assert_eq!(o.kind.as_deref(), Some("veth"));
+    let orphan_nsid = o.link_netnsid.expect("orphan veth has a peer netnsid");
+    let idx = index(&b);
+    assert!(
+        idx.namespaces
+            .iter()
+            .all(|n| n.host_nsid != Some(orphan_nsid))
+    );
+
+    // The pod whose MTU was raised shows 1500 in its own netns, the others 1450.
+    for (i, p) in node.pods().iter().enumerate() {
+        let id = layout::netns_id(netns_inode(p.pause_pid));
+        let snap: NetnsSnapshot =
+            serde_json::from_str(&text(&b, &layout::netns_path(&id, layout::netns::NETLINK)))
+                .unwrap();
+        let eth0 = snap.links.iter().find(|l| l.name == "eth0").unwrap();
+        assert_eq!(
+            eth0.mtu,
+            Some(if i == 1 { 1500 } else { 1450 }),
+            "{}",
+            p.name
+        );
+    }
 }
