@@ -359,8 +359,10 @@ fn ipv6_dump() {
 
 #[test]
 fn unknown_lines_are_kept_not_dropped() {
-    let text = "*nat\n:A - [0:0]\n-A A -j RETURN\nbogus line\n-X A\n-A A -m comment --comment \"unterminated\nCOMMIT\n";
+    let text = "*nat\n:A - [0:0]\n-A A -j RETURN\nbogus line\n-X A\n-A A -m comment --comment \"unterminated\nCOMMIT\n# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n";
     let d = parse_iptables_save(text);
+    assert_eq!(d.warnings.len(), 1);
+    assert_eq!(d.warnings[0].line, 8);
     assert_eq!(d.unparsed.len(), 3);
     assert_eq!(
         d.unparsed.iter().map(|u| u.line).collect::<Vec<_>>(),

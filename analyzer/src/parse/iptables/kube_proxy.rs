@@ -533,7 +533,7 @@ fn endpoints_of(
             .get(target)
             .into_iter()
             .flatten()
-            .any(|s| s.has_token("--set") && s.modules.iter().any(|m| m == "recent"))
+            .any(|s| s.has_token("--set") && s.has_pair("-m", "recent"))
         {
             affinity = true;
         }
