@@ -533,29 +533,51 @@ fn tokenize(s: &str, out: &mut Tokens) -> Result<(), &'static str> {
             out.end_token();
             continue;
         }
-        let mut quote: Option<char> = None;
-        // Work on chars from here so multi-byte UTF-8 stays intact.
-        let mut chars = s[i..].char_indices();
-        let mut consumed = s.len() - i;
-        while let Some((off, c)) = chars.next() {
-            match (quote, c) {
-                (None, c) if c.is_ascii_whitespace() => {
-                    consumed = off;
+        // Quoted or escaped token: copy the runs between special bytes. Every special
+        // byte is ASCII, so the slice bounds always fall on char boundaries.
+        let mut quote: Option<u8> = None;
+        loop {
+            let run = i;
+            while i < bytes.len() {
+                let b = bytes[i];
+                let special = match quote {
+                    None => b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'\\'),
+                    Some(q) => b == q || b == b'\\',
+                };
+                if special {
                     break;
                 }
-                (_, '\\') => match chars.next() {
-                    Some((_, n)) => out.buf.push(n),
-                    None => out.buf.push('\\'),
-                },
-                (None, '"' | '\'') => quote = Some(c),
-                (Some(q), c) if c == q => quote = None,
-                (_, c) => out.buf.push(c),
+                i += 1;
+            }
+            out.buf.push_str(&s[run..i]);
+            if i >= bytes.len() {
+                break;
+            }
+            match (quote, bytes[i]) {
+                (None, b) if b.is_ascii_whitespace() => break,
+                (_, b'\\') => {
+                    i += 1;
+                    match s[i..].chars().next() {
+                        Some(c) => {
+                            out.buf.push(c);
+                            i += c.len_utf8();
+                        }
+                        None => out.buf.push('\\'),
+                    }
+                }
+                (None, q) => {
+                    quote = Some(q);
+                    i += 1;
+                }
+                (Some(_), _) => {
+                    quote = None;
+                    i += 1;
+                }
             }
         }
         if quote.is_some() {
             return Err("unterminated quote");
         }
-        i += consumed;
         out.end_token();
     }
     Ok(())
@@ -654,6 +676,9 @@ mod tests {
         );
         assert!(tokenize(r#"X "open"#, &mut Tokens::default()).is_err());
         assert_eq!(t.get(6), Some("Y Z"));
+        let mut u = Tokens::default();
+        tokenize("\"dé \\\"ü\\\"\" x\\é 'ñ'", &mut u).unwrap();
+        assert_eq!(u.iter().collect::<Vec<_>>(), ["dé \"ü\"", "xé", "ñ"]);
         assert_eq!(t.len(), 8);
     }
 
