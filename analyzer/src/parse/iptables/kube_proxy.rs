@@ -203,6 +203,40 @@ pub struct KubeProxyIptables {
     pub xlb_layout: bool,
 }
 
+/// Rules of each chain. iptables-save prints a chain's rules together, so each chain
+/// is usually one contiguous slice and the map is keyed once per chain, not per rule.
+struct ChainIndex<'a> {
+    runs: HashMap<&'a str, Vec<&'a [Rule]>>,
+}
+
+impl<'a> ChainIndex<'a> {
+    fn new(rules: &'a [Rule]) -> Self {
+        let mut runs: HashMap<&'a str, Vec<&'a [Rule]>> = HashMap::new();
+        let mut start = 0;
+        for i in 1..=rules.len() {
+            if i == rules.len() || rules[i].chain != rules[start].chain {
+                runs.entry(rules[start].chain.as_str())
+                    .or_default()
+                    .push(&rules[start..i]);
+                start = i;
+            }
+        }
+        ChainIndex { runs }
+    }
+
+    fn slices(&self, chain: &str) -> &[&'a [Rule]] {
+        self.runs.get(chain).map_or(&[], Vec::as_slice)
+    }
+
+    fn rules(&self, chain: &str) -> impl Iterator<Item = &'a Rule> + '_ {
+        self.slices(chain).iter().flat_map(|s| s.iter())
+    }
+
+    fn names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.runs.keys().copied()
+    }
+}
+
 /// Key of a service port while building the model.
 type SvcKey = (String, String, String, String);
 
@@ -277,15 +311,19 @@ pub fn kube_proxy_model(dump: &IptablesDump) -> KubeProxyIptables {
     let nat = dump.table("nat").unwrap_or(&empty);
     let filter = dump.table("filter").unwrap_or(&empty);
 
-    let mut by_chain: HashMap<&str, Vec<&Rule>> = HashMap::new();
-    for r in &nat.rules {
-        by_chain.entry(r.chain.as_str()).or_default().push(r);
-    }
-    let mut nat_chains: HashSet<&str> = nat.chains.iter().map(|c| c.name.as_str()).collect();
-    nat_chains.extend(by_chain.keys().copied());
+    let by_chain = ChainIndex::new(&nat.rules);
+    // Only service-level chains are looked up by name; skipping the (many) KUBE-SEP-*
+    // chains keeps this set small.
+    let nat_chains: HashSet<&str> = nat
+        .chains
+        .iter()
+        .map(|c| c.name.as_str())
+        .chain(by_chain.names())
+        .filter(|c| chain_hash(c).is_some())
+        .collect();
 
     // 1. Frontends in nat KUBE-SERVICES.
-    for r in by_chain.get("KUBE-SERVICES").into_iter().flatten() {
+    for r in by_chain.rules("KUBE-SERVICES") {
         let target = r.target_name();
         if chain_hash(target).is_none() {
             continue;
@@ -330,7 +368,7 @@ pub fn kube_proxy_model(dump: &IptablesDump) -> KubeProxyIptables {
     }
 
     // 2. Node ports.
-    for r in by_chain.get("KUBE-NODEPORTS").into_iter().flatten() {
+    for r in by_chain.rules("KUBE-NODEPORTS") {
         let target = r.target_name();
         if chain_hash(target).is_none() {
             continue;
@@ -484,14 +522,14 @@ fn assign_chain(svc: &mut ServicePortRules, chain: &str) {
 /// Endpoints selected by a `KUBE-SVC-*`/`KUBE-SVL-*`/`KUBE-XLB-*` chain, whether
 /// `-m recent` affinity is used, and its "has no local endpoints" drops.
 fn endpoints_of(
-    by_chain: &HashMap<&str, Vec<&Rule>>,
+    by_chain: &ChainIndex<'_>,
     chain: &str,
 ) -> (Vec<ServiceEndpoint>, bool, Vec<NoEndpointsRule>) {
     let mut eps = Vec::new();
     let mut affinity = false;
     let mut drops = Vec::new();
     let mut remaining = 1.0_f64;
-    for r in by_chain.get(chain).into_iter().flatten() {
+    for r in by_chain.rules(chain) {
         let target = r.target_name();
         if !target.starts_with("KUBE-SEP-") {
             let suffix = r
@@ -524,15 +562,14 @@ fn endpoints_of(
             .as_deref()
             .and_then(|c| c.split_once(" -> "))
             .and_then(|(_, hp)| split_host_port(hp.trim()));
-        let dnat = by_chain
-            .get(target)
-            .into_iter()
-            .flatten()
+        let sep_rules = by_chain.slices(target);
+        let dnat = sep_rules
+            .iter()
+            .flat_map(|s| s.iter())
             .find(|s| s.target_name() == "DNAT");
-        if by_chain
-            .get(target)
-            .into_iter()
-            .flatten()
+        if sep_rules
+            .iter()
+            .flat_map(|s| s.iter())
             .any(|s| s.has_token("--set") && s.has_pair("-m", "recent"))
         {
             affinity = true;
