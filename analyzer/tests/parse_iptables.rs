@@ -398,3 +398,32 @@ proptest! {
         let _ = kube_proxy_model(&d);
     }
 }
+
+proptest! {
+    /// Cut-off and partial real dumps (a collector killed mid-write, lines lost) still
+    /// parse, keep their accounting, and give a model without panicking.
+    #[test]
+    fn truncated_real_dumps(which in 0usize..2, cut in 0usize..20_000, drop_every in 2usize..40) {
+        let name = ["kube-proxy-v1.29-legacy.txt", "kube-proxy-v1.20-legacy.txt"][which];
+        let text = std::fs::read_to_string(fixture_dir().join(name)).unwrap();
+        let mut cut = cut.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let partial: Vec<&str> = text[..cut]
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| i % drop_every != 0)
+            .map(|(_, l)| l)
+            .collect();
+        let partial = partial.join("\n");
+        let d = parse_iptables_save(&partial);
+        let l = d.lines;
+        prop_assert_eq!(l.parsed + l.comments + l.blank + l.unparsed, l.total);
+        let m = kube_proxy_model(&d);
+        for s in &m.services {
+            let total: f64 = s.endpoints.iter().map(|e| e.share).sum();
+            prop_assert!(total <= 1.0 + 1e-6);
+        }
+    }
+}

@@ -419,3 +419,28 @@ proptest! {
         let _ = kube_proxy_nft_model(&r);
     }
 }
+
+proptest! {
+    /// Cut-off and partial real rulesets still parse and keep their accounting.
+    #[test]
+    fn truncated_real_rulesets(which in 0usize..3, cut in 0usize..20_000, drop_every in 2usize..40) {
+        let name = ["kube-proxy-v1.31.txt", "node-dualstack.txt", "iptables-nft-tables.txt"][which];
+        let text = fixture("nft", name);
+        let mut cut = cut.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let partial: Vec<&str> = text[..cut]
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| i % drop_every != 0)
+            .map(|(_, l)| l)
+            .collect();
+        let partial = partial.join("\n");
+        let r = parse_nft_ruleset(&partial);
+        let l = r.lines;
+        prop_assert_eq!(l.parsed + l.comments + l.blank + l.unparsed, l.total);
+        prop_assert_eq!(l.total, partial.lines().count());
+        let _ = kube_proxy_nft_model(&r);
+    }
+}
