@@ -636,7 +636,18 @@ fn build_example(path: &Path, correlations: bool) {
     )
     .unwrap();
 
-    // conntrack and kernel log: real captures of the other parsers' fixtures.
+    // Netfilter and kernel log: real captures of the other parsers' fixtures.
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::iptables::SAVE,
+            layout::content::IPTABLES_SAVE,
+            &["iptables-save", "-c"],
+        )
+        .with_attribute("backend", "nft"),
+        raw("iptables/kube-proxy-v1.29-nft.txt").as_bytes(),
+        ok(60),
+    )
+    .unwrap();
     w.add_bytes(
         ArtifactSpec::raw_command(
             layout::conntrack::TABLE,
@@ -824,6 +835,11 @@ fn every_view_table_and_json() {
         ),
         ("conntrack_summary", &["conntrack", "--summary"]),
         ("conntrack_stats", &["conntrack", "--stats"]),
+        (
+            "iptables_nat_kube_services",
+            &["iptables", "--table", "nat", "--chain", "KUBE-SERVICES"],
+        ),
+        ("iptables_all", &["iptables"]),
         ("kernel_log", &["kernel-log"]),
     ];
     for (name, args) in cases {
@@ -1182,4 +1198,61 @@ fn kernel_log_classifies_lines() {
     let rows = inspect_json(&["kernel-log"]);
     assert_eq!(rows.len(), 60);
     assert!(rows.iter().any(|r| r["kind"] == "martian-source"));
+}
+
+#[test]
+fn iptables_chain_like_iptables_l() {
+    let out = inspect(&["iptables", "--table", "nat", "--chain", "KUBE-SERVICES"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("Chain KUBE-SERVICES ("), "{out}");
+    assert!(lines[1].starts_with("target     prot opt source"), "{out}");
+    let dns = lines
+        .iter()
+        .find(|l| l.starts_with("KUBE-SVC-TCOU7JCQXEZGVUNU"))
+        .unwrap();
+    assert!(dns.contains("10.96.0.10"), "{dns}");
+    assert!(
+        dns.contains("/* kube-system/kube-dns:dns cluster IP */"),
+        "{dns}"
+    );
+    assert!(dns.contains("dpt:53"), "{dns}");
+    let rows = inspect_json(&["iptables", "--table", "nat", "--chain", "KUBE-SERVICES"]);
+    assert!(
+        rows.iter()
+            .all(|r| r["chain"] == "KUBE-SERVICES" && r["table"] == "nat")
+    );
+    let (code, _, err) = analyze(&[
+        "inspect",
+        built().example.to_str().unwrap(),
+        "iptables",
+        "--chain",
+        "NO-SUCH-CHAIN",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn services_dataplane_column() {
+    let rows = inspect_json(&["services", "-A"]);
+    let dns = rows.iter().find(|s| s["name"] == "kube-dns").unwrap();
+    assert!(
+        dns["dataplane"]
+            .as_str()
+            .unwrap()
+            .starts_with("iptables 2/2 ports"),
+        "{dns}"
+    );
+    let ports = dns["dataplane_ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 2);
+    assert!(
+        ports
+            .iter()
+            .all(|p| p["iptables_endpoints"].as_u64().unwrap() >= 1)
+    );
+    // In the API, not on the node: the dump has no rules for it.
+    let dash = rows
+        .iter()
+        .find(|s| s["name"] == "kubernetes-dashboard")
+        .unwrap();
+    assert_eq!(dash["dataplane"], "MISSING");
 }

@@ -9,6 +9,7 @@ use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
 use super::data::{self, no_data};
+use super::dataplane::{self, Dataplane, PortDataplane};
 use super::table::{Table, human_duration};
 use super::{InspectArgs, InspectError, Outcome, emit};
 
@@ -213,8 +214,10 @@ pub struct ServiceRow {
     pub endpoints: Option<Vec<String>>,
     /// Not-ready endpoint addresses.
     pub not_ready: Vec<String>,
-    /// What the node's dataplane has for the Service (None when no dataplane data could be read).
+    /// Summary of what the node's dataplane has for the Service (None when the bundle has no dataplane data).
     pub dataplane: Option<String>,
+    /// Per cluster IP and port: what iptables / nftables / IPVS have.
+    pub dataplane_ports: Vec<PortDataplane>,
 }
 
 fn port_text(p: &netsnap_bundle::k8s::ServicePort) -> String {
@@ -239,6 +242,7 @@ pub fn services(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectE
         layout::k8s::ENDPOINT_SLICES,
         "endpoint slice record",
     )?;
+    let dp = Dataplane::load(bundle)?;
     let filter = ns_filter(args);
     let mut rows: Vec<ServiceRow> = svcs
         .iter()
@@ -280,6 +284,11 @@ pub fn services(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectE
                     (Some(ready), not_ready)
                 }
             };
+            let ports_dp = if dp.is_empty() {
+                Vec::new()
+            } else {
+                dp.for_service(s)
+            };
             let mut external: Vec<String> = s.external_ips.clone();
             external.extend(s.load_balancer_ips.iter().cloned());
             ServiceRow {
@@ -292,7 +301,8 @@ pub fn services(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectE
                 age: age(bundle, s.created_at),
                 endpoints,
                 not_ready,
-                dataplane: None,
+                dataplane: (!dp.is_empty()).then(|| dataplane::summarize(&ports_dp)),
+                dataplane_ports: ports_dp,
             }
         })
         .collect();

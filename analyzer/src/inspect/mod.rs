@@ -16,7 +16,9 @@ use serde::Serialize;
 
 mod conntrack;
 mod data;
+mod dataplane;
 mod dns;
+mod iptables;
 mod ipvs;
 mod k8s;
 mod kernel_log;
@@ -210,21 +212,10 @@ pub fn run(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError>
         View::Dns => dns::dns(bundle, args),
         View::Sysctl => sysctl::sysctl(bundle, args),
         View::Conntrack => conntrack::conntrack(bundle, args),
-        View::Iptables => not_yet(bundle, view, netsnap_bundle::layout::iptables::SAVE),
+        View::Iptables => iptables::iptables(bundle, args),
         View::Ipvs => ipvs::ipvs(bundle, args),
         View::KernelLog => kernel_log::kernel_log(bundle, args),
     }
-}
-
-/// Views whose parser this build lacks: still report a missing artifact with its reason.
-fn not_yet(bundle: &Bundle, view: View, path: &str) -> Result<Outcome, InspectError> {
-    if bundle.artifact_file(path).is_none() {
-        return Ok(Outcome::NoData(data::no_data(view.name(), bundle, path)));
-    }
-    Ok(Outcome::NoData(format!(
-        "no data for view {}: this analyzer build cannot read {path} yet",
-        view.name()
-    )))
 }
 
 /// Rejects filters a view ignores, so a typo does not silently show everything.
