@@ -726,9 +726,51 @@ fn build_raw_only(path: &Path) {
     finish(w);
 }
 
+/// The tutorial's kubernetes and kube-dns Services, for the dataplane-only bundles.
+fn add_core_services(w: &BundleWriter) {
+    let services = vec![
+        svc(
+            "default",
+            "kubernetes",
+            "10.96.0.1",
+            &[("https", "TCP", 443)],
+        ),
+        svc(
+            "kube-system",
+            "kube-dns",
+            "10.96.0.10",
+            &[("dns", "UDP", 53), ("dns-tcp", "TCP", 53)],
+        ),
+    ];
+    w.add_bytes(
+        native(layout::k8s::SERVICES, ArtifactSource::KubernetesApi),
+        &jsonl(&services),
+        ok(30),
+    )
+    .unwrap();
+}
+
+/// An nftables-mode kube-proxy node (fixtures/raw/nft, a real `nft list ruleset`).
+fn build_nft(path: &Path) {
+    let w = BundleWriter::create(path, WriterOptions::default()).unwrap();
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::nft::RULESET,
+            layout::content::NFT_RULESET,
+            &["nft", "list", "ruleset"],
+        ),
+        raw("nft/kube-proxy-v1.31.txt").as_bytes(),
+        ok(30),
+    )
+    .unwrap();
+    add_core_services(&w);
+    finish(w);
+}
+
 /// An IPVS-mode node: ipvsadm outputs (fixtures/raw/ipvs, ipvsadm's documented format).
 fn build_ipvs(path: &Path) {
     let w = BundleWriter::create(path, WriterOptions::default()).unwrap();
+    add_core_services(&w);
     for (p, f, argv) in [
         (
             layout::ipvs::LIST,
@@ -758,6 +800,7 @@ struct Built {
     no_api: PathBuf,
     raw_only: PathBuf,
     ipvs: PathBuf,
+    nft: PathBuf,
 }
 
 fn built() -> &'static Built {
@@ -774,6 +817,8 @@ fn built() -> &'static Built {
         build_raw_only(&raw_only);
         let ipvs = dir.path().join("ipvs.tar.zst");
         build_ipvs(&ipvs);
+        let nft = dir.path().join("nft.tar.zst");
+        build_nft(&nft);
         Built {
             _dir: dir,
             example,
@@ -781,6 +826,7 @@ fn built() -> &'static Built {
             no_api,
             raw_only,
             ipvs,
+            nft,
         }
     })
 }
@@ -1255,4 +1301,35 @@ fn services_dataplane_column() {
         .find(|s| s["name"] == "kubernetes-dashboard")
         .unwrap();
     assert_eq!(dash["dataplane"], "MISSING");
+}
+
+/// The DATAPLANE column from the other two kube-proxy modes.
+#[test]
+fn services_dataplane_ipvs_and_nft() {
+    let row = |b: &Path, name: &str| {
+        let out = inspect_at(b, &["services", "-A", "--format", "json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        rows.into_iter().find(|r| r["name"] == name).unwrap()
+    };
+    let ipvs_dns = row(&built().ipvs, "kube-dns");
+    assert_eq!(ipvs_dns["dataplane"], "ipvs 2/2 ports, 2 ep");
+    // The nft ruleset maps kube-dns's UDP port only: half the Service is missing.
+    let nft_dns = row(&built().nft, "kube-dns");
+    assert_eq!(
+        nft_dns["dataplane"].as_str().unwrap().split(',').next(),
+        Some("nft 1/2 ports")
+    );
+    let tcp = nft_dns["dataplane_ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == "53/TCP")
+        .unwrap();
+    assert_eq!(tcp["nft_endpoints"], serde_json::Value::Null);
+    assert!(
+        row(&built().nft, "kubernetes")["dataplane"]
+            .as_str()
+            .unwrap()
+            .starts_with("nft 1/1 ports")
+    );
 }
