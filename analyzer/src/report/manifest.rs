@@ -105,7 +105,7 @@ pub fn render_text(manifest: &Manifest) -> String {
     let secs = (c.finished_at - c.started_at).num_milliseconds() as f64 / 1000.0;
     let _ = writeln!(
         out,
-        "collected {} .. {} ({secs:.1} s), outcome {:?}",
+        "collected {} .. {} ({secs:.1} s), outcome {}",
         c.started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         c.finished_at
