@@ -613,6 +613,7 @@ impl<'a> Builder<'a> {
             .map(|b| b.ports.into_iter().map(|p| (p.port, p.hairpin)).collect())
             .unwrap_or_default();
         // Without any way to map a host veth to its peer namespace, nothing can be called orphan.
+        let uplink = self.facts.node.uplink.as_ref().map(|u| u.name.clone());
         let resolvable = !nsid_to_netns.is_empty()
             || !veth_pairs.is_empty()
             || self.facts.pods.iter().any(|p| p.host_veth.is_some());
@@ -656,6 +657,9 @@ impl<'a> Builder<'a> {
                 let orphan = is_host_veth
                     && api_pods
                     && resolvable
+                    // The node's own uplink can be a veth (kind, containers-as-nodes).
+                    && uplink.as_deref() != Some(l.name.as_str())
+                    && !s.addrs.iter().any(|a| a.ifindex == l.index && a.scope == "global")
                     && pod.is_none()
                     && master.as_deref() != Some("docker0");
                 self.facts.links.push(LinkFacts {
