@@ -961,3 +961,154 @@ UDP  10.96.0.10:53 rr
         "{ids:#?}"
     );
 }
+
+/// An nftables-mode node (EX-7 of the catalog), read through the nft parser: a Service
+/// with ready endpoints sits in `no-endpoint-services`.
+#[test]
+fn nftables_node_joins_service_maps_and_fires_nft_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nft.tar.zst");
+    let w = BundleWriter::create(&path, WriterOptions::default()).unwrap();
+    let ruleset = "table ip kube-proxy {
+\tcomment \"rules for kube-proxy\"
+\tset cluster-ips {
+\t\ttype ipv4_addr
+\t\tcomment \"Active ClusterIPs\"
+\t\telements = { 10.96.0.1, 10.96.0.10, 10.96.112.40 }
+\t}
+
+\tmap no-endpoint-services {
+\t\ttype ipv4_addr . inet_proto . inet_service : verdict
+\t\tcomment \"vmap to drop or reject packets to services with no endpoints\"
+\t\telements = { 10.96.112.40 . tcp . 80 comment \"shop/cart:http\" : goto reject-chain }
+\t}
+
+\tmap service-ips {
+\t\ttype ipv4_addr . inet_proto . inet_service : verdict
+\t\tcomment \"ClusterIP, ExternalIP and LoadBalancer IP traffic\"
+\t\telements = { 10.96.0.1 . tcp . 443 : goto service-2QRHZV4L-default/kubernetes/tcp/https,
+\t\t\t     10.96.0.10 . udp . 53 : goto service-FY5PMXPG-kube-system/kube-dns/udp/dns }
+\t}
+
+\tchain reject-chain {
+\t\tcomment \"helper for @no-endpoint-services / @no-endpoint-nodeports\"
+\t\treject
+\t}
+
+\tchain service-2QRHZV4L-default/kubernetes/tcp/https {
+\t\tnumgen random mod 1 vmap { 0 : goto endpoint-AAAAAAAA-default/kubernetes/tcp/https__192.168.10.11/6443 }
+\t}
+
+\tchain endpoint-AAAAAAAA-default/kubernetes/tcp/https__192.168.10.11/6443 {
+\t\tmeta l4proto tcp dnat to 192.168.10.11:6443
+\t}
+
+\tchain service-FY5PMXPG-kube-system/kube-dns/udp/dns {
+\t\tip daddr 10.96.0.10 udp dport 53 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
+\t\tnumgen random mod 2 vmap { 0 : goto endpoint-6ZL2X4DN-kube-system/kube-dns/udp/dns__10.244.1.7/53, 1 : goto endpoint-Q3VWK7HT-kube-system/kube-dns/udp/dns__10.244.2.20/53 }
+\t}
+
+\tchain endpoint-6ZL2X4DN-kube-system/kube-dns/udp/dns__10.244.1.7/53 {
+\t\tip saddr 10.244.1.7 jump mark-for-masquerade
+\t\tmeta l4proto udp dnat to 10.244.1.7:53
+\t}
+
+\tchain endpoint-Q3VWK7HT-kube-system/kube-dns/udp/dns__10.244.2.20/53 {
+\t\tip saddr 10.244.2.20 jump mark-for-masquerade
+\t\tmeta l4proto udp dnat to 10.244.2.20:53
+\t}
+}
+";
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::nft::RULESET,
+            layout::content::NFT_RULESET,
+            &["nft", "list", "ruleset"],
+        ),
+        ruleset.as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::native(layout::k8s::PODS, ArtifactSource::KubernetesApi),
+        pods(Kind::Healthy).as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::native(layout::k8s::SERVICES, ArtifactSource::KubernetesApi),
+        services().as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::native(layout::k8s::ENDPOINT_SLICES, ArtifactSource::KubernetesApi),
+        slices().as_bytes(),
+        ok(),
+    )
+    .unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    w.finish(
+        ToolInfo {
+            name: "netsnap-collect".into(),
+            version: "0.1.0".into(),
+        },
+        NodeInfo {
+            name: Some("worker-1".into()),
+            hostname: "worker-1".into(),
+            kernel_release: "6.1.0".into(),
+            machine: None,
+        },
+        CollectionInfo {
+            started_at: t,
+            finished_at: t,
+            outcome: CollectionOutcome::Complete,
+            options: json!({}),
+            notes: vec![],
+        },
+    )
+    .unwrap();
+    let b = Bundle::open(&path, &ReaderOptions::default()).unwrap();
+    let f = Facts::from_bundle(&b);
+    assert_eq!(serde_json::to_value(f.node.proxy_mode).unwrap(), "nftables");
+    assert!(f.nft.kube_proxy_table);
+    assert_eq!(f.nft.no_endpoint_services_count, 1);
+    let dns = &f
+        .services
+        .iter()
+        .find(|s| s.key == "kube-system/kube-dns")
+        .unwrap()
+        .ports[0]
+        .nft;
+    assert!(dns.present && !dns.no_endpoints);
+    assert_eq!(dns.endpoints, ["10.244.1.7:53", "10.244.2.20:53"]);
+    let cart = &f
+        .services
+        .iter()
+        .find(|s| s.key == "shop/cart")
+        .unwrap()
+        .ports[0]
+        .nft;
+    assert!(!cart.present && cart.no_endpoints);
+    assert_eq!(cart.sources[0].line, Some(12));
+    let r = analyze(&[("nft".into(), &b)], &RuleSet::builtin().unwrap()).unwrap();
+    let hits: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule_id == "nft-service-map-mismatch")
+        .map(|f| f.subject.clone())
+        .collect();
+    assert_eq!(hits, ["shop/cart:http 10.96.112.40:80/tcp"]);
+    let ev = &r
+        .findings
+        .iter()
+        .find(|f| f.rule_id == "nft-service-map-mismatch")
+        .unwrap()
+        .evidence[0];
+    assert!(
+        ev.text.as_deref().unwrap().contains("shop/cart:http"),
+        "{ev:?}"
+    );
+}

@@ -1054,8 +1054,10 @@ impl<'a> Builder<'a> {
     }
 
     fn nft(&mut self) -> Option<NftScan> {
-        let lines = self.lines(layout::nft::RULESET)?;
-        let scan = netfilter::scan_nft(layout::nft::RULESET, lines);
+        let text = self.read_small(layout::nft::RULESET)?;
+        let ruleset = parse::nft::parse_nft_ruleset(&text);
+        let model = parse::nft::kube_proxy::kube_proxy_nft_model(&ruleset);
+        let scan = netfilter::nft_from_model(layout::nft::RULESET, &ruleset, &model);
         let n = &mut self.facts.nft;
         n.collected = true;
         n.tables = scan.tables.clone();

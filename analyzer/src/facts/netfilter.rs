@@ -1,5 +1,6 @@
 //! Streaming extractors for the dataplane artifacts the fact builder joins:
-//! iptables-save and nft list ruleset (IPVS and conntrack use `crate::parse`).
+//! iptables-save (a narrow one-pass scan), and adapters over `crate::parse` for
+//! IPVS and the nftables kube-proxy table.
 //!
 //! They read only what the fact model needs (Service rules, DNAT targets,
 //! counters), line by line, keeping line numbers for evidence, and never
@@ -433,104 +434,59 @@ impl NftScan {
     }
 }
 
+/// Adapts the nft parser's ruleset and kube-proxy model to the join's index.
+pub fn nft_from_model(
+    path: &str,
+    ruleset: &crate::parse::nft::NftRuleset,
+    model: &crate::parse::nft::kube_proxy::KubeProxyNft,
+) -> NftScan {
+    let mut s = NftScan {
+        tables: ruleset
+            .tables
+            .iter()
+            .map(|t| format!("{} {}", t.family, t.name))
+            .collect(),
+        kube_proxy_table: ruleset
+            .tables
+            .iter()
+            .find(|t| t.name == "kube-proxy" && (t.family == "ip" || t.family == "ip6"))
+            .map(|t| Source::line(path, t.line as u64)),
+        ..NftScan::default()
+    };
+    for svc in &model.services {
+        let (Some(vip), Some(port)) = (svc.vip.as_deref(), svc.port) else {
+            continue;
+        };
+        let key = service_key(vip, port, &svc.protocol);
+        if let Some(chain) = svc.svc_chain.as_ref().or(svc.local_chain.as_ref()) {
+            let line = svc.line.unwrap_or(0) as u64;
+            s.service_ips
+                .insert(key.clone(), (chain.clone(), Source::line(path, line)));
+        }
+        for ne in &svc.no_endpoints {
+            if ne.ip.as_deref() == Some(vip) && ne.port == Some(port) && !ne.local_only {
+                s.no_endpoint_services
+                    .insert(key.clone(), Source::line(path, ne.line as u64));
+            }
+        }
+        for ep in &svc.endpoints {
+            if let (Some(ip), Some(p)) = (ep.ip.as_deref(), ep.port) {
+                let line = ep.dnat_line.unwrap_or(ep.line) as u64;
+                s.endpoint_chains.push((
+                    ep.chain.clone(),
+                    super::build::ip_port(ip, p),
+                    Source::line(path, line),
+                ));
+            }
+        }
+    }
+    s
+}
+
 /// `service-HASH-ns/svc/proto/port` -> `ns/svc/proto/port`.
 fn chain_identity<'a>(chain: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = chain.strip_prefix(prefix)?;
     rest.split_once('-').map(|(_, id)| id)
-}
-
-fn parse_element(el: &str) -> Option<(String, String)> {
-    // `10.96.0.10 . udp . 53 comment "x" : goto service-…` (v6 addresses contain ':').
-    let (lhs, rhs) = el.split_once(" : ")?;
-    let lhs = lhs.split(" comment ").next().unwrap_or(lhs);
-    let parts: Vec<&str> = lhs.split(" . ").map(str::trim).collect();
-    if parts.len() != 3 {
-        return None;
-    }
-    let verdict = rhs
-        .split_whitespace()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    Some((service_key(parts[0], parts[2], parts[1]), verdict))
-}
-
-/// Scans `nft list ruleset`.
-pub fn scan_nft(path: &str, lines: impl Iterator<Item = (u64, String)>) -> NftScan {
-    let mut s = NftScan::default();
-    let mut in_kube = false;
-    let mut map: Option<&'static str> = None;
-    let mut in_elements = false;
-    let mut chain: Option<String> = None;
-    for (n, line) in lines {
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix("table ") {
-            let name = rest.trim_end_matches('{').trim().to_string();
-            in_kube = name == "ip kube-proxy" || name == "ip6 kube-proxy";
-            if in_kube && s.kube_proxy_table.is_none() {
-                s.kube_proxy_table = Some(Source::line(path, n));
-            }
-            s.tables.push(name);
-            continue;
-        }
-        if !in_kube {
-            continue;
-        }
-        if let Some(rest) = t.strip_prefix("map ") {
-            map = match rest.trim_end_matches('{').trim() {
-                "service-ips" => Some("service-ips"),
-                "no-endpoint-services" => Some("no-endpoint-services"),
-                _ => None,
-            };
-            in_elements = false;
-            continue;
-        }
-        if let Some(rest) = t.strip_prefix("chain ") {
-            chain = Some(rest.trim_end_matches('{').trim().to_string());
-            map = None;
-            continue;
-        }
-        if let Some(m) = map {
-            let mut body = t;
-            if let Some(rest) = body.strip_prefix("elements = {") {
-                in_elements = true;
-                body = rest;
-            }
-            if !in_elements {
-                continue;
-            }
-            let closes = body.ends_with('}');
-            let body = body.trim_end_matches('}');
-            for el in body.split(',') {
-                let el = el.trim();
-                if el.is_empty() {
-                    continue;
-                }
-                if let Some((key, verdict)) = parse_element(el) {
-                    let src = Source::line(path, n);
-                    if m == "service-ips" {
-                        s.service_ips.insert(key, (verdict, src));
-                    } else {
-                        s.no_endpoint_services.insert(key, src);
-                    }
-                }
-            }
-            if closes {
-                in_elements = false;
-                map = None;
-            }
-            continue;
-        }
-        if let Some(c) = &chain
-            && c.starts_with("endpoint-")
-            && let Some(i) = t.find("dnat to ")
-        {
-            let target = t[i + 8..].split_whitespace().next().unwrap_or_default();
-            s.endpoint_chains
-                .push((c.clone(), target.to_string(), Source::line(path, n)));
-        }
-    }
-    s
 }
 
 #[cfg(test)]
@@ -581,17 +537,5 @@ COMMIT
         assert!(!s.facts.forward_accepts_pods);
         assert_eq!(s.facts.rule_count, 5);
         assert_eq!(s.facts.kube_svc_chain_count, 1);
-    }
-
-    #[test]
-    fn nft_kube_proxy_maps() {
-        let text = "table ip kube-proxy {\n\tmap no-endpoint-services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = { 10.96.112.40 . tcp . 80 comment \"shop/cart:http\" : goto reject-chain }\n\t}\n\n\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = { 10.96.0.1 . tcp . 443 : goto service-2QRHZV4L-default/kubernetes/tcp/https,\n\t\t\t     10.96.0.10 . udp . 53 : goto service-FY5PMXPG-kube-system/kube-dns/udp/dns }\n\t}\n\n\tchain endpoint-Q3VWK7HT-kube-system/kube-dns/udp/dns__10.244.3.12/53 {\n\t\tip saddr 10.244.3.12 jump mark-for-masquerade\n\t\tmeta l4proto udp dnat to 10.244.3.12:53\n\t}\n}\n";
-        let s = scan_nft("nft", numbered(text));
-        assert!(s.kube_proxy_table.is_some());
-        assert!(s.no_endpoint_services.contains_key("10.96.112.40:80/tcp"));
-        let (chain, src) = &s.service_ips["10.96.0.10:53/udp"];
-        assert_eq!(src.line, Some(10));
-        assert_eq!(s.endpoints_of(chain)[0].0, "10.244.3.12:53");
-        assert!(s.service_ips.contains_key("10.96.0.1:443/tcp"));
     }
 }
