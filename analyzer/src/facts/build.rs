@@ -998,10 +998,18 @@ impl<'a> Builder<'a> {
             if !seen.insert((backend.clone(), family.clone())) {
                 continue;
             }
-            let Some(lines) = self.lines(&path) else {
+            let Some(text) = self.read_small(&path) else {
                 continue;
             };
-            let scan = netfilter::scan_iptables(&path, &backend, &family, lines, &pod_cidrs);
+            let lines = text
+                .lines()
+                .enumerate()
+                .map(|(i, l)| (i as u64 + 1, l.to_string()));
+            let mut scan = netfilter::scan_iptables(&path, &backend, &family, lines, &pod_cidrs);
+            let model = parse::iptables::kube_proxy::kube_proxy_model(
+                &parse::iptables::parse_iptables_save(&text),
+            );
+            netfilter::apply_iptables_model(&mut scan, &path, &model);
             scans.push(scan);
         }
         let facts = &mut self.facts.iptables;

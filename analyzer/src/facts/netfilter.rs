@@ -322,6 +322,59 @@ pub fn scan_iptables(
     s
 }
 
+/// Replaces the scan's Service join with the iptables parser's kube-proxy model (Service
+/// rules, DNAT targets through KUBE-SEP chains, "has no (local) endpoints" rules).
+pub fn apply_iptables_model(
+    scan: &mut IptablesScan,
+    path: &str,
+    model: &crate::parse::iptables::kube_proxy::KubeProxyIptables,
+) {
+    scan.service_rules.clear();
+    scan.jumps.clear();
+    scan.dnat.clear();
+    scan.reject_rules.clear();
+    scan.no_local_drop.clear();
+    for svc in &model.services {
+        let svc_key = format!("{}/{}", svc.namespace, svc.name);
+        for ne in svc.no_endpoints.iter().filter(|n| n.local_only) {
+            scan.no_local_drop
+                .entry(svc_key.clone())
+                .or_insert_with(|| Source::line(path, ne.line as u64));
+        }
+        let (Some(vip), Some(port)) = (svc.vip.as_deref(), svc.port) else {
+            continue;
+        };
+        let key = service_key(vip, port, &svc.protocol);
+        for ne in &svc.no_endpoints {
+            if !ne.local_only && ne.ip.as_deref() == Some(vip) && ne.port == Some(port) {
+                scan.reject_rules
+                    .insert(key.clone(), Source::line(path, ne.line as u64));
+            }
+        }
+        let Some(chain) = svc.svc_chain.as_ref().or(svc.local_chain.as_ref()) else {
+            continue;
+        };
+        scan.service_rules.insert(
+            key,
+            (
+                chain.clone(),
+                Source::line(path, svc.line.unwrap_or(0) as u64),
+            ),
+        );
+        let targets = svc
+            .endpoints
+            .iter()
+            .chain(&svc.local_endpoints)
+            .filter_map(|e| {
+                let (ip, p) = (e.ip.as_deref()?, e.port?);
+                let line = e.dnat_line.unwrap_or(e.line) as u64;
+                Some((super::build::ip_port(ip, p), Source::line(path, line)))
+            })
+            .collect();
+        scan.dnat.insert(chain.clone(), targets);
+    }
+}
+
 /// An IPVS virtual server.
 #[derive(Debug, Clone, Default)]
 pub struct VirtualServer {
