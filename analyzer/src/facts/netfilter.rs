@@ -1,6 +1,7 @@
-//! Streaming extractors for the dataplane artifacts the fact builder joins:
-//! iptables-save (a narrow one-pass scan), and adapters over `crate::parse` for
-//! IPVS and the nftables kube-proxy table.
+//! Dataplane extraction for the fact builder: a narrow one-pass scan of
+//! iptables-save for per-backend summaries (hooks, hint/canary chains, FORWARD
+//! policy, localnet DROP, duplicates, incompatible tables), and adapters over
+//! `crate::parse` for the Service joins (iptables and nftables kube-proxy models, IPVS).
 //!
 //! They read only what the fact model needs (Service rules, DNAT targets,
 //! counters), line by line, keeping line numbers for evidence, and never
