@@ -1,0 +1,4 @@
+//! Shared test support: a Kubernetes API test server and lab helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod apiserver;
