@@ -414,7 +414,8 @@ fn run_job(job: &Job, src: &ProbeSource, opts: &DnsOptions) -> Vec<DnsProbe> {
                         .iter()
                         .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
                         .collect(),
-                    latency_ms: Some(rtt.as_secs_f64() * 1000.0),
+                    // Microsecond resolution: finer digits are noise.
+                    latency_ms: Some(rtt.as_micros() as f64 / 1000.0),
                     truncated: m.metadata.truncation,
                     ..base
                 });

@@ -2,3 +2,4 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod apiserver;
+pub mod netlab;
