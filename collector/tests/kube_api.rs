@@ -255,9 +255,18 @@ async fn streams_every_page_projects_and_drops_secrets() {
     )
     .unwrap();
     assert!(cm.data["config.conf"].contains("mode: \"iptables\""));
-    let version: serde_json::Value =
-        serde_json::from_str(&b.read_text(layout::k8s::VERSION).unwrap().unwrap()).unwrap();
-    assert_eq!(version["gitVersion"], "v1.34.1");
+    // /version is stored byte for byte.
+    assert_eq!(
+        b.read_text(layout::k8s::VERSION)
+            .unwrap()
+            .unwrap()
+            .as_bytes(),
+        &std::fs::read(fixture_dir().join("api/version.json")).unwrap()[..]
+    );
+    assert_eq!(
+        m.artifact(layout::k8s::VERSION).unwrap().kind,
+        netsnap_bundle::ArtifactKind::Raw
+    );
 
     for path in API_ARTIFACTS {
         let r = m.artifact(path).unwrap();

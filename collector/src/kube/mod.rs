@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, GetParams, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use netsnap_bundle::k8s::{EventRecord, PodRecord, RuntimePod};
@@ -389,6 +389,49 @@ impl Ctx<'_> {
         }
     }
 
+    async fn get_version(&mut self, out: &mut KubeOutcome) {
+        let path = layout::k8s::VERSION;
+        let started = Instant::now();
+        if let Some(dead) = &self.dead {
+            let reason = format!("not attempted: {dead}");
+            self.record_failed(path, &reason, started, out);
+            return;
+        }
+        let req = match kube::core::Request::new("").get("version", &GetParams::default()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.record_failed(path, &format!("cannot build request: {e}"), started, out);
+                return;
+            }
+        };
+        let failure = match tokio::time::timeout(self.timeout, self.client.request_text(req)).await
+        {
+            Ok(Ok(text)) => {
+                out.api_reachable = true;
+                let mut spec = self.spec(path);
+                spec.kind = netsnap_bundle::ArtifactKind::Raw;
+                spec.content = layout::content::FILE.to_string();
+                if let Err(e) = self.writer.add_bytes(
+                    spec,
+                    text.as_bytes(),
+                    Completion {
+                        duration: started.elapsed(),
+                        ..Completion::default()
+                    },
+                ) {
+                    out.errors.push(format!("{path}: {e}"));
+                }
+                return;
+            }
+            Ok(Err(e)) => classify(e, &self.url),
+            Err(_) => timeout_failure(self.timeout, &self.url, path),
+        };
+        if let Failure::Transport(r) = &failure {
+            self.dead = Some(r.clone());
+        }
+        self.record_failed(path, failure.reason(), started, out);
+    }
+
     async fn get_json<T: serde::Serialize>(
         &mut self,
         path: &str,
@@ -480,14 +523,8 @@ pub async fn collect_api(writer: &BundleWriter, opts: &KubeOptions) -> KubeOutco
         dead: None,
     };
 
-    // /version first: cheapest reachability check.
-    let c = ctx.client.clone();
-    ctx.get_json(
-        layout::k8s::VERSION,
-        async move { c.apiserver_version().await },
-        &mut out,
-    )
-    .await;
+    // /version first: cheapest reachability check. Stored raw, byte for byte.
+    ctx.get_version(&mut out).await;
 
     // Nodes: resolve this node's name and podCIDRs while streaming.
     let hostname = opts.hostname.clone().unwrap_or_default();
