@@ -140,19 +140,23 @@ pub fn render_text(manifest: &Manifest) -> String {
         };
         let mut detail = String::new();
         if let Some(t) = &a.truncated {
-            let _ = write!(detail, "truncated ({:?}) ", t.reason);
+            let _ = write!(
+                detail,
+                "truncated at {} bytes ({:?}) ",
+                t.kept_bytes, t.reason
+            );
         }
         if let Some(e) = &a.error {
             detail.push_str(e);
         }
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:<width$}  {:<11}  {:>9}  {}",
             a.path,
             status,
             size,
             detail.trim_end()
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }
