@@ -617,6 +617,61 @@ mod tests {
     }
 
     #[test]
+    fn sources_follow_dns_from() {
+        use netsnap_bundle::native::{NetnsInfo, NetnsProcess, PodNetns};
+        let mut corr = PodCorrelation::default();
+        let mut index = NetnsIndex::default();
+        for (i, name) in ["b/two", "a/one", "c/three", "d/none"].iter().enumerate() {
+            let id = format!("ns-{i}");
+            corr.pods.push(PodNetns {
+                pod: name.to_string(),
+                netns: (*name != "d/none").then(|| id.clone()),
+                pod_ips: vec![if i == 2 {
+                    "fd00::3".into()
+                } else {
+                    format!("10.0.0.{i}")
+                }],
+                ..PodNetns::default()
+            });
+            index.namespaces.push(NetnsInfo {
+                id,
+                names: if i == 0 { vec!["named".into()] } else { vec![] },
+                processes: vec![NetnsProcess {
+                    pid: 100 + i as u32,
+                    ..NetnsProcess::default()
+                }],
+                ..NetnsInfo::default()
+            });
+        }
+        let plan = |from: DnsFrom| {
+            plan_sources(
+                &corr,
+                &index,
+                &DnsOptions {
+                    from,
+                    ..DnsOptions::default()
+                },
+            )
+        };
+        let two = plan(DnsFrom::Count(2)).unwrap_or_default();
+        let pods: Vec<_> = two.iter().map(|s| s.pod.clone()).collect();
+        assert_eq!(pods, vec![None, Some("a/one".into()), Some("b/two".into())]);
+        assert_eq!(two[0].netns, "host");
+        assert_eq!(two[1].ns_path, Some(PathBuf::from("/proc/101/ns/net")));
+        assert_eq!(two[2].ns_path, Some(PathBuf::from("/run/netns/named")));
+        let all = plan(DnsFrom::All).unwrap_or_default();
+        assert_eq!(all.len(), 4, "the pod without a netns is not probed");
+        assert!(
+            all.iter()
+                .find(|s| s.pod.as_deref() == Some("c/three"))
+                .is_some_and(|s| s.ipv6)
+        );
+        let one = plan(DnsFrom::Pod("c/three".into())).unwrap_or_default();
+        assert_eq!(one.len(), 2);
+        assert!(plan(DnsFrom::Pod("x/y".into())).is_err());
+    }
+
+    #[test]
     fn dns_from_parses() {
         assert_eq!("all".parse::<DnsFrom>(), Ok(DnsFrom::All));
         assert_eq!("5".parse::<DnsFrom>(), Ok(DnsFrom::Count(5)));
