@@ -81,6 +81,8 @@ pub struct DnsOptions {
     pub attempts: u32,
     /// Probe threads at most.
     pub concurrency: usize,
+    /// Root of the host filesystem (`--host-root`): `/proc` is read under it.
+    pub host_root: Option<PathBuf>,
 }
 
 impl Default for DnsOptions {
@@ -92,6 +94,7 @@ impl Default for DnsOptions {
             timeout: Duration::from_secs(2),
             attempts: 2,
             concurrency: 8,
+            host_root: None,
         }
     }
 }
@@ -212,7 +215,7 @@ pub fn plan_sources(
             netns: layout::HOST_NETNS.into(),
             pod: None,
             ns_path: None,
-            pid: Some(1),
+            pid: None,
             ipv6: false,
         });
     }
@@ -221,7 +224,14 @@ pub fn plan_sources(
             continue;
         };
         let info = index.namespaces.iter().find(|n| n.id == id);
-        let pid = info.and_then(|n| n.processes.first()).map(|p| p.pid);
+        // The pause process's root has no /etc/resolv.conf (kubelet mounts it into app
+        // containers), so prefer any other process of the pod.
+        let procs = info.map(|n| n.processes.as_slice()).unwrap_or_default();
+        let pid = procs
+            .iter()
+            .find(|p| p.comm != "pause")
+            .or_else(|| procs.first())
+            .map(|p| p.pid);
         let ns_path = info
             .and_then(|n| n.names.first())
             .map(|name| PathBuf::from("/run/netns").join(name))
@@ -497,10 +507,18 @@ pub fn run_probes(sources: &[ProbeSource], dns: &ClusterDns, opts: &DnsOptions) 
     r.into_iter().flat_map(|(_, p)| p).collect()
 }
 
-/// Reads a source's `/etc/resolv.conf` through `/proc/<pid>/root`.
-pub fn read_resolv_conf(src: &ProbeSource) -> Option<io::Result<Vec<u8>>> {
-    let pid = src.pid?;
-    Some(std::fs::read(format!("/proc/{pid}/root/etc/resolv.conf")))
+/// The path of a source's `/etc/resolv.conf`: through `/proc/<pid>/root` for a
+/// pod, the node's own file for the host namespace.
+pub fn resolv_conf_path(src: &ProbeSource, host_root: Option<&std::path::Path>) -> Option<PathBuf> {
+    let rel = match src.pid {
+        Some(pid) => format!("proc/{pid}/root/etc/resolv.conf"),
+        None if src.netns == layout::HOST_NETNS => "etc/resolv.conf".to_string(),
+        None => return None,
+    };
+    Some(match host_root {
+        Some(r) => r.join(rel),
+        None => PathBuf::from("/").join(rel),
+    })
 }
 
 /// The DNS step: stores each source's resolv.conf, finds cluster DNS, probes,
@@ -523,7 +541,8 @@ pub fn collect_dns(
         let spec =
             ArtifactSpec::raw_file(&path, layout::content::RESOLV_CONF).in_netns(src.netns.clone());
         let t = Instant::now();
-        match read_resolv_conf(src) {
+        let file = resolv_conf_path(src, opts.host_root.as_deref());
+        match file.as_ref().map(std::fs::read) {
             Some(Ok(bytes)) => {
                 resolvs.push(parse_resolv_conf(&String::from_utf8_lossy(&bytes)));
                 let _ = writer.add_bytes(
@@ -563,9 +582,10 @@ pub fn collect_dns(
             cluster_dns: cluster,
             probes: Vec::new(),
         };
+        // Not an error on a node without cluster DNS to find (no API, no pods).
         let _ = writer.record_missing(
             spec,
-            ArtifactStatus::Failed,
+            ArtifactStatus::Unavailable,
             "cluster DNS not found: no kube-dns Service/endpoints from the API and no pod resolv.conf with a cluster search path",
             Completion {
                 duration: started.elapsed(),
@@ -658,6 +678,15 @@ mod tests {
         assert_eq!(pods, vec![None, Some("a/one".into()), Some("b/two".into())]);
         assert_eq!(two[0].netns, "host");
         assert_eq!(two[1].ns_path, Some(PathBuf::from("/proc/101/ns/net")));
+        assert_eq!(two[0].pid, None, "the host reads its own /etc/resolv.conf");
+        assert_eq!(
+            resolv_conf_path(&two[0], Some(std::path::Path::new("/host"))),
+            Some(PathBuf::from("/host/etc/resolv.conf"))
+        );
+        assert_eq!(
+            resolv_conf_path(&two[1], None),
+            Some(PathBuf::from("/proc/101/root/etc/resolv.conf"))
+        );
         assert_eq!(two[2].ns_path, Some(PathBuf::from("/run/netns/named")));
         let all = plan(DnsFrom::All).unwrap_or_default();
         assert_eq!(all.len(), 4, "the pod without a netns is not probed");

@@ -4,7 +4,7 @@
 //! It serves the fixture files under `fixtures/k8s/api/` and records every
 //! request line, so tests can check that each page was asked for.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -188,6 +188,12 @@ fn reason_phrase(code: u16) -> &'static str {
 
 /// Starts a server on an ephemeral loopback port.
 pub async fn start(mode: Mode) -> ApiServer {
+    start_rewriting(mode, Vec::new()).await
+}
+
+/// Like [`start`], replacing each `from` with `to` in every body (e.g. to move the
+/// fixture cluster's addresses to a range no other test uses).
+pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> ApiServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -199,6 +205,7 @@ pub async fn start(mode: Mode) -> ApiServer {
                 return;
             };
             let mode = mode.clone();
+            let rewrites = rewrites.clone();
             let (requests, auth) = (req2.clone(), auth2.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -232,7 +239,14 @@ pub async fn start(mode: Mode) -> ApiServer {
                         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                         return;
                     }
-                    let reply = route(&mode, &target);
+                    let mut reply = route(&mode, &target);
+                    if !rewrites.is_empty() {
+                        let mut text = String::from_utf8(reply.body).unwrap();
+                        for (from, to) in &rewrites {
+                            text = text.replace(from.as_str(), to);
+                        }
+                        reply.body = text.into_bytes();
+                    }
                     let head = format!(
                         "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAudit-Id: 0b2c7a0e-8d5f-4b1e-9c3a-7f6e5d4c3b2a\r\n\r\n",
                         reply.code,

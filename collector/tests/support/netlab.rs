@@ -4,6 +4,8 @@
 //! created with `ip -n <ns>`, so not even a transient name appears in the
 //! host namespace); [`Netns`] and [`Proc`] clean up on drop.
 
+#![allow(clippy::disallowed_methods)] // tests drive ip(8), iptables and dnsmasq directly
+
 use std::process::{Child, Command, Stdio};
 
 /// Whether the lab can run here; `Err(reason)` to skip. With
