@@ -277,6 +277,48 @@ async fn streams_every_page_projects_and_drops_secrets() {
 }
 
 #[tokio::test]
+async fn many_pages_are_all_streamed_and_only_local_pods_kept() {
+    // 25 pages x 200 = 5,000 full-size pods (a server may return fewer than `limit`):
+    // the continue loop runs to the end, every object lands in the artifact, and only
+    // node-a's tenth is held in memory.
+    let (pages, per_page) = (25, 200);
+    let server = apiserver::start(Mode::Synthetic { pages, per_page }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), server.port, closed_port());
+    let mut o = opts(&kc);
+    o.node_name = Some("node-a".into());
+    o.request_timeout = Duration::from_secs(60);
+    let (out, b, m, _) = run(dir.path(), o).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let reqs = server.requests.lock().unwrap().clone();
+    let pod_reqs = reqs
+        .iter()
+        .filter(|r| r.starts_with("/api/v1/pods"))
+        .count();
+    assert_eq!(pod_reqs, pages);
+    assert_eq!(out.counts[layout::k8s::PODS], (pages * per_page) as u64);
+    assert_eq!(out.local_pods.len(), pages * per_page / 10);
+    assert!(
+        out.local_pods
+            .iter()
+            .all(|p| p.node_name.as_deref() == Some("node-a"))
+    );
+    let text = b.read_text(layout::k8s::PODS).unwrap().unwrap();
+    assert_eq!(text.lines().count(), pages * per_page);
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .contains(&format!("synthetic-{}", pages * per_page - 1))
+    );
+    assert!(!text.contains("hunter2") && !text.contains("last-applied-configuration"));
+    assert_eq!(
+        m.artifact(layout::k8s::PODS).unwrap().status,
+        ArtifactStatus::Ok
+    );
+}
+
+#[tokio::test]
 async fn node_name_from_hostname_and_env() {
     let server = apiserver::start(Mode::Normal).await;
     let dir = tempfile::tempdir().unwrap();

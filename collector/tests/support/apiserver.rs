@@ -24,6 +24,46 @@ pub enum Mode {
     Unauthorized,
     /// Accept connections and never answer.
     Silent,
+    /// Serve `pages` generated pages of `per_page` pods each (copies of the first
+    /// fixture pod, every tenth bound to `node-a`); other paths as `Normal`.
+    Synthetic {
+        /// Number of pages.
+        pages: usize,
+        /// Pods per page.
+        per_page: usize,
+    },
+}
+
+fn synthetic_page(page: usize, pages: usize, per_page: usize) -> Vec<u8> {
+    let template: serde_json::Value = serde_json::from_slice(&fixture("pods-page-1.json")).unwrap();
+    let base = template["items"][0].clone();
+    let items: Vec<serde_json::Value> = (0..per_page)
+        .map(|i| {
+            let n = page * per_page + i;
+            let mut p = base.clone();
+            p["metadata"]["name"] = format!("synthetic-{n}").into();
+            p["metadata"]["uid"] = format!("00000000-0000-4000-8000-{n:012}").into();
+            p["spec"]["nodeName"] = if n.is_multiple_of(10) {
+                "node-a"
+            } else {
+                "node-b"
+            }
+            .into();
+            let ip = format!("10.{}.{}.{}", 100 + n / 65536, (n / 256) % 256, n % 256);
+            p["status"]["podIP"] = ip.clone().into();
+            p["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
+            p
+        })
+        .collect();
+    let mut meta = serde_json::json!({ "resourceVersion": "99999" });
+    if page + 1 < pages {
+        meta["continue"] = format!("synthetic-page-{}", page + 1).into();
+        meta["remainingItemCount"] = ((pages - page - 1) * per_page).into();
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "PodList", "metadata": meta, "items": items
+    }))
+    .unwrap()
 }
 
 /// One canned response.
@@ -135,6 +175,21 @@ pub fn route(mode: &Mode, target: &str) -> Reply {
                 };
             }
             ok("events.json")
+        }
+        "/api/v1/pods" if matches!(mode, Mode::Synthetic { .. }) => {
+            let Mode::Synthetic { pages, per_page } = mode else {
+                unreachable!()
+            };
+            let page = q
+                .get("continue")
+                .and_then(|t| t.strip_prefix("synthetic-page-"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert_eq!(q.get("limit").map(String::as_str), Some("500"));
+            Reply {
+                code: 200,
+                body: synthetic_page(page, *pages, *per_page),
+            }
         }
         "/api/v1/pods" => {
             // The continue tokens are the ones printed in the page fixtures.
