@@ -373,6 +373,8 @@ async fn forbidden_pods_records_the_api_message_and_continues() {
         );
     }
     assert!(out.local_pods.is_empty());
+    assert!(!out.counts.contains_key(layout::k8s::PODS));
+    assert_eq!(out.counts[layout::k8s::SERVICES], 3);
     assert_eq!(out.dns_service_ips.len(), 1);
     assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
 }

@@ -110,7 +110,7 @@ pub struct KubeOutcome {
     pub dns_service_ips: Vec<IpAddr>,
     /// Ready endpoint addresses of kube-system/kube-dns.
     pub dns_endpoint_ips: Vec<IpAddr>,
-    /// Total objects stored per artifact path.
+    /// Objects stored per artifact path; absent when the list failed before its first page.
     pub counts: BTreeMap<String, u64>,
     /// One line per artifact that could not be collected.
     pub errors: Vec<String>,
@@ -357,7 +357,11 @@ impl Ctx<'_> {
                 break;
             }
         }
-        out.counts.insert(path.to_string(), objects);
+        if sink.is_some() {
+            // Only lists that produced an artifact are counted: callers read presence
+            // here as "the API gave us this list".
+            out.counts.insert(path.to_string(), objects);
+        }
         match (sink, failure) {
             (None, Some(f)) => {
                 if let Failure::Transport(r) = &f {
