@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use netsnap_analyzer::{exit, report};
+use netsnap_analyzer::{exit, inspect, report};
 use netsnap_bundle::{Bundle, ReaderOptions};
 
 /// Reads netsnap bundles offline and explains what is wrong with a node's networking.
@@ -31,6 +31,15 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = DataFormat::Text)]
         format: DataFormat,
+    },
+    /// Show one view of a bundle like the live command would (exit 3: the bundle lacks its data).
+    Inspect {
+        /// Bundle: .tar.zst, .tar, or an extracted directory.
+        bundle: PathBuf,
+        #[command(flatten)]
+        open: OpenArgs,
+        #[command(flatten)]
+        args: Box<inspect::InspectArgs>,
     },
 }
 
@@ -75,6 +84,10 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .try_init();
 }
 
@@ -97,6 +110,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             write_stdout(&text)?;
             Ok(exit::OK)
+        }
+        Command::Inspect { bundle, open, args } => {
+            let b = open.open(&bundle)?;
+            match inspect::run(&b, &args)? {
+                inspect::Outcome::Rendered(text) => {
+                    write_stdout(&text)?;
+                    Ok(exit::OK)
+                }
+                inspect::Outcome::NoData(line) => {
+                    eprintln!("netsnap-analyze: {line}");
+                    Ok(exit::NO_DATA)
+                }
+            }
         }
     }
 }

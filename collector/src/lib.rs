@@ -1,9 +1,32 @@
 //! netsnap collector library: the node-local capture behind `netsnap-collect`.
 //!
 //! Linux only. Read-only by construction: it never flushes, loads modules or
-//! writes sysctls.
+//! writes sysctls, and it does not run tools that would load modules (ipvsadm
+//! without IPVS in the kernel, conntrack without nf_conntrack).
+//!
+//! Structure: [`runner`] runs [`runner::Step`]s concurrently against a shared
+//! [`runner::RunContext`] (bundle writer, options, deadline, namespace list);
+//! [`exec`] is the only module that spawns processes; each data source is one
+//! module.
 #![cfg(target_os = "linux")]
 
+pub mod cancel;
+pub mod conntrack;
 pub mod correlate;
 pub mod dns;
+pub mod exec;
+pub mod fileio;
+pub mod files;
+pub mod iptables;
+pub mod ipvs;
 pub mod kube;
+pub mod netlink;
+pub mod netns;
+pub mod node;
+pub mod options;
+pub mod progress;
+pub mod runner;
+
+pub use cancel::{Cancel, StopReason};
+pub use options::Options;
+pub use runner::{Outcome, RunContext, Step, collect, default_steps};

@@ -1,0 +1,520 @@
+//! The only place that spawns processes.
+//!
+//! Guarantees for every command the collector runs:
+//! - the program is resolved explicitly on `$PATH` (then under `--host-root`);
+//!   a missing program is reported as [`Ran::Missing`] so callers can fall back
+//!   to a kernel interface, and is recorded `unavailable`, never `failed`;
+//! - stdin is `/dev/null`, `LC_ALL=C`, the child leads its own process group;
+//! - it runs at the collector's lowered priority: [`lower_priority`] is called
+//!   once at start-up, before any thread exists, so every thread and child
+//!   inherits nice 10 and best-effort I/O priority 7;
+//! - a per-command timeout (and the run's cancellation token) kills the whole
+//!   process group with SIGKILL, so a tool that forks or hangs never outlives it;
+//! - stdout streams straight into an [`ArtifactSink`] in 64 KiB chunks (never
+//!   whole in memory); stderr is kept as a 4 KiB excerpt.
+
+#![allow(clippy::disallowed_methods)] // this module is the sanctioned spawner
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use netsnap_bundle::writer::STDERR_EXCERPT_BYTES;
+use netsnap_bundle::{
+    ArtifactRecord, ArtifactSink, ArtifactSpec, ArtifactStatus, BundleWriter, Completion,
+    WriteError,
+};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+
+use crate::cancel::{Cancel, StopReason};
+
+/// Default search path when `$PATH` is unset.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Directories searched under `--host-root` when the program is not on `$PATH`.
+const HOST_DIRS: &[&str] = &["usr/sbin", "usr/bin", "sbin", "bin", "usr/local/sbin"];
+
+/// Lowers the whole process to nice 10 and best-effort I/O class, level 7.
+///
+/// Call once at start-up before any thread is spawned: on Linux both settings
+/// are per thread and inherited by threads and children created afterwards.
+/// Best effort: failure is returned for logging, never fatal.
+#[allow(unsafe_code)]
+pub fn lower_priority() -> Result<(), String> {
+    // SAFETY: setpriority(PRIO_PROCESS, 0, n) only changes the calling thread's
+    // nice value; it takes no pointers.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if rc != 0 {
+        return Err(format!("setpriority: {}", std::io::Error::last_os_error()));
+    }
+    // IOPRIO_WHO_PROCESS = 1, IOPRIO_CLASS_BE = 2 (shifted by 13), level 7 = lowest.
+    let ioprio: libc::c_long = (2 << 13) | 7;
+    // SAFETY: ioprio_set(which, who, ioprio) takes three integers, no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            1 as libc::c_long,
+            0 as libc::c_long,
+            ioprio,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("ioprio_set: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Finds programs and runs them under the guarantees of this module.
+#[derive(Clone, Debug)]
+pub struct Exec {
+    search: Vec<PathBuf>,
+    host_root: Option<PathBuf>,
+    /// Per-command timeout.
+    pub timeout: Duration,
+    cancel: Cancel,
+}
+
+/// What to do with one chunk of stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The program exited (see the status).
+    Exited,
+    /// Killed by the per-command timeout.
+    TimedOut(Duration),
+    /// Killed because the run was stopped.
+    Stopped(StopReason),
+    /// Killed on purpose after the consumer had enough (line or size cap).
+    CapReached,
+    /// Could not be started.
+    SpawnFailed(String),
+    /// Reading its output failed.
+    ReadFailed(String),
+}
+
+/// The result of running a command.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// How it ended.
+    pub end: End,
+    /// Exit code, when it exited normally.
+    pub exit_status: Option<i32>,
+    /// Signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Wall time.
+    pub duration: Duration,
+    /// First bytes of stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl Report {
+    /// Why the run is not a clean success, for the manifest (`None` = success).
+    pub fn error(&self) -> Option<String> {
+        match &self.end {
+            End::Exited => match (self.exit_status, self.signal) {
+                (Some(0), _) => None,
+                (Some(code), _) => Some(format!("exited with status {code}")),
+                (None, Some(sig)) => Some(format!("killed by signal {sig}")),
+                (None, None) => Some("ended without an exit status".into()),
+            },
+            End::TimedOut(d) => Some(format!("timed out after {}s", fmt_secs(*d))),
+            End::Stopped(r) => Some(r.as_str().to_string()),
+            End::CapReached => None,
+            End::SpawnFailed(e) => Some(format!("could not start: {e}")),
+            End::ReadFailed(e) => Some(format!("reading output failed: {e}")),
+        }
+    }
+
+    fn completion(&self) -> Completion {
+        Completion {
+            exit_status: self.exit_status,
+            duration: self.duration,
+            error: self.error(),
+            stderr: (!self.stderr.is_empty()).then(|| self.stderr.clone()),
+        }
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if (s - s.round()).abs() < 1e-9 {
+        format!("{}", s.round() as u64)
+    } else {
+        format!("{s:.1}")
+    }
+}
+
+/// Outcome of [`Exec::to_artifact`].
+#[derive(Debug, Clone)]
+pub enum Ran {
+    /// The program is not installed; an `unavailable` record was written.
+    Missing(ArtifactRecord),
+    /// It ran (successfully or not); the record says how it ended.
+    Ran(ArtifactRecord, Report),
+}
+
+impl Ran {
+    /// The manifest record written for it.
+    pub fn record(&self) -> &ArtifactRecord {
+        match self {
+            Ran::Missing(r) | Ran::Ran(r, _) => r,
+        }
+    }
+
+    /// True when the program was missing.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Ran::Missing(_))
+    }
+}
+
+/// Outcome of [`Exec::capture`].
+#[derive(Debug, Clone)]
+pub enum Captured {
+    /// Not installed.
+    Missing,
+    /// It ran; stdout is capped at the requested size.
+    Output(Vec<u8>, Report),
+}
+
+/// Optional limits of one run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Override of the per-command timeout.
+    pub timeout: Option<Duration>,
+    /// Keep at most this many lines, then kill the program and mark the artifact entry-capped.
+    pub max_lines: Option<u64>,
+}
+
+impl Exec {
+    /// An executor searching `$PATH` (then `host_root`'s usual bin dirs).
+    pub fn new(host_root: Option<PathBuf>, timeout: Duration, cancel: Cancel) -> Self {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+        Exec {
+            search: std::env::split_paths(&path).collect(),
+            host_root,
+            timeout,
+            cancel,
+        }
+    }
+
+    /// The cancellation token commands honour.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// Resolves `program` to an executable file, or None when it is not installed.
+    pub fn resolve(&self, program: &str) -> Option<PathBuf> {
+        if program.contains('/') {
+            let p = PathBuf::from(program);
+            return is_executable(&p).then_some(p);
+        }
+        let on_path = self.search.iter().map(|d| d.join(program));
+        let on_host = self
+            .host_root
+            .iter()
+            .flat_map(|root| HOST_DIRS.iter().map(move |d| root.join(d).join(program)));
+        on_path.chain(on_host).find(|p| is_executable(p))
+    }
+
+    /// Runs `argv` and streams its stdout into the artifact `spec` (whose `command`
+    /// is set to `argv`). Writes exactly one record for `spec.path`.
+    pub async fn to_artifact(
+        &self,
+        writer: &BundleWriter,
+        mut spec: ArtifactSpec,
+        argv: &[&str],
+        limits: Limits,
+    ) -> Result<Ran, WriteError> {
+        spec.command = Some(argv.iter().map(|s| s.to_string()).collect());
+        let Some((program, args)) = argv.split_first() else {
+            let rec = writer.record_missing(
+                spec,
+                ArtifactStatus::Failed,
+                "empty command line",
+                Completion::default(),
+            )?;
+            return Ok(Ran::Missing(rec));
+        };
+        let Some(path) = self.resolve(program) else {
+            let rec = writer.record_missing(
+                spec,
+                ArtifactStatus::Unavailable,
+                format!("program not installed: {program}"),
+                Completion::default(),
+            )?;
+            return Ok(Ran::Missing(rec));
+        };
+        if path.is_absolute() {
+            spec.attributes
+                .insert("program_path".into(), path.display().to_string());
+        }
+        let mut sink: Option<ArtifactSink> = None;
+        let mut write_err: Option<WriteError> = None;
+        let mut lines_left = limits.max_lines;
+        let report = self
+            .run_core(&path, args, limits.timeout, |chunk| {
+                if sink.is_none() {
+                    match writer.artifact(spec.clone()) {
+                        Ok(s) => sink = Some(s),
+                        Err(e) => {
+                            write_err = Some(e);
+                            return Flow::Stop;
+                        }
+                    }
+                }
+                let Some(s) = sink.as_mut() else {
+                    return Flow::Stop;
+                };
+                if lines_left == Some(0) {
+                    // More output after the last line we keep: that is a real cut.
+                    s.mark_entry_cap();
+                    return Flow::Stop;
+                }
+                let mut part = chunk;
+                if let Some(left) = lines_left.as_mut() {
+                    for pos in memchr::memchr_iter(b'\n', chunk) {
+                        *left = left.saturating_sub(1);
+                        if *left == 0 {
+                            part = &chunk[..pos + 1];
+                            break;
+                        }
+                    }
+                }
+                // Writes to the sink never fail (errors are deferred to finish()).
+                let _ = std::io::Write::write_all(s, part);
+                if part.len() < chunk.len() {
+                    s.mark_entry_cap();
+                    return Flow::Stop;
+                }
+                if s.is_truncated() {
+                    return Flow::Stop;
+                }
+                Flow::Continue
+            })
+            .await;
+        if let Some(e) = write_err {
+            return Err(e);
+        }
+        let completion = report.completion();
+        let record = match sink {
+            Some(s) => tokio::task::spawn_blocking(move || s.finish(completion))
+                .await
+                .map_err(|_| WriteError::Poisoned)??,
+            None => match completion.error.clone() {
+                Some(err) => {
+                    writer.record_missing(spec, ArtifactStatus::Failed, err, completion)?
+                }
+                None => writer.add_bytes(spec, &[], completion)?,
+            },
+        };
+        Ok(Ran::Ran(record, report))
+    }
+
+    /// Runs `argv` and returns up to `max_bytes` of its stdout (for small outputs
+    /// such as version strings).
+    pub async fn capture(&self, argv: &[&str], max_bytes: usize) -> Captured {
+        let Some((program, args)) = argv.split_first() else {
+            return Captured::Missing;
+        };
+        let Some(path) = self.resolve(program) else {
+            return Captured::Missing;
+        };
+        let mut out = Vec::new();
+        let report = self
+            .run_core(&path, args, None, |chunk| {
+                let room = max_bytes.saturating_sub(out.len());
+                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if out.len() >= max_bytes {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            })
+            .await;
+        Captured::Output(out, report)
+    }
+
+    /// Runs `argv` and hands its stdout to `on_chunk` as it arrives (bounded
+    /// memory for large outputs that are filtered rather than stored). None when
+    /// the program is not installed.
+    pub async fn stream(&self, argv: &[&str], mut on_chunk: impl FnMut(&[u8])) -> Option<Report> {
+        let (program, args) = argv.split_first()?;
+        let path = self.resolve(program)?;
+        Some(
+            self.run_core(&path, args, None, |chunk| {
+                on_chunk(chunk);
+                Flow::Continue
+            })
+            .await,
+        )
+    }
+
+    async fn run_core(
+        &self,
+        path: &Path,
+        args: &[&str],
+        timeout: Option<Duration>,
+        mut on_stdout: impl FnMut(&[u8]) -> Flow,
+    ) -> Report {
+        let timeout = timeout.unwrap_or(self.timeout);
+        let start = Instant::now();
+        let mut report = Report {
+            end: End::Exited,
+            exit_status: None,
+            signal: None,
+            duration: Duration::ZERO,
+            stderr: Vec::new(),
+        };
+        if let Some(r) = self.cancel.reason() {
+            report.end = End::Stopped(r);
+            return report;
+        }
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.args(args)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                report.end = End::SpawnFailed(e.to_string());
+                report.duration = start.elapsed();
+                return report;
+            }
+        };
+        tracing::debug!(program = %path.display(), ?args, "spawned");
+        // Kills the group if this future is dropped (task aborted) before the end.
+        let mut guard = GroupGuard(child.id().map(|id| id as i32));
+        let stderr_task = child.stderr.take().map(|mut err| {
+            tokio::spawn(async move {
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    match err.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let room = STDERR_EXCERPT_BYTES.saturating_sub(kept.len());
+                            kept.extend_from_slice(&buf[..n.min(room)]);
+                        }
+                    }
+                }
+                kept
+            })
+        });
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut end: Option<End> = None;
+        if let Some(mut out) = child.stdout.take() {
+            let mut buf = vec![0u8; 64 * 1024];
+            end = loop {
+                tokio::select! {
+                    r = out.read(&mut buf) => match r {
+                        Ok(0) => break None,
+                        Ok(n) => {
+                            if on_stdout(&buf[..n]) == Flow::Stop {
+                                break Some(End::CapReached);
+                            }
+                        }
+                        Err(e) => break Some(End::ReadFailed(e.to_string())),
+                    },
+                    _ = &mut deadline => break Some(End::TimedOut(timeout)),
+                    r = self.cancel.stopped() => break Some(End::Stopped(r)),
+                }
+            };
+        }
+        if end.is_none() {
+            tokio::select! {
+                st = child.wait() => match st {
+                    Ok(st) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        report.exit_status = st.code();
+                        report.signal = st.signal();
+                        end = Some(End::Exited);
+                    }
+                    Err(e) => end = Some(End::ReadFailed(e.to_string())),
+                },
+                _ = &mut deadline => end = Some(End::TimedOut(timeout)),
+                r = self.cancel.stopped() => end = Some(End::Stopped(r)),
+            }
+        }
+        let end = end.unwrap_or(End::Exited);
+        // Whatever happened, nothing of the group may survive us.
+        guard.kill();
+        if end != End::Exited {
+            let _ = child.start_kill();
+            if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                use std::os::unix::process::ExitStatusExt;
+                report.signal = st.signal();
+            }
+        }
+        if let Some(task) = stderr_task
+            && let Ok(Ok(kept)) = tokio::time::timeout(Duration::from_millis(500), task).await
+        {
+            report.stderr = kept;
+        }
+        report.end = end;
+        report.duration = start.elapsed();
+        tracing::debug!(program = %path.display(), end = ?report.end, ms = report.duration.as_millis() as u64, "finished");
+        report
+    }
+}
+
+/// SIGKILLs a process group when dropped (unless already done).
+struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // ESRCH (group already gone) is the normal case after a clean exit.
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts() {
+        let mut r = Report {
+            end: End::TimedOut(Duration::from_secs(5)),
+            exit_status: None,
+            signal: Some(9),
+            duration: Duration::ZERO,
+            stderr: vec![],
+        };
+        assert_eq!(r.error().as_deref(), Some("timed out after 5s"));
+        r.end = End::Exited;
+        r.exit_status = Some(1);
+        assert_eq!(r.error().as_deref(), Some("exited with status 1"));
+        r.exit_status = Some(0);
+        assert_eq!(r.error(), None);
+        r.end = End::TimedOut(Duration::from_millis(1500));
+        assert_eq!(r.error().as_deref(), Some("timed out after 1.5s"));
+    }
+}
