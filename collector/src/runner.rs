@@ -202,6 +202,7 @@ pub struct RunContext {
     netns_extra: Mutex<BTreeMap<String, NetnsExtra>>,
     snapshots: Mutex<BTreeMap<String, Arc<NetnsSnapshot>>>,
     notes: Mutex<Vec<String>>,
+    discovered_node_name: Mutex<Option<String>>,
 }
 
 /// Facts about a namespace learned after discovery (by the netlink step).
@@ -240,6 +241,7 @@ impl RunContext {
             netns_extra: Mutex::new(BTreeMap::new()),
             snapshots: Mutex::new(BTreeMap::new()),
             notes: Mutex::new(Vec::new()),
+            discovered_node_name: Mutex::new(None),
         }
     }
 
@@ -272,6 +274,13 @@ impl RunContext {
     /// The netlink snapshots captured so far, by namespace id.
     pub fn snapshots(&self) -> BTreeMap<String, Arc<NetnsSnapshot>> {
         self.snapshots.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Records the Kubernetes node name found during the run (when no option gave one).
+    pub fn set_node_name(&self, name: impl Into<String>) {
+        if let Ok(mut g) = self.discovered_node_name.lock() {
+            *g = Some(name.into());
+        }
     }
 
     /// Adds a run-level note to the manifest.
@@ -416,6 +425,11 @@ pub async fn collect(
         Some(StopReason::Interrupted) => CollectionOutcome::Interrupted,
     };
     let mut notes = ctx.notes.lock().map(|g| g.clone()).unwrap_or_default();
+    let mut node = node;
+    if node.name.is_none() {
+        // A name found later (matched against the API's Node objects) still belongs in the manifest.
+        node.name = ctx.discovered_node_name.lock().ok().and_then(|g| g.clone());
+    }
     for (name, why) in &step_failures {
         notes.push(format!("step {name}: {why}"));
     }

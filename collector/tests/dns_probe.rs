@@ -483,9 +483,11 @@ async fn full_run_api_correlation_and_dns() {
     .await;
     let kc = apiserver::kubeconfig(dir.path(), server.port, apiserver::closed_port());
     let out_path = dir.path().join("b.tar.zst");
+    // No node name is given: it is found by matching the hostname against Node objects,
+    // and must still end up in the manifest.
     let options = netsnap_collector::Options {
         output: Some(out_path.clone()),
-        node_name: Some("node-a".into()),
+        node_name: None,
         deadline: Duration::from_secs(40),
         sample_interval: Duration::from_millis(200),
         ..Default::default()
@@ -493,7 +495,8 @@ async fn full_run_api_correlation_and_dns() {
     let kube = KubeOptions {
         kubeconfig: Some(kc),
         context: Some("lab".into()),
-        node_name: Some("node-a".into()),
+        node_name: None,
+        hostname: Some("node-a".into()),
         request_timeout: Duration::from_secs(5),
         kubelet_fallback: false,
         ..KubeOptions::default()
@@ -519,6 +522,7 @@ async fn full_run_api_correlation_and_dns() {
     .await
     .unwrap();
     let m = &outcome.manifest;
+    assert_eq!(m.node.name.as_deref(), Some("node-a"));
     for path in netsnap_collector::kube::API_ARTIFACTS
         .iter()
         .chain(&[layout::correlation::PODS, layout::dns::PROBES])

@@ -92,6 +92,7 @@ impl Step for KubeStep {
             if let Some(n) = &out.node_name
                 && opts.node_name.is_none()
             {
+                ctx.set_node_name(n.clone());
                 ctx.note(format!(
                     "node name {n} found via {}",
                     out.node_name_source.as_deref().unwrap_or("?")
