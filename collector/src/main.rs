@@ -179,8 +179,17 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
     }
 
     fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-        let options = cli.options()?;
+        let mut options = cli.options()?;
         let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
+        for (key, value) in [
+            ("kubeconfig", serde_json::json!(cli.kubeconfig)),
+            ("context", serde_json::json!(cli.context)),
+            ("dns_from", serde_json::json!(cli.dns_from)),
+            ("dns_names", serde_json::json!(cli.dns_name)),
+            ("dns_timeout", serde_json::json!(cli.dns_timeout)),
+        ] {
+            options.step_options.insert(key.to_string(), value);
+        }
         // Before any thread exists, so every thread and child inherits it.
         let prio = netsnap_collector::exec::lower_priority();
         let level = match cli.verbose {

@@ -43,6 +43,9 @@ pub struct Options {
     pub max_ip_text_netns: usize,
     /// Maximum processes listed per namespace in `netns/index.json`.
     pub max_processes_per_netns: usize,
+    /// Options of plugged-in steps (API, DNS), recorded with the rest in the manifest.
+    #[serde(flatten)]
+    pub step_options: serde_json::Map<String, serde_json::Value>,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -67,6 +70,7 @@ impl Default for Options {
             command_concurrency: 4,
             max_ip_text_netns: 100,
             max_processes_per_netns: 32,
+            step_options: serde_json::Map::new(),
         }
     }
 }

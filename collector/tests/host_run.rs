@@ -36,6 +36,9 @@ fn host_run_writes_a_verifiable_bundle() {
     assert_eq!(m.collection.outcome, CollectionOutcome::Complete);
     assert!(!m.node.kernel_release.is_empty());
     assert_eq!(m.collection.options["no_api"], serde_json::json!(true));
+    // The API/DNS step options are recorded too.
+    assert_eq!(m.collection.options["dns_from"], serde_json::json!("3"));
+    assert_eq!(m.collection.options["kubeconfig"], serde_json::Value::Null);
 
     let key = [
         layout::NETNS_INDEX,
