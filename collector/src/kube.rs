@@ -1,1 +1,0 @@
-//! Collector module (issue 5).
