@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use netsnap_analyzer::{exit, report};
+use netsnap_analyzer::{exit, facts, inspect, report, rules};
 use netsnap_bundle::{Bundle, ReaderOptions};
 
 /// Reads netsnap bundles offline and explains what is wrong with a node's networking.
@@ -32,6 +32,161 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DataFormat::Text)]
         format: DataFormat,
     },
+    /// Show one view of a bundle like the live command would (exit 3: the bundle lacks its data).
+    Inspect {
+        /// Bundle: .tar.zst, .tar, or an extracted directory.
+        bundle: PathBuf,
+        #[command(flatten)]
+        open: OpenArgs,
+        #[command(flatten)]
+        args: Box<inspect::InspectArgs>,
+    },
+    /// Analyze bundles (one per node) and report findings with evidence.
+    ///
+    /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
+    /// 2 on usage errors, unreadable bundles or invalid rules.
+    Analyze {
+        /// Bundles: .tar.zst, .tar, or extracted directories.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        #[command(flatten)]
+        open: OpenArgs,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Exit 1 when a finding is at or above this severity.
+        #[arg(long, value_enum, default_value_t = FailOn::Error)]
+        fail_on: FailOn,
+        /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
+    },
+    /// Print the fact document rules are evaluated over (JSON).
+    Facts {
+        /// Bundle (not needed with --docs or --schema).
+        #[arg(required_unless_present_any = ["docs", "schema"])]
+        bundle: Option<PathBuf>,
+        #[command(flatten)]
+        open: OpenArgs,
+        /// Print docs/facts.md (generated from the fact types) instead.
+        #[arg(long)]
+        docs: bool,
+        /// Print the JSON schema of the fact document instead.
+        #[arg(long, conflicts_with = "docs")]
+        schema: bool,
+    },
+    /// List, explain and test rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// List the rules (built-in plus --rules DIR).
+    List {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+        format: DataFormat,
+    },
+    /// Show one rule: what it checks, its condition, parameters and references.
+    Explain {
+        /// Rule id.
+        id: String,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
+    /// Run the test cases inside rule files (the built-in rules, or the rules in DIR).
+    Test {
+        /// Directory of rule files to test instead of the built-in rules.
+        dir: Option<PathBuf>,
+        /// Print every case, not only failures.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print docs/rules.md (generated from the rules).
+    Docs,
+}
+
+/// Rule selection options.
+#[derive(clap::Args, Debug, Clone)]
+struct RuleArgs {
+    /// Add (or override, by id) rules from the YAML files in this directory.
+    #[arg(long = "rules", value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// Do not run this rule (repeatable).
+    #[arg(long, value_name = "ID")]
+    disable: Vec<String>,
+    /// Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable).
+    #[arg(long, value_name = "ID.PARAM=VALUE")]
+    set: Vec<String>,
+}
+
+impl RuleArgs {
+    fn load(&self) -> anyhow::Result<rules::RuleSet> {
+        Ok(rules::load(&rules::RuleOptions {
+            no_builtin: false,
+            dirs: self.dirs.clone(),
+            disable: self.disable.clone(),
+            set: self.set.clone(),
+        })?)
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum FailOn {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl From<FailOn> for rules::Severity {
+    fn from(f: FailOn) -> Self {
+        match f {
+            FailOn::Info => rules::Severity::Info,
+            FailOn::Warning => rules::Severity::Warning,
+            FailOn::Error => rules::Severity::Error,
+            FailOn::Critical => rules::Severity::Critical,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn use_color(choice: ColorChoice) -> bool {
+    use std::io::IsTerminal;
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+fn json_line<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
+    let mut s = serde_json::to_string_pretty(v).context("serializing JSON")?;
+    s.push('\n');
+    Ok(s)
 }
 
 /// Options for opening a bundle.
@@ -75,6 +230,10 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .try_init();
 }
 
@@ -96,6 +255,125 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             };
             write_stdout(&text)?;
+            Ok(exit::OK)
+        }
+        Command::Inspect { bundle, open, args } => {
+            let b = open.open(&bundle)?;
+            match inspect::run(&b, &args)? {
+                inspect::Outcome::Rendered(text) => {
+                    write_stdout(&text)?;
+                    Ok(exit::OK)
+                }
+                inspect::Outcome::NoData(line) => {
+                    eprintln!("netsnap-analyze: {line}");
+                    Ok(exit::NO_DATA)
+                }
+            }
+        }
+        Command::Analyze {
+            bundles,
+            open,
+            rules,
+            format,
+            fail_on,
+            color,
+        } => {
+            let set = rules.load()?;
+            let mut opened = Vec::new();
+            for path in &bundles {
+                let b = open
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                opened.push((path.display().to_string(), b));
+            }
+            let refs: Vec<(String, &Bundle)> = opened.iter().map(|(p, b)| (p.clone(), b)).collect();
+            let rep = report::analysis::analyze(&refs, &set).context("evaluating rules")?;
+            let text = match format {
+                ReportFormat::Text => report::analysis::render_text(&rep, use_color(color)),
+                ReportFormat::Json => json_line(&rep)?,
+                ReportFormat::Markdown => report::analysis::render_markdown(&rep),
+            };
+            write_stdout(&text)?;
+            Ok(if rep.fails(fail_on.into()) {
+                exit::FINDINGS
+            } else {
+                exit::OK
+            })
+        }
+        Command::Facts {
+            bundle,
+            open,
+            docs,
+            schema,
+        } => {
+            let text = if docs {
+                facts::docs::render_markdown()
+            } else if schema {
+                json_line(&schemars::schema_for!(facts::Facts))?
+            } else {
+                let path = bundle.context("a bundle is required")?;
+                let b = open
+                    .open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                json_line(&facts::Facts::from_bundle(&b))?
+            };
+            write_stdout(&text)?;
+            Ok(exit::OK)
+        }
+        Command::Rules { command } => run_rules(command),
+    }
+}
+
+fn run_rules(command: RulesCommand) -> anyhow::Result<i32> {
+    match command {
+        RulesCommand::List { rules, format } => {
+            let set = rules.load()?;
+            let text = match format {
+                DataFormat::Text => rules::docs::render_list(&set),
+                DataFormat::Json => {
+                    let specs: Vec<_> = set.rules().iter().map(|r| &r.spec).collect();
+                    json_line(&specs)?
+                }
+            };
+            write_stdout(&text)?;
+            Ok(exit::OK)
+        }
+        RulesCommand::Explain { id, rules } => {
+            let set = rules.load()?;
+            let rule = set
+                .get(&id)
+                .with_context(|| format!("no rule {id:?} (see `netsnap-analyze rules list`)"))?;
+            write_stdout(&rules::docs::render_explain(rule))?;
+            Ok(exit::OK)
+        }
+        RulesCommand::Test { dir, all } => {
+            let set = rules::load(&rules::RuleOptions {
+                no_builtin: dir.is_some(),
+                dirs: dir.into_iter().collect(),
+                ..rules::RuleOptions::default()
+            })?;
+            let results = rules::testing::run_all(&set);
+            let mut out = String::new();
+            let failed = results.iter().filter(|r| !r.passed).count();
+            for r in &results {
+                if r.passed && all {
+                    out.push_str(&format!("ok    {} / {}\n", r.rule_id, r.case));
+                } else if !r.passed {
+                    out.push_str(&format!("FAIL  {} / {}: {}\n", r.rule_id, r.case, r.detail));
+                }
+            }
+            out.push_str(&format!(
+                "{} rule(s), {} case(s), {} failed\n",
+                set.rules().len(),
+                results.len(),
+                failed
+            ));
+            write_stdout(&out)?;
+            Ok(if failed > 0 { exit::FINDINGS } else { exit::OK })
+        }
+        RulesCommand::Docs => {
+            let set = rules::RuleSet::builtin()?;
+            write_stdout(&rules::docs::render_markdown(&set))?;
             Ok(exit::OK)
         }
     }

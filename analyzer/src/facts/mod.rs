@@ -1,2 +1,15 @@
 //! The fact model: one normalized document built from a bundle, with the joins
 //! (pod <-> netns <-> veth, service <-> endpoints <-> dataplane) computed in Rust.
+//!
+//! [`model`] holds the types (the public API rule authors write against),
+//! [`build`] builds them from a bundle (streaming large artifacts), [`sources`]
+//! says which data a rule can require, [`docs`] renders `docs/facts.md`.
+
+pub mod build;
+pub mod docs;
+pub mod model;
+pub mod netfilter;
+pub mod sources;
+
+pub use build::from_bundle;
+pub use model::{FACTS_SCHEMA_VERSION, Facts, Source};

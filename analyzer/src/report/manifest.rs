@@ -64,6 +64,14 @@ pub fn summary(bundle: &Bundle) -> ManifestSummary<'_> {
     }
 }
 
+/// The outcome as written in the manifest (`complete`, `deadline_exceeded`, `interrupted`).
+fn outcome_name(outcome: netsnap_bundle::CollectionOutcome) -> String {
+    serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -97,12 +105,12 @@ pub fn render_text(manifest: &Manifest) -> String {
     let secs = (c.finished_at - c.started_at).num_milliseconds() as f64 / 1000.0;
     let _ = writeln!(
         out,
-        "collected {} .. {} ({secs:.1} s), outcome {:?}",
+        "collected {} .. {} ({secs:.1} s), outcome {}",
         c.started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         c.finished_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        c.outcome
+        outcome_name(c.outcome)
     );
     for note in &c.notes {
         let _ = writeln!(out, "note: {note}");

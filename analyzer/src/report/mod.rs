@@ -1,3 +1,4 @@
 //! Reports: text, JSON and Markdown renderings of findings and manifests.
 
+pub mod analysis;
 pub mod manifest;

@@ -1,0 +1,1562 @@
+//! Builds [`Facts`] from a bundle.
+//!
+//! Guarantees:
+//! - never fails and never panics on bad content: an unreadable or malformed
+//!   artifact becomes a note in `collection.notes` and its facts stay empty;
+//! - large artifacts are streamed line by line (the conntrack table is
+//!   aggregated on the fly and never held whole; lists derived from it are capped);
+//! - ages are computed against the manifest's `finished_at`, never the local clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use netsnap_bundle::k8s::{
+    ConfigMapRecord, EndpointSliceRecord, NodeRecord, PodRecord, ServiceRecord,
+};
+use netsnap_bundle::native::{
+    BridgePorts, DnsProbeReport, NetnsIndex, NetnsSnapshot, PodCorrelation, VethPair,
+};
+use netsnap_bundle::{Bundle, layout};
+use serde::de::DeserializeOwned;
+
+use super::model::*;
+use super::netfilter::{self, IptablesScan, IpvsScan, NftScan};
+use super::sources;
+use crate::parse;
+use std::fmt::Write as _;
+
+/// Most entries kept in each derived conntrack list.
+pub const CONNTRACK_LIST_CAP: usize = 100;
+
+/// Builds the fact document of a bundle.
+pub fn from_bundle(bundle: &Bundle) -> Facts {
+    Builder::new(bundle).build()
+}
+
+impl Facts {
+    /// Builds the fact document of a bundle (see [`from_bundle`]).
+    pub fn from_bundle(bundle: &Bundle) -> Facts {
+        from_bundle(bundle)
+    }
+}
+
+struct Builder<'a> {
+    bundle: &'a Bundle,
+    facts: Facts,
+    now: DateTime<Utc>,
+}
+
+fn age(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(|t| (now - t).num_seconds().max(0))
+}
+
+/// Parses `a.b.c.d/len` or `v6/len` and tests containment.
+pub fn cidr_contains(cidr: &str, ip: &str) -> bool {
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(len), Ok(ip)) = (
+        net.parse::<IpAddr>(),
+        len.parse::<u32>(),
+        ip.parse::<IpAddr>(),
+    ) else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) if len <= 32 => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            (u32::from(n) & mask) == (u32::from(i) & mask)
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) if len <= 128 => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            (u128::from(n) & mask) == (u128::from(i) & mask)
+        }
+        _ => false,
+    }
+}
+
+/// Joins an IP and a port the way the dataplanes print it (`[v6]:port`).
+pub fn ip_port(ip: &str, port: impl std::fmt::Display) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The join key of a Service port: `VIP:port/proto` with a lower-case protocol.
+pub fn service_key(ip: &str, port: impl std::fmt::Display, proto: &str) -> String {
+    format!("{}/{}", ip_port(ip, port), proto.to_ascii_lowercase())
+}
+
+impl<'a> Builder<'a> {
+    fn new(bundle: &'a Bundle) -> Self {
+        let m = bundle.manifest();
+        Builder {
+            bundle,
+            facts: Facts {
+                schema_version: FACTS_SCHEMA_VERSION,
+                ..Facts::default()
+            },
+            now: m.collection.finished_at,
+        }
+    }
+
+    fn note(&mut self, msg: String) {
+        tracing::warn!("{msg}");
+        self.facts.collection.notes.push(format!("analyzer: {msg}"));
+    }
+
+    fn read_json<T: DeserializeOwned>(&mut self, path: &str) -> Option<T> {
+        let text = match self.bundle.read_text(path)? {
+            Ok(t) => t,
+            Err(e) => {
+                self.note(format!("{path}: {e}"));
+                return None;
+            }
+        };
+        match serde_json::from_str(&text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.note(format!("{path}: invalid JSON: {e}"));
+                None
+            }
+        }
+    }
+
+    fn read_jsonl<T: DeserializeOwned>(&mut self, path: &str) -> Vec<(u64, T)> {
+        let mut out = Vec::new();
+        let Some(file) = self.bundle.open_artifact(path) else {
+            return out;
+        };
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                self.note(format!("{path}: {e}"));
+                return out;
+            }
+        };
+        let mut bad = 0u64;
+        let mut first_bad = None;
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let Ok(line) = line else {
+                bad += 1;
+                continue;
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(&line) {
+                Ok(v) => out.push((i as u64 + 1, v)),
+                Err(e) => {
+                    bad += 1;
+                    first_bad.get_or_insert_with(|| format!("line {}: {e}", i + 1));
+                }
+            }
+        }
+        if bad > 0 {
+            self.note(format!(
+                "{path}: {bad} unreadable line(s), first at {}",
+                first_bad.unwrap_or_default()
+            ));
+        }
+        out
+    }
+
+    fn lines(&mut self, path: &str) -> Option<impl Iterator<Item = (u64, String)> + use<>> {
+        match self.bundle.open_artifact(path)? {
+            Ok(f) => Some(
+                BufReader::new(f)
+                    .split(b'\n')
+                    .map_while(Result::ok)
+                    .enumerate()
+                    .map(|(i, l)| {
+                        (
+                            i as u64 + 1,
+                            String::from_utf8_lossy(&l)
+                                .trim_end_matches('\r')
+                                .to_string(),
+                        )
+                    }),
+            ),
+            Err(e) => {
+                self.note(format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn build(mut self) -> Facts {
+        let start = std::time::Instant::now();
+        let lap = |what: &str| {
+            tracing::debug!(
+                phase = what,
+                ms = start.elapsed().as_millis() as u64,
+                "facts"
+            );
+        };
+        self.collection();
+        self.node_identity();
+        let nodes: Vec<(u64, NodeRecord)> = self.read_jsonl(layout::k8s::NODES);
+        self.node_api(&nodes);
+        self.sysctls();
+        let snapshots = self.netlink();
+        self.host_links(&snapshots);
+        let pods: Vec<(u64, PodRecord)> = self.read_jsonl(layout::k8s::PODS);
+        self.pods(&pods);
+        self.netns_and_links(&snapshots);
+        let services: Vec<(u64, ServiceRecord)> = self.read_jsonl(layout::k8s::SERVICES);
+        let slices: Vec<(u64, EndpointSliceRecord)> = self.read_jsonl(layout::k8s::ENDPOINT_SLICES);
+        self.services(&services, &slices);
+        lap("api");
+        self.resolv_confs();
+        self.duplicates();
+        let ipt = self.iptables();
+        let ipvs = self.ipvs(&snapshots);
+        let nft = self.nft();
+        lap("netfilter-scan");
+        self.join_dataplanes(&ipt, &ipvs, &nft);
+        self.proxy_mode(&pods);
+        self.dns();
+        lap("joins");
+        self.conntrack();
+        lap("conntrack");
+        self.kernel_log();
+        self.facts
+    }
+
+    fn collection(&mut self) {
+        let m = self.bundle.manifest();
+        let c = &mut self.facts.collection;
+        c.outcome = format!("{:?}", m.collection.outcome).to_lowercase();
+        c.started_at = m.collection.started_at.to_rfc3339();
+        c.finished_at = m.collection.finished_at.to_rfc3339();
+        c.sources = sources::availability(m);
+        c.notes = m.collection.notes.clone();
+        for a in &m.artifacts {
+            let rec = MissingArtifact {
+                path: a.path.clone(),
+                status: format!("{:?}", a.status).to_lowercase(),
+                reason: a
+                    .error
+                    .clone()
+                    .or_else(|| {
+                        a.truncated
+                            .as_ref()
+                            .map(|t| format!("truncated ({:?})", t.reason))
+                    })
+                    .unwrap_or_default(),
+            };
+            if !a.status.has_content() {
+                c.missing.push(rec);
+            } else if a.status == netsnap_bundle::ArtifactStatus::Partial {
+                c.partial.push(rec);
+            }
+        }
+    }
+
+    fn node_identity(&mut self) {
+        let m = self.bundle.manifest();
+        let n = &mut self.facts.node;
+        n.hostname = m.node.hostname.clone();
+        n.name = m
+            .node
+            .name
+            .clone()
+            .unwrap_or_else(|| m.node.hostname.clone());
+        n.kernel = m.node.kernel_release.clone();
+        n.captured_at = m.collection.finished_at.to_rfc3339();
+    }
+
+    fn node_api(&mut self, nodes: &[(u64, NodeRecord)]) {
+        let mut cluster = BTreeSet::new();
+        for (_, n) in nodes {
+            cluster.extend(n.pod_cidrs.iter().cloned());
+            if n.name == self.facts.node.name {
+                self.facts.node.pod_cidrs = n.pod_cidrs.clone();
+                self.facts.node.addresses = n
+                    .addresses
+                    .iter()
+                    .filter(|a| a.type_ != "Hostname")
+                    .map(|a| a.address.clone())
+                    .collect();
+            }
+        }
+        self.facts.node.cluster_pod_cidrs = cluster.into_iter().collect();
+        if let Some(cm) = self.read_json::<ConfigMapRecord>(layout::k8s::KUBE_PROXY_CONFIG) {
+            let mode = cm.data.values().find_map(|v| {
+                v.lines().find_map(|l| {
+                    let t = l.trim();
+                    t.strip_prefix("mode:")
+                        .map(|m| m.trim().trim_matches('"').trim_matches('\'').to_string())
+                })
+            });
+            self.facts.node.proxy_mode_configured = mode;
+        }
+    }
+
+    fn sysctls(&mut self) {
+        let mut map: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(m) = self.read_json::<BTreeMap<String, String>>(layout::node::SYSCTLS) {
+            map.extend(m);
+            self.facts.node.sysctls_source = Some(Source::file(layout::node::SYSCTLS));
+        }
+        let mut ct_source = None;
+        if let Some(m) = self.read_json::<BTreeMap<String, String>>(layout::conntrack::SYSCTLS) {
+            for (k, v) in m {
+                let key = if k.starts_with("net.") {
+                    k
+                } else {
+                    format!("net.netfilter.{}", k.trim_start_matches("net/netfilter/"))
+                };
+                map.insert(key, v.trim().to_string());
+            }
+            ct_source = Some(Source::file(layout::conntrack::SYSCTLS));
+        }
+        let get = |k: &str| {
+            map.get(&format!("net.netfilter.nf_conntrack_{k}"))
+                .or_else(|| map.get(&format!("net.netfilter.{k}")))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let ct = &mut self.facts.conntrack;
+        ct.count = get("count");
+        ct.max = get("max");
+        ct.count_source = ct_source.or_else(|| self.facts.node.sysctls_source.clone());
+        if ct.count.is_none()
+            && let Some(Ok(t)) = self.bundle.read_text(layout::conntrack::COUNT)
+            && let Ok(n) = parse::conntrack::parse_conntrack_count(&t)
+        {
+            self.facts.conntrack.count = Some(n);
+            self.facts.conntrack.count_source = Some(Source::line(layout::conntrack::COUNT, 1));
+        }
+        let ct = &mut self.facts.conntrack;
+        if let (Some(c), Some(m)) = (ct.count, ct.max)
+            && m > 0
+        {
+            ct.usage_ratio = Some(c as f64 / m as f64);
+        }
+        self.facts.node.sysctls = map;
+    }
+
+    fn netlink(&mut self) -> Vec<NetnsSnapshot> {
+        let paths: Vec<String> = self
+            .bundle
+            .manifest()
+            .artifacts
+            .iter()
+            .filter(|a| a.path.starts_with("netns/") && a.path.ends_with(layout::netns::NETLINK))
+            .map(|a| a.path.clone())
+            .collect();
+        let mut out: Vec<NetnsSnapshot> = Vec::new();
+        for p in paths {
+            if let Some(mut s) = self.read_json::<NetnsSnapshot>(&p) {
+                if s.netns.is_empty() {
+                    s.netns = p
+                        .trim_start_matches("netns/")
+                        .trim_end_matches(layout::netns::NETLINK)
+                        .trim_end_matches('/')
+                        .to_string();
+                }
+                out.push(s);
+            }
+        }
+        if !out.is_empty() {
+            self.facts.node.neighbour_entries = Some(out.iter().map(|s| s.neighbours.ipv4).sum());
+        }
+        out
+    }
+
+    fn host_links(&mut self, snaps: &[NetnsSnapshot]) {
+        let Some(host) = snaps.iter().find(|s| s.netns == layout::HOST_NETNS) else {
+            return;
+        };
+        let src = Source::file(&layout::netns_path(
+            layout::HOST_NETNS,
+            layout::netns::NETLINK,
+        ));
+        let n = &mut self.facts.node;
+        let names: HashSet<&str> = host.links.iter().map(|l| l.name.as_str()).collect();
+        n.proxy_replacement = if names.contains("cilium_host") {
+            Some("cilium".into())
+        } else if names.contains("kube-dummy-if") {
+            Some("kube-router".into())
+        } else if names.contains("antrea-gw0") {
+            Some("antrea".into())
+        } else {
+            None
+        };
+        n.cni = if names.iter().any(|n| n.starts_with("cilium_")) {
+            Some("cilium".into())
+        } else if names.contains("vxlan.calico")
+            || names.contains("tunl0")
+            || names.iter().any(|n| n.starts_with("cali"))
+        {
+            Some("calico".into())
+        } else if names.iter().any(|n| n.starts_with("flannel")) {
+            Some("flannel".into())
+        } else if names.contains("weave") {
+            Some("weave".into())
+        } else {
+            None
+        };
+        let bridges: HashMap<u32, &str> = host
+            .links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("bridge"))
+            .map(|l| (l.index, l.name.as_str()))
+            .collect();
+        n.bridge_cni = host.links.iter().any(|l| {
+            l.kind.as_deref() == Some("veth")
+                && l.master_index
+                    .is_some_and(|m| bridges.get(&m).is_some_and(|b| *b != "docker0"))
+        });
+        if n.bridge_cni && n.cni.is_none() {
+            n.cni = Some("bridge".into());
+        }
+        for l in &host.links {
+            let (enc, overhead) = match (l.kind.as_deref(), l.name.as_str()) {
+                (Some("vxlan"), _) => ("vxlan", 50),
+                (Some("geneve"), _) => ("geneve", 50),
+                (Some("ipip"), _) => ("ipip", 20),
+                (Some("wireguard"), _) => ("wireguard", 60),
+                (_, "tunl0") => ("ipip", 20),
+                _ => continue,
+            };
+            n.overlays.push(OverlayFacts {
+                name: l.name.clone(),
+                encapsulation: enc.into(),
+                mtu: l.mtu,
+                overhead,
+                source: Some(src.clone()),
+            });
+        }
+        let default = host
+            .routes
+            .iter()
+            .filter(|r| {
+                r.dst == "default" && r.family == "inet" && (r.table == 254 || r.table == 0)
+            })
+            .min_by_key(|r| r.metric.unwrap_or(0));
+        if let Some(r) = default {
+            let link = host
+                .links
+                .iter()
+                .find(|l| Some(l.index) == r.oif || r.dev.as_deref() == Some(l.name.as_str()));
+            if let Some(l) = link {
+                n.uplink = Some(UplinkFacts {
+                    name: l.name.clone(),
+                    mtu: l.mtu,
+                });
+            }
+        }
+        let uplink_mtu = n.uplink.as_ref().and_then(|u| u.mtu);
+        let overhead = n.overlays.iter().map(|o| o.overhead).max().unwrap_or(0);
+        n.max_pod_mtu = uplink_mtu.map(|m| m.saturating_sub(overhead));
+    }
+
+    fn pods(&mut self, pods: &[(u64, PodRecord)]) {
+        let node = self.facts.node.name.clone();
+        let correlation: Option<PodCorrelation> = self.read_json(layout::correlation::PODS);
+        let by_pod: HashMap<String, &netsnap_bundle::native::PodNetns> = correlation
+            .as_ref()
+            .map(|c| c.pods.iter().map(|p| (p.pod.clone(), p)).collect())
+            .unwrap_or_default();
+        for (line, p) in pods {
+            let key = format!("{}/{}", p.namespace, p.name);
+            let phase = p.phase.clone().unwrap_or_default();
+            let corr = by_pod.get(&key);
+            let mut f = PodFacts {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                key: key.clone(),
+                uid: p.uid.clone(),
+                ip: p.pod_ips.first().cloned(),
+                ips: p.pod_ips.clone(),
+                phase: phase.clone(),
+                ready: p.ready,
+                host_network: p.host_network,
+                node_name: p.node_name.clone(),
+                local: p.node_name.as_deref() == Some(node.as_str()),
+                live: phase != "Succeeded" && phase != "Failed" && p.deleted_at.is_none(),
+                age_seconds: age(self.now, p.created_at),
+                terminating: p.deleted_at.is_some(),
+                source: Some(Source::line(layout::k8s::PODS, *line)),
+                ..PodFacts::default()
+            };
+            if let Some(c) = corr {
+                f.netns = c.netns.clone();
+                f.mtu = c.mtu;
+                f.host_veth = c.host_veth.clone();
+            }
+            if p.namespace == "kube-system" && p.name.starts_with("kube-proxy") && f.local {
+                self.facts.node.kube_proxy_pod = true;
+            }
+            self.facts.pods.push(f);
+        }
+    }
+
+    fn netns_and_links(&mut self, snaps: &[NetnsSnapshot]) {
+        let index: NetnsIndex = self.read_json(layout::NETNS_INDEX).unwrap_or_default();
+        let veth_pairs: Vec<VethPair> = self
+            .read_json(layout::correlation::VETH_PAIRS)
+            .unwrap_or_default();
+        let bridge_ports: Option<BridgePorts> = self.read_json(layout::node::BRIDGE_PORTS);
+        let nsid_to_netns: HashMap<i32, String> = index
+            .namespaces
+            .iter()
+            .filter_map(|n| n.host_nsid.map(|id| (id, n.id.clone())))
+            .collect();
+        // IP -> namespaces holding it (non-loopback, non-host).
+        let mut ip_netns: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for s in snaps {
+            if s.netns == layout::HOST_NETNS {
+                continue;
+            }
+            for a in &s.addrs {
+                if a.address.is_loopback() || a.scope == "host" {
+                    continue;
+                }
+                ip_netns
+                    .entry(a.address.to_string())
+                    .or_default()
+                    .insert(s.netns.clone());
+            }
+        }
+        let pod_cidrs = self.facts.node.pod_cidrs.clone();
+        let live_pod_by_ip: HashMap<String, String> = self
+            .facts
+            .pods
+            .iter()
+            .filter(|p| p.live && !p.host_network)
+            .flat_map(|p| p.ips.iter().map(move |ip| (ip.clone(), p.key.clone())))
+            .collect();
+        // Pods: fill netns from IP when correlation did not.
+        for p in &mut self.facts.pods {
+            let mut set = BTreeSet::new();
+            for ip in &p.ips {
+                if let Some(ns) = ip_netns.get(ip) {
+                    set.extend(ns.iter().cloned());
+                }
+            }
+            p.ip_netns = set.into_iter().collect();
+            if p.netns.is_none() && p.local && !p.host_network && p.ip_netns.len() == 1 {
+                p.netns = p.ip_netns.first().cloned();
+            }
+        }
+        let netns_pod: HashMap<String, String> = self
+            .facts
+            .pods
+            .iter()
+            .filter(|p| p.live && p.local && !p.host_network)
+            .filter_map(|p| p.netns.clone().map(|n| (n, p.key.clone())))
+            .collect();
+        let api_pods = self
+            .facts
+            .collection
+            .sources
+            .get("k8s-pods")
+            .is_none_or(|s| s.available);
+        let mut ids: Vec<String> = index.namespaces.iter().map(|n| n.id.clone()).collect();
+        for s in snaps {
+            if !ids.contains(&s.netns) {
+                ids.push(s.netns.clone());
+            }
+        }
+        for id in ids {
+            let info = index.namespaces.iter().find(|n| n.id == id);
+            let snap = snaps.iter().find(|s| s.netns == id);
+            let is_host = info.map(|i| i.is_host).unwrap_or(id == layout::HOST_NETNS);
+            let addresses: Vec<String> = snap
+                .map(|s| {
+                    s.addrs
+                        .iter()
+                        .filter(|a| {
+                            !a.address.is_loopback() && a.scope != "host" && a.scope != "link"
+                        })
+                        .map(|a| a.address.to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let unknown_ips = if is_host || !api_pods {
+                Vec::new()
+            } else {
+                addresses
+                    .iter()
+                    .filter(|ip| pod_cidrs.iter().any(|c| cidr_contains(c, ip)))
+                    .filter(|ip| !live_pod_by_ip.contains_key(*ip))
+                    .cloned()
+                    .collect()
+            };
+            self.facts.netns.push(NetnsFacts {
+                id: id.clone(),
+                is_host,
+                names: info.map(|i| i.names.clone()).unwrap_or_default(),
+                pod: netns_pod.get(&id).cloned(),
+                has_pause: info.is_some_and(|i| i.has_pause),
+                process_count: info.map(|i| u64::from(i.process_count)).unwrap_or(0),
+                addresses,
+                unknown_ips,
+                source: Some(Source::file(&layout::netns_path(
+                    &id,
+                    layout::netns::NETLINK,
+                ))),
+            });
+        }
+        // Links.
+        let hairpin_by_port: HashMap<String, Option<bool>> = bridge_ports
+            .map(|b| b.ports.into_iter().map(|p| (p.port, p.hairpin)).collect())
+            .unwrap_or_default();
+        // Without any way to map a host veth to its peer namespace, nothing can be called orphan.
+        let uplink = self.facts.node.uplink.as_ref().map(|u| u.name.clone());
+        let resolvable = !nsid_to_netns.is_empty()
+            || !veth_pairs.is_empty()
+            || self.facts.pods.iter().any(|p| p.host_veth.is_some());
+        for s in snaps {
+            let names: HashMap<u32, &str> =
+                s.links.iter().map(|l| (l.index, l.name.as_str())).collect();
+            for l in &s.links {
+                let mut peer_netns = l
+                    .link_netnsid
+                    .and_then(|id| nsid_to_netns.get(&id).cloned());
+                if peer_netns.is_none() {
+                    peer_netns = veth_pairs
+                        .iter()
+                        .find(|v| v.peer_netns == s.netns && v.peer_ifindex == l.index)
+                        .map(|v| v.netns.clone());
+                }
+                let is_host_veth =
+                    s.netns == layout::HOST_NETNS && l.kind.as_deref() == Some("veth");
+                let pod = if is_host_veth {
+                    peer_netns
+                        .as_ref()
+                        .and_then(|n| netns_pod.get(n).cloned())
+                        .or_else(|| {
+                            self.facts
+                                .pods
+                                .iter()
+                                .find(|p| p.live && p.host_veth.as_deref() == Some(l.name.as_str()))
+                                .map(|p| p.key.clone())
+                        })
+                } else {
+                    None
+                };
+                let hairpin = l
+                    .bridge_port
+                    .as_ref()
+                    .and_then(|b| b.hairpin)
+                    .or_else(|| hairpin_by_port.get(&l.name).copied().flatten());
+                let master = l
+                    .master_index
+                    .and_then(|m| names.get(&m).map(|n| n.to_string()));
+                let orphan = is_host_veth
+                    && api_pods
+                    && resolvable
+                    // The node's own uplink can be a veth (kind, containers-as-nodes).
+                    && uplink.as_deref() != Some(l.name.as_str())
+                    && !s.addrs.iter().any(|a| a.ifindex == l.index && a.scope == "global")
+                    && pod.is_none()
+                    && master.as_deref() != Some("docker0");
+                self.facts.links.push(LinkFacts {
+                    netns: s.netns.clone(),
+                    name: l.name.clone(),
+                    kind: l.kind.clone().unwrap_or_default(),
+                    mtu: l.mtu,
+                    oper_state: l.oper_state.clone(),
+                    master,
+                    peer_netns,
+                    pod,
+                    orphan,
+                    hairpin,
+                    addresses: s
+                        .addrs
+                        .iter()
+                        .filter(|a| a.ifindex == l.index)
+                        .map(|a| format!("{}/{}", a.address, a.prefix_len))
+                        .collect(),
+                    source: Some(Source::file(&layout::netns_path(
+                        &s.netns,
+                        layout::netns::NETLINK,
+                    ))),
+                });
+            }
+        }
+        // Pod veth details.
+        let link_by_name: HashMap<String, (Option<u32>, Option<bool>)> = self
+            .facts
+            .links
+            .iter()
+            .filter(|l| l.netns == layout::HOST_NETNS)
+            .map(|l| (l.name.clone(), (l.mtu, l.hairpin)))
+            .collect();
+        let pod_links: HashMap<String, String> = self
+            .facts
+            .links
+            .iter()
+            .filter_map(|l| l.pod.clone().map(|p| (p, l.name.clone())))
+            .collect();
+        let mtu_by_netns: HashMap<String, Option<u32>> = self
+            .facts
+            .links
+            .iter()
+            .filter(|l| {
+                l.netns != layout::HOST_NETNS
+                    && l.name != "lo"
+                    && (l.name == "eth0" || l.kind == "veth")
+            })
+            .map(|l| (l.netns.clone(), l.mtu))
+            .collect();
+        for p in &mut self.facts.pods {
+            if p.host_veth.is_none() {
+                p.host_veth = pod_links.get(&p.key).cloned();
+            }
+            if let Some(v) = &p.host_veth
+                && let Some((mtu, hairpin)) = link_by_name.get(v)
+            {
+                p.host_veth_mtu = *mtu;
+                p.hairpin = *hairpin;
+            }
+            if p.mtu.is_none()
+                && let Some(ns) = &p.netns
+            {
+                p.mtu = mtu_by_netns.get(ns).copied().flatten();
+            }
+        }
+        self.facts.node.hairpin_off_ports = self
+            .facts
+            .links
+            .iter()
+            .filter(|l| l.hairpin == Some(false))
+            .map(|l| format!("{}/{}", l.master.clone().unwrap_or_default(), l.name))
+            .collect();
+    }
+
+    fn services(
+        &mut self,
+        services: &[(u64, ServiceRecord)],
+        slices: &[(u64, EndpointSliceRecord)],
+    ) {
+        let node = self.facts.node.name.clone();
+        let live_pod_by_ip: HashMap<String, String> = self
+            .facts
+            .pods
+            .iter()
+            .filter(|p| p.live && !p.host_network)
+            .flat_map(|p| p.ips.iter().map(move |ip| (ip.clone(), p.key.clone())))
+            .collect();
+        let mut by_service: HashMap<(String, String), Vec<(u64, &EndpointSliceRecord)>> =
+            HashMap::new();
+        for (line, s) in slices {
+            if let Some(name) = &s.service_name {
+                by_service
+                    .entry((s.namespace.clone(), name.clone()))
+                    .or_default()
+                    .push((*line, s));
+            }
+        }
+        let mut endpoint_pods: HashSet<String> = HashSet::new();
+        let mut dns_pods: HashSet<String> = HashSet::new();
+        for (line, s) in services {
+            let key = format!("{}/{}", s.namespace, s.name);
+            let headless = s.cluster_ips.iter().any(|ip| ip == "None");
+            let cluster_ips: Vec<String> = s
+                .cluster_ips
+                .iter()
+                .filter(|ip| *ip != "None" && !ip.is_empty())
+                .cloned()
+                .collect();
+            let proxied = s.type_ != "ExternalName"
+                && !cluster_ips.is_empty()
+                && !s
+                    .labels
+                    .contains_key("service.kubernetes.io/service-proxy-name");
+            let my_slices = by_service
+                .get(&(s.namespace.clone(), s.name.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let mut endpoints: Vec<EndpointFacts> = Vec::new();
+            let mut newest_slice = None;
+            for (sline, sl) in &my_slices {
+                if sl.created_at > newest_slice {
+                    newest_slice = sl.created_at;
+                }
+                for e in &sl.endpoints {
+                    for a in &e.addresses {
+                        if endpoints.iter().any(|x| &x.ip == a) {
+                            continue;
+                        }
+                        let ready = e.ready.unwrap_or(true);
+                        endpoints.push(EndpointFacts {
+                            ip: a.clone(),
+                            ready,
+                            serving: e.serving.unwrap_or(ready),
+                            terminating: e.terminating.unwrap_or(false),
+                            node_name: e.node_name.clone(),
+                            local: e.node_name.as_deref() == Some(node.as_str()),
+                            pod: live_pod_by_ip.get(a).cloned(),
+                            source: Some(Source::line(layout::k8s::ENDPOINT_SLICES, *sline)),
+                        });
+                    }
+                }
+            }
+            for e in endpoints.iter().filter(|e| e.ready) {
+                if let Some(p) = &e.pod {
+                    endpoint_pods.insert(p.clone());
+                }
+            }
+            if key == "kube-system/kube-dns" {
+                dns_pods.extend(endpoints.iter().filter_map(|e| e.pod.clone()));
+            }
+            let ready_ips: Vec<String> = endpoints
+                .iter()
+                .filter(|e| e.ready)
+                .map(|e| e.ip.clone())
+                .collect();
+            let serving_ips: Vec<String> = if ready_ips.is_empty() {
+                endpoints
+                    .iter()
+                    .filter(|e| e.serving)
+                    .map(|e| e.ip.clone())
+                    .collect()
+            } else {
+                ready_ips.clone()
+            };
+            let mut ports = Vec::new();
+            for vip in &cluster_ips {
+                for p in &s.ports {
+                    let pname = p.name.clone().unwrap_or_default();
+                    let mut ready_endpoints = Vec::new();
+                    for (_, sl) in &my_slices {
+                        let Some(sp) = sl
+                            .ports
+                            .iter()
+                            .find(|sp| sp.name.clone().unwrap_or_default() == pname)
+                        else {
+                            continue;
+                        };
+                        let Some(port) = sp.port else { continue };
+                        for e in sl.endpoints.iter().filter(|e| e.ready.unwrap_or(true)) {
+                            for a in &e.addresses {
+                                let ep = ip_port(a, port);
+                                if !ready_endpoints.contains(&ep) {
+                                    ready_endpoints.push(ep);
+                                }
+                            }
+                        }
+                    }
+                    ports.push(ServicePortFacts {
+                        name: pname,
+                        protocol: p.protocol.clone(),
+                        port: i64::from(p.port),
+                        node_port: p.node_port.map(i64::from),
+                        vip: vip.clone(),
+                        key: service_key(vip, p.port, &p.protocol),
+                        ready_endpoints,
+                        serving_endpoint_ips: serving_ips.clone(),
+                        ..ServicePortFacts::default()
+                    });
+                }
+            }
+            self.facts.services.push(ServiceFacts {
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                key: key.clone(),
+                type_: s.type_.clone(),
+                cluster_ips,
+                headless,
+                proxied,
+                has_selector: !s.selector.is_empty(),
+                external_traffic_policy: s.external_traffic_policy.clone(),
+                internal_traffic_policy: s.internal_traffic_policy.clone(),
+                age_seconds: age(self.now, s.created_at),
+                endpoints_age_seconds: age(self.now, newest_slice),
+                critical: key == "kube-system/kube-dns" || key == "default/kubernetes",
+                is_cluster_dns: key == "kube-system/kube-dns",
+                ready_endpoint_count: ready_ips.len() as u64,
+                local_ready_endpoint_count: endpoints.iter().filter(|e| e.ready && e.local).count()
+                    as u64,
+                endpoints,
+                ports,
+                source: Some(Source::line(layout::k8s::SERVICES, *line)),
+            });
+        }
+        for p in &mut self.facts.pods {
+            p.is_endpoint = endpoint_pods.contains(&p.key);
+            p.is_dns_endpoint = dns_pods.contains(&p.key);
+        }
+    }
+
+    fn resolv_confs(&mut self) {
+        let paths: Vec<(String, String)> = self
+            .bundle
+            .manifest()
+            .artifacts
+            .iter()
+            .filter(|a| {
+                a.path.starts_with("netns/") && a.path.ends_with(layout::netns::RESOLV_CONF)
+            })
+            .map(|a| {
+                let ns = a.netns.clone().unwrap_or_else(|| {
+                    a.path
+                        .trim_start_matches("netns/")
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                });
+                (a.path.clone(), ns)
+            })
+            .collect();
+        for (path, ns) in paths {
+            let Some(lines) = self.lines(&path) else {
+                continue;
+            };
+            let mut r = ResolvConfFacts::default();
+            for (n, l) in lines {
+                let mut t = l.split_whitespace();
+                match t.next() {
+                    Some("nameserver") => {
+                        if r.source.is_none() {
+                            r.source = Some(Source::line(&path, n));
+                        }
+                        r.nameservers.extend(t.next().map(str::to_string));
+                    }
+                    Some("search") => r.search = t.map(str::to_string).collect(),
+                    Some("domain") => r.search = t.map(str::to_string).collect(),
+                    Some("options") => r.options.extend(t.map(str::to_string)),
+                    _ => {}
+                }
+            }
+            for p in self
+                .facts
+                .pods
+                .iter_mut()
+                .filter(|p| p.netns.as_deref() == Some(ns.as_str()))
+            {
+                p.resolv_conf = Some(r.clone());
+            }
+        }
+    }
+
+    fn duplicates(&mut self) {
+        let mut by_ip: BTreeMap<String, DuplicateIp> = BTreeMap::new();
+        for p in self.facts.pods.iter().filter(|p| p.live && !p.host_network) {
+            for ip in &p.ips {
+                let d = by_ip.entry(ip.clone()).or_default();
+                d.ip = ip.clone();
+                d.pods.push(p.key.clone());
+                d.sources.extend(p.source.clone());
+            }
+        }
+        for n in self.facts.netns.iter().filter(|n| !n.is_host) {
+            for ip in &n.addresses {
+                let d = by_ip.entry(ip.clone()).or_default();
+                d.ip = ip.clone();
+                d.netns.push(n.id.clone());
+                d.sources.extend(n.source.clone());
+            }
+        }
+        self.facts.ips.duplicates = by_ip
+            .into_values()
+            .filter(|d| d.pods.len() > 1 || d.netns.len() > 1)
+            .collect();
+    }
+
+    fn iptables(&mut self) -> Vec<IptablesScan> {
+        let m = self.bundle.manifest();
+        let candidates: Vec<(String, String, String)> = [
+            (layout::iptables::LEGACY_SAVE, "legacy", "4"),
+            (layout::iptables::NFT_SAVE, "nft", "4"),
+            (layout::iptables::SAVE, "default", "4"),
+            (layout::iptables::LEGACY_SAVE6, "legacy", "6"),
+            (layout::iptables::NFT_SAVE6, "nft", "6"),
+            (layout::iptables::SAVE6, "default", "6"),
+        ]
+        .iter()
+        .filter(|(p, _, _)| m.artifact(p).is_some_and(|a| a.status.has_content()))
+        .map(|(p, b, f)| {
+            let backend = if *b == "default" {
+                m.artifact(p)
+                    .and_then(|a| a.attributes.get("backend").cloned())
+                    .unwrap_or_else(|| "default".into())
+            } else {
+                b.to_string()
+            };
+            (p.to_string(), backend, f.to_string())
+        })
+        .collect();
+        let pod_cidrs = self.facts.node.cluster_pod_cidrs.clone();
+        let mut scans: Vec<IptablesScan> = Vec::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        for (path, backend, family) in candidates {
+            // The default save duplicates one explicit backend; keep the explicit one.
+            if !seen.insert((backend.clone(), family.clone())) {
+                continue;
+            }
+            let Some(text) = self.read_small(&path) else {
+                continue;
+            };
+            let lines = text
+                .lines()
+                .enumerate()
+                .map(|(i, l)| (i as u64 + 1, l.to_string()));
+            let mut scan = netfilter::scan_iptables(&path, &backend, &family, lines, &pod_cidrs);
+            let model = parse::iptables::kube_proxy::kube_proxy_model(
+                &parse::iptables::parse_iptables_save(&text),
+            );
+            netfilter::apply_iptables_model(&mut scan, &path, &model);
+            scans.push(scan);
+        }
+        let facts = &mut self.facts.iptables;
+        facts.backends = scans.iter().map(|s| s.facts.clone()).collect();
+        facts.kube_backends = scans
+            .iter()
+            .filter(|s| s.facts.kube_chain_count > 0)
+            .map(|s| s.facts.backend.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let v4: Vec<&IptablesScan> = scans.iter().filter(|s| s.facts.family == "4").collect();
+        let live = v4
+            .iter()
+            .find(|s| s.facts.kubelet_hint)
+            .or_else(|| v4.iter().find(|s| s.facts.kube_chain_count > 0))
+            .or_else(|| v4.first());
+        if let Some(l) = live {
+            facts.live_backend = Some(l.facts.backend.clone());
+            facts.rule_count = l.facts.rule_count;
+        }
+        scans
+    }
+
+    fn ipvs(&mut self, snaps: &[NetnsSnapshot]) -> Option<IpvsScan> {
+        if let Some(host) = snaps.iter().find(|s| s.netns == layout::HOST_NETNS)
+            && let Some(k) = host.links.iter().find(|l| l.name == "kube-ipvs0")
+        {
+            self.facts.ipvs.kube_ipvs0 = true;
+            self.facts.ipvs.kube_ipvs0_addresses = host
+                .addrs
+                .iter()
+                .filter(|a| a.ifindex == k.index)
+                .map(|a| a.address.to_string())
+                .collect();
+        }
+        let path = [layout::ipvs::LIST, layout::ipvs::PROC]
+            .into_iter()
+            .find(|p| self.bundle.artifact_file(p).is_some())?;
+        let text = self.read_small(path)?;
+        let scan = netfilter::ipvs_from_table(path, &parse::ipvs::parse_ipvs_list(&text));
+        self.facts.ipvs.collected = true;
+        self.facts.ipvs.virtual_server_count = scan.services.len() as u64;
+        self.facts.ipvs.real_server_count = scan
+            .services
+            .values()
+            .map(|v| v.real_servers.len() as u64)
+            .sum();
+        Some(scan)
+    }
+
+    fn nft(&mut self) -> Option<NftScan> {
+        let text = self.read_small(layout::nft::RULESET)?;
+        let ruleset = parse::nft::parse_nft_ruleset(&text);
+        let model = parse::nft::kube_proxy::kube_proxy_nft_model(&ruleset);
+        let scan = netfilter::nft_from_model(layout::nft::RULESET, &ruleset, &model);
+        let n = &mut self.facts.nft;
+        n.collected = true;
+        n.tables = scan.tables.clone();
+        n.kube_proxy_table = scan.kube_proxy_table.is_some();
+        n.source = scan.kube_proxy_table.clone();
+        n.service_ips_count = scan.service_ips.len() as u64;
+        n.no_endpoint_services_count = scan.no_endpoint_services.len() as u64;
+        Some(scan)
+    }
+
+    fn join_dataplanes(
+        &mut self,
+        ipt: &[IptablesScan],
+        ipvs: &Option<IpvsScan>,
+        nft: &Option<NftScan>,
+    ) {
+        let live = self.facts.iptables.live_backend.clone();
+        let live_pod_by_ip: HashMap<String, String> = self
+            .facts
+            .pods
+            .iter()
+            .filter(|p| p.live && !p.host_network)
+            .flat_map(|p| p.ips.iter().map(move |ip| (ip.clone(), p.key.clone())))
+            .collect();
+        let bound: HashSet<String> = self
+            .facts
+            .ipvs
+            .kube_ipvs0_addresses
+            .iter()
+            .cloned()
+            .collect();
+        let mut service_vips: HashSet<String> = HashSet::new();
+        for svc in &mut self.facts.services {
+            for port in &mut svc.ports {
+                service_vips.insert(port.vip.clone());
+                let fam = if port.vip.contains(':') { "6" } else { "4" };
+                if let Some(scan) = ipt
+                    .iter()
+                    .find(|s| Some(&s.facts.backend) == live.as_ref() && s.facts.family == fam)
+                {
+                    let st = &mut port.iptables;
+                    if let Some((chain, src)) = scan.service_rules.get(&port.key) {
+                        st.present = true;
+                        st.chain = Some(chain.clone());
+                        st.sources.push(src.clone());
+                        for (target, src) in scan.chain_targets(chain) {
+                            if !st.endpoints.contains(&target) {
+                                let ip = strip_port(&target);
+                                st.endpoints.push(target);
+                                if !st.endpoint_ips.contains(&ip) {
+                                    st.endpoint_ips.push(ip);
+                                }
+                                st.sources.push(src);
+                            }
+                        }
+                    }
+                    if let Some(src) = scan.reject_rules.get(&port.key) {
+                        st.reject = true;
+                        st.sources.push(src.clone());
+                    }
+                    if let Some(src) = scan.no_local_drop.get(&svc.key) {
+                        st.no_local_endpoints_drop = true;
+                        st.sources.push(src.clone());
+                    }
+                }
+                if let Some(scan) = ipvs
+                    && let Some(vs) = scan.services.get(&port.key)
+                {
+                    let st = &mut port.ipvs;
+                    st.present = true;
+                    st.scheduler = Some(vs.scheduler.clone());
+                    st.source = Some(vs.source.clone());
+                    st.vip_bound = bound.contains(&port.vip);
+                    st.real_servers = vs
+                        .real_servers
+                        .iter()
+                        .map(|rs| RealServerFacts {
+                            address: rs.address.clone(),
+                            ip: rs.ip.clone(),
+                            weight: rs.weight,
+                            active_conns: rs.active,
+                            inactive_conns: rs.inactive,
+                            is_endpoint: port.serving_endpoint_ips.contains(&rs.ip),
+                            pod: live_pod_by_ip.get(&rs.ip).cloned(),
+                            source: Some(rs.source.clone()),
+                        })
+                        .collect();
+                }
+                if let Some(scan) = nft {
+                    let st = &mut port.nft;
+                    if let Some((chain, src)) = scan.service_ips.get(&port.key) {
+                        st.present = true;
+                        st.sources.push(src.clone());
+                        for (t, src) in scan.endpoints_of(chain) {
+                            st.endpoints.push(t);
+                            st.sources.push(src);
+                        }
+                    }
+                    if let Some(src) = scan.no_endpoint_services.get(&port.key) {
+                        st.no_endpoints = true;
+                        st.sources.push(src.clone());
+                    }
+                }
+            }
+        }
+        if let Some(scan) = ipvs {
+            self.facts.ipvs.service_virtual_servers = scan
+                .services
+                .values()
+                .filter(|v| service_vips.contains(&v.ip))
+                .count() as u64;
+        }
+    }
+
+    fn proxy_mode(&mut self, _pods: &[(u64, PodRecord)]) {
+        let mut planes = Vec::new();
+        let live = self.facts.iptables.live_backend.clone();
+        if self
+            .facts
+            .iptables
+            .backends
+            .iter()
+            .any(|b| Some(&b.backend) == live.as_ref() && b.kube_svc_chain_count > 0)
+        {
+            planes.push("iptables".to_string());
+        }
+        if self.facts.ipvs.service_virtual_servers > 0
+            || (self.facts.ipvs.virtual_server_count > 0 && self.facts.ipvs.kube_ipvs0)
+        {
+            planes.push("ipvs".to_string());
+        }
+        if self.facts.nft.kube_proxy_table {
+            planes.push("nftables".to_string());
+        }
+        self.facts.node.proxy_mode = match planes.as_slice() {
+            [] => ProxyMode::None,
+            [one] => match one.as_str() {
+                "iptables" => ProxyMode::Iptables,
+                "ipvs" => ProxyMode::Ipvs,
+                _ => ProxyMode::Nftables,
+            },
+            _ => ProxyMode::Mixed,
+        };
+        self.facts.node.proxy_dataplanes = planes;
+    }
+
+    fn dns(&mut self) {
+        let Some(report) = self.read_json::<DnsProbeReport>(layout::dns::PROBES) else {
+            // Still name the cluster DNS from the API.
+            if let Some(s) = self.facts.services.iter().find(|s| s.is_cluster_dns) {
+                self.facts.dns.service_ips = s.cluster_ips.clone();
+                self.facts.dns.endpoint_ips = s
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.ready)
+                    .map(|e| e.ip.clone())
+                    .collect();
+            }
+            return;
+        };
+        let d = &mut self.facts.dns;
+        d.service_ips = report
+            .cluster_dns
+            .service_ips
+            .iter()
+            .map(IpAddr::to_string)
+            .collect();
+        d.endpoint_ips = report
+            .cluster_dns
+            .endpoint_ips
+            .iter()
+            .map(IpAddr::to_string)
+            .collect();
+        let local_eps: HashSet<String> = self
+            .facts
+            .services
+            .iter()
+            .filter(|s| s.is_cluster_dns)
+            .flat_map(|s| s.endpoints.iter().filter(|e| e.local).map(|e| e.ip.clone()))
+            .collect();
+        let mut per_server: BTreeMap<String, DnsServerSummary> = BTreeMap::new();
+        for p in &report.probes {
+            let answered = p.outcome != "timeout" && p.outcome != "error";
+            let f = DnsProbeFacts {
+                from_netns: p.from_netns.clone(),
+                from_pod: p.from_pod.clone(),
+                server: p.server.to_string(),
+                role: p.server_role.clone(),
+                transport: p.transport.clone(),
+                qname: p.qname.clone(),
+                outcome: p.outcome.clone(),
+                latency_ms: p.latency_ms,
+                answered,
+                source: Some(Source::file(layout::dns::PROBES)),
+            };
+            let bump = |s: &mut DnsProbeSummary| {
+                s.total += 1;
+                if answered {
+                    s.answered += 1;
+                    if let Some(l) = p.latency_ms {
+                        s.max_latency_ms = Some(s.max_latency_ms.map_or(l, |m: f64| m.max(l)));
+                    }
+                } else {
+                    s.failed += 1;
+                }
+            };
+            match p.server_role.as_str() {
+                "service-vip" => bump(&mut d.vip),
+                "endpoint" => {
+                    let e =
+                        per_server
+                            .entry(f.server.clone())
+                            .or_insert_with(|| DnsServerSummary {
+                                server: f.server.clone(),
+                                local: local_eps.contains(&f.server),
+                                ..DnsServerSummary::default()
+                            });
+                    let mut tmp = DnsProbeSummary {
+                        total: e.total,
+                        answered: e.answered,
+                        failed: e.failed,
+                        max_latency_ms: e.max_latency_ms,
+                    };
+                    bump(&mut tmp);
+                    e.total = tmp.total;
+                    e.answered = tmp.answered;
+                    e.failed = tmp.failed;
+                    e.max_latency_ms = tmp.max_latency_ms;
+                }
+                _ => {}
+            }
+            d.probes.push(f);
+        }
+        d.endpoints = per_server.into_values().collect();
+        d.node_local_ip = self
+            .facts
+            .links
+            .iter()
+            .find(|l| l.netns == layout::HOST_NETNS && l.name == "nodelocaldns")
+            .and_then(|l| l.addresses.first().map(|a| strip_prefix_len(a)));
+    }
+
+    fn read_small(&mut self, path: &str) -> Option<String> {
+        match self.bundle.read_text(path)? {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.note(format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn stats_of(&mut self, path: &str) -> Option<(BTreeMap<String, u64>, Vec<Source>)> {
+        let text = self.read_small(path)?;
+        let stats = if path == layout::conntrack::STATS {
+            parse::conntrack::parse_conntrack_stats(&text)
+        } else {
+            parse::conntrack::parse_proc_stat(&text)
+        };
+        let sources = stats
+            .cpus
+            .iter()
+            .map(|c| Source::line(path, c.line as u64))
+            .collect();
+        Some((stats.totals(), sources))
+    }
+
+    fn conntrack(&mut self) {
+        // Stats, summed over CPUs by the conntrack parser.
+        let stats_path = [layout::conntrack::STATS, layout::conntrack::PROC_STAT]
+            .into_iter()
+            .find(|p| self.bundle.artifact_file(p).is_some());
+        if let Some(path) = stats_path
+            && let Some((sums, srcs)) = self.stats_of(path)
+        {
+            self.facts.conntrack.stats = sums;
+            self.facts.conntrack.stats_sources = srcs;
+        }
+        if self
+            .bundle
+            .artifact_file(layout::conntrack::PROC_STAT_2)
+            .is_some()
+            && let Some((a, _)) = self.stats_of(layout::conntrack::PROC_STAT)
+            && let Some((b, _)) = self.stats_of(layout::conntrack::PROC_STAT_2)
+        {
+            self.facts.conntrack.stats_delta = Some(
+                b.iter()
+                    .map(|(k, v)| (k.clone(), v.saturating_sub(a.get(k).copied().unwrap_or(0))))
+                    .collect(),
+            );
+        }
+        // Table, streamed through the conntrack parser; nothing per entry is kept.
+        let table_path = [layout::conntrack::TABLE, layout::conntrack::PROC_TABLE]
+            .into_iter()
+            .find(|p| self.bundle.artifact_file(p).is_some());
+        let Some(path) = table_path else { return };
+        let file = match self.bundle.open_artifact(path) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                self.note(format!("{path}: {e}"));
+                return;
+            }
+            None => return,
+        };
+        // UDP Service ports by (VIP, port) -> (service, ready/serving endpoint IPs).
+        let mut index: HashMap<(IpAddr, u16), (String, HashSet<IpAddr>)> = HashMap::new();
+        for s in &self.facts.services {
+            for p in &s.ports {
+                let (Ok(vip), Ok(port)) = (p.vip.parse::<IpAddr>(), u16::try_from(p.port)) else {
+                    continue;
+                };
+                if p.protocol.eq_ignore_ascii_case("UDP") {
+                    let eps = p
+                        .serving_endpoint_ips
+                        .iter()
+                        .filter_map(|i| i.parse().ok())
+                        .collect();
+                    index.insert((vip, port), (s.key.clone(), eps));
+                }
+            }
+        }
+        let live_pod_by_ip: HashMap<String, String> = self
+            .facts
+            .pods
+            .iter()
+            .filter(|p| p.live && !p.host_network)
+            .flat_map(|p| p.ips.iter().map(move |ip| (ip.clone(), p.key.clone())))
+            .collect();
+        let dns_vips: HashSet<IpAddr> = self
+            .facts
+            .dns
+            .service_ips
+            .iter()
+            .filter_map(|i| i.parse().ok())
+            .collect();
+        let ct = &mut self.facts.conntrack;
+        let mut dests: HashMap<String, u64> = HashMap::new();
+        let mut key = String::with_capacity(64);
+        let mut unparsed = 0u64;
+        let result =
+            parse::conntrack::for_each_entry(BufReader::with_capacity(1 << 16, file), |item| {
+                let Ok(e) = item else {
+                    unparsed += 1;
+                    return;
+                };
+                ct.entries += 1;
+                let proto = e.protocol.as_str();
+                match ct.by_protocol.get_mut(proto) {
+                    Some(c) => *c += 1,
+                    None => {
+                        ct.by_protocol.insert(proto.to_string(), 1);
+                    }
+                }
+                if let Some(st) = &e.state {
+                    match ct.by_state.get_mut(st.as_str()) {
+                        Some(c) => *c += 1,
+                        None => {
+                            ct.by_state.insert(st.as_str().to_string(), 1);
+                        }
+                    }
+                }
+                if e.flags.unreplied {
+                    ct.unreplied += 1;
+                }
+                let dst = e.original.dst;
+                let dport = e.original.dport.unwrap_or(0);
+                key.clear();
+                let _ = match dst {
+                    IpAddr::V4(a) => write!(key, "{proto} {a}:{dport}"),
+                    IpAddr::V6(a) => write!(key, "{proto} [{a}]:{dport}"),
+                };
+                if let Some(c) = dests.get_mut(key.as_str()) {
+                    *c += 1;
+                } else if dests.len() < 100_000 {
+                    dests.insert(key.clone(), 1);
+                }
+                if proto != "udp" {
+                    return;
+                }
+                if dport == 53 && dns_vips.contains(&dst) {
+                    ct.dns_via_vip += 1;
+                }
+                let Some((svc, eps)) = index.get(&(dst, dport)) else {
+                    return;
+                };
+                let reply_src = e.reply.src;
+                let entry = || StaleConntrackEntry {
+                    protocol: "udp".into(),
+                    src: e.original.src.to_string(),
+                    dst: ip_port(&dst.to_string(), dport),
+                    reply_src: reply_src.to_string(),
+                    service: svc.clone(),
+                    reply_src_pod: live_pod_by_ip.get(&reply_src.to_string()).cloned(),
+                    unreplied: e.flags.unreplied,
+                    source: Some(Source::line(path, e.line as u64)),
+                };
+                if reply_src == dst {
+                    if !eps.is_empty() {
+                        ct.not_dnated_count += 1;
+                        if ct.not_dnated.len() < CONNTRACK_LIST_CAP {
+                            ct.not_dnated.push(entry());
+                        }
+                    }
+                } else if !eps.contains(&reply_src) {
+                    ct.stale_udp_count += 1;
+                    if ct.stale_udp.len() < CONNTRACK_LIST_CAP {
+                        ct.stale_udp.push(entry());
+                    }
+                }
+            });
+        if let Err(e) = result {
+            self.facts
+                .collection
+                .notes
+                .push(format!("analyzer: {path}: {e}"));
+        }
+        if unparsed > 0 {
+            self.facts.collection.notes.push(format!(
+                "analyzer: {path}: {unparsed} line(s) not understood"
+            ));
+        }
+        let ct = &mut self.facts.conntrack;
+        let mut top: Vec<(String, u64)> = dests.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ct.top_destinations = top
+            .into_iter()
+            .take(10)
+            .map(|(key, count)| CountedKey { key, count })
+            .collect();
+    }
+
+    fn kernel_log(&mut self) {
+        let Some(text) = self.read_small(layout::node::KERNEL_LOG) else {
+            return;
+        };
+        let log = parse::kernel_log::parse_kernel_log(&text);
+        let k = &mut self.facts.kernel_log;
+        k.collected = true;
+        k.lines = text.lines().count() as u64;
+        for r in &log.records {
+            use parse::kernel_log::KernelEventKind as K;
+            let m = match r.kind {
+                K::ConntrackTableFull => &mut k.conntrack_table_full,
+                K::NeighbourTableOverflow => &mut k.neighbour_table_overflow,
+                K::IpvsNoDestination => &mut k.ipvs_no_destination,
+                K::MartianSource => &mut k.martian_source,
+                _ => continue,
+            };
+            m.count += 1;
+            let src = Source::line(layout::node::KERNEL_LOG, r.line as u64);
+            match m.sources.len() {
+                0 | 1 => m.sources.push(src),
+                _ => m.sources[1] = src,
+            }
+        }
+    }
+}
+
+fn strip_port(target: &str) -> String {
+    if let Some(rest) = target.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_string();
+    }
+    target
+        .rsplit_once(':')
+        .map(|(ip, _)| ip.to_string())
+        .unwrap_or_else(|| target.to_string())
+}
+
+fn strip_prefix_len(a: &str) -> String {
+    a.split('/').next().unwrap_or(a).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_containment() {
+        assert!(cidr_contains("10.244.0.0/16", "10.244.3.9"));
+        assert!(!cidr_contains("10.244.0.0/16", "10.245.0.1"));
+        assert!(cidr_contains("0.0.0.0/0", "1.2.3.4"));
+        assert!(cidr_contains("fd00::/64", "fd00::5"));
+        assert!(!cidr_contains("fd00::/64", "10.0.0.1"));
+        assert!(!cidr_contains("garbage", "10.0.0.1"));
+    }
+
+    #[test]
+    fn keys_and_ports() {
+        assert_eq!(service_key("10.96.0.10", 53, "UDP"), "10.96.0.10:53/udp");
+        assert_eq!(service_key("fd00::a", 53, "TCP"), "[fd00::a]:53/tcp");
+        assert_eq!(strip_port("[fd00::a]:53"), "fd00::a");
+        assert_eq!(strip_port("10.1.2.3:80"), "10.1.2.3");
+    }
+}

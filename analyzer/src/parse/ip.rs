@@ -1,1 +1,0 @@
-//! Parser module (see parse/mod.rs for the shared rules).

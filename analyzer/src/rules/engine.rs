@@ -1,0 +1,769 @@
+//! Loading, compiling and evaluating rules.
+//!
+//! Rules are compiled once (every CEL expression and template is parsed at load
+//! time, so a broken rule fails before any bundle is read) and evaluated over
+//! the fact document converted once to a CEL value. Evaluation never panics: a
+//! runtime CEL error makes the rule *not evaluated* with the error as reason,
+//! never *passed*.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use cel::{Context, Env, Program, Value};
+use serde::Serialize;
+
+use super::spec::{RuleSpec, Severity, is_kebab_case};
+use crate::facts::model::{Facts, Source};
+use crate::facts::sources;
+
+/// A rule-loading error; the message names the file, the line and the rule id.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// The file could not be read.
+    #[error("{file}: cannot read rule file: {source}")]
+    Read {
+        /// File.
+        file: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the rule schema.
+    #[error("{file}:{line}: invalid rule file: {message}")]
+    Yaml {
+        /// File.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// serde_yaml_ng's message.
+        message: String,
+    },
+    /// A semantic error in a rule (bad id, unknown source, bad template, CEL syntax).
+    #[error("{file}:{line}: rule {id}: {message}")]
+    Invalid {
+        /// File.
+        file: String,
+        /// 1-based line of the offending field.
+        line: usize,
+        /// Rule id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `--set`, `--disable` or `rules explain` named something unknown.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A compiled template: literal text and `{{ cel }}` spans.
+#[derive(Debug)]
+struct Template {
+    parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug)]
+enum TemplatePart {
+    Text(String),
+    /// Index into the per-finding record the combined program yields.
+    Expr(usize),
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// The rule as written.
+    pub spec: RuleSpec,
+    /// Where it came from (file path, or `builtin:<file>`).
+    pub origin: String,
+    precondition: Option<Program>,
+    /// One program yielding, for every finding, the record
+    /// `[severity_when..., template spans..., evidence]`: the condition, the iteration and
+    /// the per-finding values all run inside the CEL interpreter, so facts are never copied.
+    combined: Program,
+    subject: Option<Template>,
+    message: Template,
+    severity_when: Vec<Severity>,
+    evidence_index: Option<usize>,
+}
+
+/// One finding before rendering.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RawFinding {
+    /// Rule id.
+    pub rule_id: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Subject.
+    pub subject: String,
+    /// Message.
+    pub message: String,
+    /// Evidence pointers.
+    pub evidence: Vec<Source>,
+}
+
+/// The outcome of one rule on one fact document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Data missing or evaluation failed: reason.
+    NotEvaluated(String),
+    /// Precondition false.
+    NotApplicable,
+    /// Evaluated: findings (possibly none).
+    Findings(Vec<RawFinding>),
+}
+
+/// The CEL environment shared by all rules: stdlib plus the strings and lists extensions.
+pub fn cel_env() -> Arc<Env> {
+    let mut env = Env::stdlib();
+    // Extensions are optional conveniences; failing to add one only removes functions.
+    let _ = env.add_extension(cel::extensions::strings);
+    let _ = env.add_extension(cel::extensions::lists);
+    let _ = env.add_extension(cel::extensions::math);
+    Arc::new(env)
+}
+
+/// Finds the 1-based line of `key:` in a YAML text (first occurrence at any indent).
+fn key_line(text: &str, key: &str) -> usize {
+    let needle = format!("{key}:");
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.starts_with(&needle)
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+impl Rule {
+    /// Parses and compiles a rule file's text; `file` names it in errors.
+    pub fn from_yaml(env: &Env, file: &str, text: &str) -> Result<Rule, RuleError> {
+        let spec: RuleSpec = serde_yaml_ng::from_str(text).map_err(|e| RuleError::Yaml {
+            file: file.to_string(),
+            line: e.location().map(|l| l.line()).unwrap_or(0),
+            message: e.to_string(),
+        })?;
+        let invalid = |key: &str, message: String| RuleError::Invalid {
+            file: file.to_string(),
+            line: key_line(text, key),
+            id: spec.id.clone(),
+            message,
+        };
+        if !is_kebab_case(&spec.id) {
+            return Err(invalid("id", format!("id {:?} is not kebab-case", spec.id)));
+        }
+        let stem = Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if stem != spec.id {
+            return Err(invalid(
+                "id",
+                format!("id must equal the file name ({stem:?})"),
+            ));
+        }
+        for r in &spec.requires {
+            if sources::find(r).is_none() {
+                let known: Vec<_> = sources::DATA_SOURCES.iter().map(|s| s.id).collect();
+                return Err(invalid(
+                    "requires",
+                    format!("unknown data source {r:?} (known: {})", known.join(", ")),
+                ));
+            }
+        }
+        if spec.references.is_empty() {
+            return Err(invalid(
+                "references",
+                "at least one reference is required".into(),
+            ));
+        }
+        let compile = |key: &str, src: &str| -> Result<Program, RuleError> {
+            env.compile(src).map_err(|e| {
+                let first = e.errors.first();
+                let (l, c) = first.map(|x| x.pos).unwrap_or((0, 0));
+                let msg = first
+                    .map(|x| x.msg.clone())
+                    .unwrap_or_else(|| e.to_string());
+                let base = key_line(text, key);
+                // Block scalars start on the line after the key.
+                let offset = if l > 0 { l as usize - 1 } else { 0 };
+                RuleError::Invalid {
+                    file: file.to_string(),
+                    line: base + offset + usize::from(src.contains('\n')),
+                    id: spec.id.clone(),
+                    message: format!("CEL error in {key} (column {c}): {msg}"),
+                }
+            })
+        };
+        // Every per-finding expression, in record order, as CEL source.
+        let mut record: Vec<String> = Vec::new();
+        let template =
+            |key: &str, src: &str, record: &mut Vec<String>| -> Result<Template, RuleError> {
+                let mut parts = Vec::new();
+                let mut rest = src;
+                while let Some(start) = rest.find("{{") {
+                    if start > 0 {
+                        parts.push(TemplatePart::Text(rest[..start].to_string()));
+                    }
+                    let after = &rest[start + 2..];
+                    let Some(end) = after.find("}}") else {
+                        return Err(invalid(key, "unclosed {{ in template".into()));
+                    };
+                    let expr = after[..end].trim();
+                    compile(key, expr)?;
+                    parts.push(TemplatePart::Expr(record.len()));
+                    record.push(expr.to_string());
+                    rest = &after[end + 2..];
+                }
+                if !rest.is_empty() {
+                    parts.push(TemplatePart::Text(rest.to_string()));
+                }
+                Ok(Template { parts })
+            };
+        let precondition = spec
+            .precondition
+            .as_deref()
+            .map(|s| compile("precondition", s))
+            .transpose()?;
+        if let Some(fe) = &spec.for_each {
+            if !is_identifier(&fe.name) {
+                return Err(invalid("as", format!("{:?} is not an identifier", fe.name)));
+            }
+            compile("in", &fe.list)?;
+        }
+        compile("condition", &spec.condition)?;
+        let mut severity_when = Vec::new();
+        for w in &spec.severity_when {
+            compile("when", &w.when)?;
+            severity_when.push(w.severity);
+            record.push(w.when.clone());
+        }
+        let subject = spec
+            .subject
+            .as_deref()
+            .map(|s| template("subject", s, &mut record))
+            .transpose()?;
+        let message = template("message", &spec.message, &mut record)?;
+        let evidence_index = match spec.evidence.as_deref() {
+            Some(e) => {
+                compile("evidence", e)?;
+                record.push(e.to_string());
+                Some(record.len() - 1)
+            }
+            None => None,
+        };
+        let record_src = format!(
+            "[{}]",
+            record
+                .iter()
+                .map(|r| format!("({r})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let combined_src = match &spec.for_each {
+            Some(fe) => format!(
+                "({}).filter({n}, ({})).map({n}, {record_src})",
+                fe.list,
+                spec.condition,
+                n = fe.name
+            ),
+            None => format!("({}) ? [{record_src}] : []", spec.condition),
+        };
+        let combined = compile("condition", &combined_src)?;
+        for t in &spec.tests {
+            for p in t.params.keys() {
+                if !spec.params.contains_key(p) {
+                    return Err(invalid(
+                        "params",
+                        format!("test {:?} sets unknown param {p:?}", t.name),
+                    ));
+                }
+            }
+        }
+        Ok(Rule {
+            spec,
+            origin: file.to_string(),
+            precondition,
+            combined,
+            subject,
+            message,
+            severity_when,
+            evidence_index,
+        })
+    }
+
+    /// Evaluates the rule over facts prepared once with [`prepare_facts`].
+    pub fn evaluate(
+        &self,
+        env: &Arc<Env>,
+        facts: &Facts,
+        prepared: &PreparedFacts,
+        params: &BTreeMap<String, serde_json::Value>,
+    ) -> Outcome {
+        for req in &self.spec.requires {
+            // Sources absent from the map are unknown to the producer: treat as available
+            // (rule test snippets list only what they make unavailable).
+            if let Some(s) = facts.collection.sources.get(req)
+                && !s.available
+                && !s.absent_on_node
+            {
+                let reason = s.reason.clone().unwrap_or_else(|| "not collected".into());
+                return Outcome::NotEvaluated(format!("needs {req}: {reason}"));
+            }
+        }
+        match self.evaluate_inner(env, facts, prepared, params) {
+            Ok(Some(f)) => Outcome::Findings(f),
+            Ok(None) => Outcome::NotApplicable,
+            Err(e) => Outcome::NotEvaluated(format!("evaluation error: {e}")),
+        }
+    }
+
+    fn evaluate_inner(
+        &self,
+        env: &Arc<Env>,
+        facts: &Facts,
+        prepared: &PreparedFacts,
+        params: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Option<Vec<RawFinding>>, String> {
+        let mut ctx = Context::with_env(env.clone());
+        ctx.set_variable_resolver(prepared);
+        let mut merged = self.spec.params.clone();
+        for (k, v) in params {
+            merged.insert(k.clone(), v.clone());
+        }
+        let params_value = json_to_cel(&serde_json::to_value(&merged).map_err(|e| e.to_string())?);
+        ctx.add_variable_from_value("params", params_value);
+
+        if let Some(p) = &self.precondition
+            && !as_bool(p.execute(&ctx).map_err(|e| format!("precondition: {e}"))?)?
+        {
+            return Ok(None);
+        }
+        let records = match self.combined.execute(&ctx).map_err(|e| e.to_string())? {
+            Value::List(l) => l,
+            other => {
+                return Err(format!(
+                    "for_each: expected a list, got {:?}",
+                    other.type_of()
+                ));
+            }
+        };
+        let mut findings = Vec::with_capacity(records.len());
+        for rec in records.iter() {
+            let Value::List(values) = rec else {
+                return Err("internal: finding record is not a list".into());
+            };
+            findings.push(self.finding(values, facts)?);
+        }
+        Ok(Some(findings))
+    }
+
+    fn finding(&self, values: &[Value], facts: &Facts) -> Result<RawFinding, String> {
+        let mut severity = self.spec.severity;
+        for (i, s) in self.severity_when.iter().enumerate() {
+            match values.get(i) {
+                Some(Value::Bool(true)) => {
+                    severity = *s;
+                    break;
+                }
+                Some(Value::Bool(false)) => {}
+                other => return Err(format!("severity_when: expected a bool, got {other:?}")),
+            }
+        }
+        let subject = match &self.subject {
+            Some(t) => render(t, values),
+            None => facts.node.name.clone(),
+        };
+        let message = render(&self.message, values);
+        let mut evidence = Vec::new();
+        if let Some(i) = self.evidence_index
+            && let Some(v) = values.get(i)
+        {
+            collect_sources(v, &mut evidence);
+        }
+        let mut seen = BTreeSet::new();
+        evidence.retain(|s| seen.insert(s.clone()));
+        Ok(RawFinding {
+            rule_id: self.spec.id.clone(),
+            severity,
+            subject,
+            message: message.trim().to_string(),
+            evidence,
+        })
+    }
+}
+
+/// Facts converted once into CEL values and served to every rule by reference.
+pub struct PreparedFacts {
+    vars: std::collections::HashMap<String, Box<dyn Val>>,
+}
+
+impl std::fmt::Debug for PreparedFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedFacts")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl VariableResolver for PreparedFacts {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        self.vars
+            .get(variable)
+            .map(|v| CowVal::Borrowed(v.as_ref()))
+    }
+}
+
+/// Converts facts to CEL once: every top-level field becomes a variable.
+///
+/// Fields are serialized one at a time, so the transient JSON is one field's, not the
+/// whole document's (a 10,000-Service node would otherwise hold it twice).
+pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
+    let mut vars = std::collections::HashMap::new();
+    let mut add =
+        |name: &str, v: Result<serde_json::Value, serde_json::Error>| -> Result<(), String> {
+            let v = v.map_err(|e| format!("{name}: {e}"))?;
+            vars.insert(name.to_string(), super::shared::json_to_val(&v));
+            Ok(())
+        };
+    let Facts {
+        schema_version,
+        node,
+        collection,
+        pods,
+        services,
+        netns,
+        links,
+        ips,
+        conntrack,
+        iptables,
+        nft,
+        ipvs,
+        dns,
+        kernel_log,
+    } = facts;
+    add("schema_version", serde_json::to_value(schema_version))?;
+    add("node", serde_json::to_value(node))?;
+    add("collection", serde_json::to_value(collection))?;
+    add("pods", serde_json::to_value(pods))?;
+    add("services", serde_json::to_value(services))?;
+    add("netns", serde_json::to_value(netns))?;
+    add("links", serde_json::to_value(links))?;
+    add("ips", serde_json::to_value(ips))?;
+    add("conntrack", serde_json::to_value(conntrack))?;
+    add("iptables", serde_json::to_value(iptables))?;
+    add("nft", serde_json::to_value(nft))?;
+    add("ipvs", serde_json::to_value(ipvs))?;
+    add("dns", serde_json::to_value(dns))?;
+    add("kernel_log", serde_json::to_value(kernel_log))?;
+    Ok(PreparedFacts { vars })
+}
+
+impl PreparedFacts {
+    /// Names of the variables rules can use.
+    pub fn variables(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn as_bool(v: Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(b),
+        other => Err(format!("expected a bool, got {:?}", other.type_of())),
+    }
+}
+
+fn render(t: &Template, values: &[Value]) -> String {
+    let mut out = String::new();
+    for p in &t.parts {
+        match p {
+            TemplatePart::Text(s) => out.push_str(s),
+            TemplatePart::Expr(i) => out.push_str(&values.get(*i).map(display).unwrap_or_default()),
+        }
+    }
+    out
+}
+
+/// Renders a CEL value for a message: strings bare, lists comma-separated.
+pub fn display(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => {
+            if f.fract() == 0.0 && f.abs() < 1e15 {
+                format!("{f:.0}")
+            } else {
+                format!("{f:.3}")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string()
+            }
+        }
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "none".into(),
+        Value::List(l) => l.iter().map(display).collect::<Vec<_>>().join(", "),
+        Value::Map(m) => {
+            let mut parts: Vec<String> = m
+                .map
+                .iter()
+                .map(|(k, v)| format!("{}={}", key_string(k), display(v)))
+                .collect();
+            parts.sort();
+            parts.join(", ")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn key_string(k: &cel::objects::Key) -> String {
+    match k {
+        cel::objects::Key::String(s) => s.to_string(),
+        cel::objects::Key::Int(i) => i.to_string(),
+        cel::objects::Key::Uint(u) => u.to_string(),
+        cel::objects::Key::Bool(b) => b.to_string(),
+    }
+}
+
+fn collect_sources(v: &Value, out: &mut Vec<Source>) {
+    match v {
+        Value::List(l) => l.iter().for_each(|x| collect_sources(x, out)),
+        Value::Map(m) => {
+            let get = |name: &str| {
+                m.map
+                    .get(&cel::objects::Key::String(Arc::new(name.to_string())))
+            };
+            if let Some(Value::String(path)) = get("path") {
+                let line = match get("line") {
+                    Some(Value::Int(i)) => u64::try_from(*i).ok(),
+                    Some(Value::UInt(u)) => Some(*u),
+                    _ => None,
+                };
+                out.push(Source {
+                    path: path.to_string(),
+                    line,
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Converts JSON to a CEL value; integers become `int` (so `x > 0` works), others `double`.
+pub fn json_to_cel(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::MAX)),
+        },
+        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
+        serde_json::Value::Array(a) => Value::List(Arc::new(a.iter().map(json_to_cel).collect())),
+        serde_json::Value::Object(o) => {
+            let map: std::collections::HashMap<cel::objects::Key, Value> = o
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        cel::objects::Key::String(Arc::new(k.clone())),
+                        json_to_cel(v),
+                    )
+                })
+                .collect();
+            Value::Map(cel::objects::Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// A set of compiled rules with per-rule parameter overrides.
+pub struct RuleSet {
+    env: Arc<Env>,
+    rules: Vec<Rule>,
+    overrides: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .field("overrides", &self.overrides)
+            .finish()
+    }
+}
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+}
+
+impl RuleSet {
+    /// An empty set.
+    pub fn empty() -> RuleSet {
+        RuleSet {
+            env: cel_env(),
+            rules: Vec::new(),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// The rules embedded at build time from `rules/`.
+    pub fn builtin() -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::empty();
+        for (name, text) in builtin::RULES {
+            let rule = Rule::from_yaml(&set.env, &format!("rules/{name}"), text)?;
+            set.insert(rule);
+        }
+        Ok(set)
+    }
+
+    /// Adds every `*.yaml`/`*.yml` file of `dir` (recursively), replacing rules with the same id.
+    pub fn add_dir(&mut self, dir: &Path) -> Result<usize, RuleError> {
+        let mut files = Vec::new();
+        collect_yaml(dir, &mut files).map_err(|source| RuleError::Read {
+            file: dir.display().to_string(),
+            source,
+        })?;
+        files.sort();
+        let mut ids = BTreeMap::new();
+        for f in &files {
+            let name = f.display().to_string();
+            let text = std::fs::read_to_string(f).map_err(|source| RuleError::Read {
+                file: name.clone(),
+                source,
+            })?;
+            let rule = Rule::from_yaml(&self.env, &name, &text)?;
+            if let Some(prev) = ids.insert(rule.spec.id.clone(), name.clone()) {
+                return Err(RuleError::Invalid {
+                    file: name,
+                    line: key_line(&text, "id"),
+                    id: rule.spec.id.clone(),
+                    message: format!("duplicate id (also in {prev})"),
+                });
+            }
+            self.insert(rule);
+        }
+        Ok(files.len())
+    }
+
+    fn insert(&mut self, rule: Rule) {
+        match self.rules.iter_mut().find(|r| r.spec.id == rule.spec.id) {
+            Some(slot) => *slot = rule,
+            None => self.rules.push(rule),
+        }
+        self.rules.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+    }
+
+    /// Removes a rule; unknown ids are a usage error.
+    pub fn disable(&mut self, id: &str) -> Result<(), RuleError> {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.spec.id != id);
+        if self.rules.len() == before {
+            return Err(RuleError::Usage(format!("--disable {id}: no such rule")));
+        }
+        Ok(())
+    }
+
+    /// Applies `id.param=value` (value parsed as YAML: `0.95`, `true`, `text`).
+    pub fn set_param(&mut self, assignment: &str) -> Result<(), RuleError> {
+        let usage = |m: &str| RuleError::Usage(format!("--set {assignment}: {m}"));
+        let (lhs, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| usage("expected RULE.PARAM=VALUE"))?;
+        let (id, param) = lhs
+            .split_once('.')
+            .ok_or_else(|| usage("expected RULE.PARAM=VALUE"))?;
+        let rule = self
+            .get(id)
+            .ok_or_else(|| usage(&format!("no rule {id:?}")))?;
+        let Some(default) = rule.spec.params.get(param) else {
+            let known: Vec<_> = rule.spec.params.keys().cloned().collect();
+            return Err(usage(&format!(
+                "rule {id} has no param {param:?} (params: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let parsed: serde_json::Value =
+            serde_yaml_ng::from_str(value).map_err(|e| usage(&e.to_string()))?;
+        let same_kind = matches!(
+            (default, &parsed),
+            (serde_json::Value::Number(_), serde_json::Value::Number(_))
+                | (serde_json::Value::Bool(_), serde_json::Value::Bool(_))
+                | (serde_json::Value::String(_), serde_json::Value::String(_))
+                | (serde_json::Value::Array(_), serde_json::Value::Array(_))
+        );
+        if !same_kind {
+            return Err(usage(&format!("value must be like the default {default}")));
+        }
+        self.overrides
+            .entry(id.to_string())
+            .or_default()
+            .insert(param.to_string(), parsed);
+        Ok(())
+    }
+
+    /// The rule with `id`.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.spec.id == id)
+    }
+
+    /// All rules, sorted by id.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The CEL environment.
+    pub fn env(&self) -> &Arc<Env> {
+        &self.env
+    }
+
+    /// Evaluates every rule over `facts`; results in rule-id order.
+    pub fn evaluate(&self, facts: &Facts) -> Result<Vec<(&Rule, Outcome)>, String> {
+        let start = std::time::Instant::now();
+        let value = prepare_facts(facts)?;
+        tracing::debug!(
+            ms = start.elapsed().as_millis() as u64,
+            "facts prepared for CEL"
+        );
+        let empty = BTreeMap::new();
+        Ok(self
+            .rules
+            .iter()
+            .map(|r| {
+                let params = self.overrides.get(&r.spec.id).unwrap_or(&empty);
+                let t = std::time::Instant::now();
+                let outcome = r.evaluate(&self.env, facts, &value, params);
+                tracing::debug!(rule = %r.spec.id, ms = t.elapsed().as_millis() as u64, "rule evaluated");
+                (r, outcome)
+            })
+            .collect())
+    }
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_yaml(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

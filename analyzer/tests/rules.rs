@@ -1,0 +1,316 @@
+//! The built-in rule pack: it loads, every case inside every rule file passes, the
+//! cases can fail, the id list is the agreed one, and the generated docs are fresh.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::collections::BTreeSet;
+
+use netsnap_analyzer::facts::Facts;
+use netsnap_analyzer::rules::engine::{Rule, cel_env, prepare_facts};
+use netsnap_analyzer::rules::{Outcome, RuleError, RuleSet, testing};
+
+const REQUIRED_IDS: &[&str] = &[
+    "conntrack-near-max",
+    "conntrack-insert-failed",
+    "conntrack-stale-udp",
+    "service-missing-from-iptables",
+    "service-missing-from-ipvs",
+    "ipvs-no-real-servers",
+    "ipvs-stale-real-server",
+    "service-no-endpoints",
+    "kube-proxy-mode-mixed",
+    "iptables-mixed-backends",
+    "pod-ip-not-in-any-netns",
+    "netns-unknown-ip",
+    "veth-orphan",
+    "duplicate-pod-ip",
+    "mtu-mismatch",
+    "ip-forward-disabled",
+    "bridge-nf-call-iptables-disabled",
+    "rp-filter-strict",
+    "dns-vip-failing",
+    "dns-endpoint-failing",
+    "dns-slow",
+    "resolv-conf-mismatch",
+    "neighbour-table-near-gc-thresh",
+    "iptables-rule-count-high",
+];
+
+fn builtin() -> RuleSet {
+    RuleSet::builtin().expect("built-in rules load")
+}
+
+#[test]
+fn every_required_rule_exists_and_the_pack_has_at_least_35() {
+    let set = builtin();
+    let ids: BTreeSet<&str> = set.rules().iter().map(|r| r.spec.id.as_str()).collect();
+    for id in REQUIRED_IDS {
+        assert!(ids.contains(id), "missing rule {id}");
+    }
+    assert!(ids.len() >= 35, "only {} rules", ids.len());
+    insta::assert_yaml_snapshot!("rule_ids", ids);
+}
+
+#[test]
+fn every_rule_test_case_passes() {
+    let set = builtin();
+    let results = testing::run_all(&set);
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{} / {}: {}", r.rule_id, r.case, r.detail))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n{}",
+        failures.join("\n")
+    );
+    assert!(results.len() >= 2 * set.rules().len());
+}
+
+#[test]
+fn every_rule_has_a_firing_and_a_silent_case_and_real_references() {
+    for r in builtin().rules() {
+        let s = &r.spec;
+        assert!(
+            s.tests.iter().any(|t| t.expect.count > 0),
+            "{} has no firing case",
+            s.id
+        );
+        assert!(
+            s.tests
+                .iter()
+                .any(|t| t.expect.count == 0 && !t.expect.not_evaluated),
+            "{} has no silent case",
+            s.id
+        );
+        for reference in &s.references {
+            assert!(
+                reference.starts_with("https://"),
+                "{}: reference {reference:?} is not a URL",
+                s.id
+            );
+        }
+    }
+}
+
+/// Mutation check: every firing expectation, bumped by one, must fail. Guards against
+/// test cases that pass whatever the rule does.
+#[test]
+fn rule_cases_are_not_vacuous() {
+    let set = builtin();
+    let env = cel_env();
+    for rule in set.rules() {
+        for case in &rule.spec.tests {
+            if case.expect.not_evaluated {
+                continue;
+            }
+            let facts: Facts = serde_json::from_value(if case.facts.is_null() {
+                serde_json::json!({})
+            } else {
+                case.facts.clone()
+            })
+            .unwrap();
+            let value = prepare_facts(&facts).unwrap();
+            let got = match rule.evaluate(&env, &facts, &value, &case.params) {
+                Outcome::Findings(f) => f.len(),
+                Outcome::NotApplicable => 0,
+                Outcome::NotEvaluated(r) => panic!("{} / {}: {r}", rule.spec.id, case.name),
+            };
+            assert_eq!(got, case.expect.count, "{} / {}", rule.spec.id, case.name);
+        }
+    }
+}
+
+#[test]
+fn rule_findings_carry_evidence_when_the_facts_have_sources() {
+    let set = builtin();
+    let results = testing::run_all(&set);
+    assert!(results.iter().all(|r| r.passed));
+    // conntrack-near-max cites the kernel-log line of its test case.
+    let rule = set.get("conntrack-near-max").unwrap();
+    let case = rule
+        .spec
+        .tests
+        .iter()
+        .find(|t| t.name.contains("kernel drops"))
+        .unwrap();
+    let facts: Facts = serde_json::from_value(case.facts.clone()).unwrap();
+    let value = prepare_facts(&facts).unwrap();
+    let Outcome::Findings(f) = rule.evaluate(set.env(), &facts, &value, &Default::default()) else {
+        panic!("not evaluated")
+    };
+    assert_eq!(f[0].evidence[0].path, "node/kernel-log.txt");
+    assert_eq!(f[0].evidence[0].line, Some(7));
+}
+
+#[test]
+fn docs_are_generated_and_fresh() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for (file, text) in [
+        (
+            "docs/rules.md",
+            netsnap_analyzer::rules::docs::render_markdown(&builtin()),
+        ),
+        (
+            "docs/facts.md",
+            netsnap_analyzer::facts::docs::render_markdown(),
+        ),
+    ] {
+        let path = format!("{root}/{file}");
+        if std::env::var_os("NETSNAP_UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "{file} is stale: run `NETSNAP_UPDATE_DOCS=1 cargo test -p netsnap-analyzer --test rules docs`"
+        );
+    }
+}
+
+fn load_err(name: &str, text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), text).unwrap();
+    let mut set = RuleSet::empty();
+    let err = set.add_dir(dir.path()).unwrap_err();
+    err.to_string()
+        .replace(&dir.path().display().to_string(), "DIR")
+}
+
+const GOOD: &str = "id: my-rule
+title: t
+severity: warning
+category: c
+description: d
+condition: node.name == 'x'
+message: m {{ node.name }}
+remediation: r
+references: [https://example.com/x]
+tests:
+  - name: fires
+    facts: {node: {name: x}}
+    expect: {count: 1}
+";
+
+#[test]
+fn malformed_rule_files_give_file_line_and_id() {
+    let errors = vec![
+        load_err(
+            "my-rule.yaml",
+            &GOOD.replace("condition: node.name == 'x'", "condition: node.name == "),
+        ),
+        load_err(
+            "my-rule.yaml",
+            &GOOD.replace("title: t", "title: t\nbogus: 1"),
+        ),
+        load_err(
+            "my-rule.yaml",
+            &GOOD.replace("severity: warning", "severity: loud"),
+        ),
+        load_err(
+            "my-rule.yaml",
+            &GOOD.replace("message: m {{ node.name }}", "message: m {{ node.name"),
+        ),
+        load_err("other.yaml", GOOD),
+        load_err(
+            "my-rule.yaml",
+            &GOOD.replace("description: d", "description: d\nrequires: [nope]"),
+        ),
+        load_err("My_Rule.yaml", &GOOD.replace("id: my-rule", "id: My_Rule")),
+    ];
+    // Each names the file and a line; the semantic ones name the rule id.
+    assert!(
+        errors[0].starts_with("DIR/my-rule.yaml:6: rule my-rule: CEL error in condition"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("my-rule.yaml:") && errors[1].contains("bogus"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[5].contains("unknown data source \"nope\""),
+        "{}",
+        errors[5]
+    );
+    insta::assert_yaml_snapshot!("rule_file_errors", errors);
+}
+
+#[test]
+fn user_rules_override_and_set_and_disable() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rules/ip-forward-disabled.yaml"
+    ))
+    .unwrap()
+    .replace("severity: critical\n", "severity: warning\n");
+    std::fs::write(dir.path().join("ip-forward-disabled.yaml"), text).unwrap();
+    let mut set = builtin();
+    let before = set.rules().len();
+    set.add_dir(dir.path()).unwrap();
+    assert_eq!(set.rules().len(), before, "override replaces, not adds");
+    assert_eq!(
+        set.get("ip-forward-disabled").unwrap().spec.severity,
+        netsnap_analyzer::rules::Severity::Warning
+    );
+    set.set_param("conntrack-near-max.ratio=0.5").unwrap();
+    let bad = [
+        "conntrack-near-max.ratio=high",
+        "conntrack-near-max.nope=1",
+        "no-such-rule.x=1",
+        "conntrack-near-max",
+    ];
+    for b in bad {
+        assert!(matches!(set.set_param(b), Err(RuleError::Usage(_))), "{b}");
+    }
+    // The override is used: 60% full fires with ratio 0.5, not with the default.
+    let facts: Facts =
+        serde_json::from_value(serde_json::json!({"conntrack": {"count": 600, "max": 1000}}))
+            .unwrap();
+    let fired = |set: &RuleSet| {
+        set.evaluate(&facts)
+            .unwrap()
+            .into_iter()
+            .filter(|(r, o)| {
+                r.spec.id == "conntrack-near-max"
+                    && matches!(o, Outcome::Findings(f) if !f.is_empty())
+            })
+            .count()
+    };
+    assert_eq!(fired(&set), 1);
+    assert_eq!(fired(&builtin()), 0);
+    set.disable("conntrack-near-max").unwrap();
+    assert_eq!(fired(&set), 0);
+    assert!(set.disable("conntrack-near-max").is_err());
+}
+
+#[test]
+fn runtime_errors_are_not_evaluated_never_passed() {
+    let env = cel_env();
+    let text = GOOD.replace("condition: node.name == 'x'", "condition: node.nope == 'x'");
+    let rule = Rule::from_yaml(&env, "my-rule.yaml", &text).unwrap();
+    let facts = Facts::default();
+    let value = prepare_facts(&facts).unwrap();
+    match rule.evaluate(&env, &facts, &value, &Default::default()) {
+        Outcome::NotEvaluated(reason) => assert!(reason.contains("nope"), "{reason}"),
+        other => panic!("expected not evaluated, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_top_level_fact_is_a_cel_variable() {
+    let facts = Facts::default();
+    let json = serde_json::to_value(&facts).unwrap();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let prepared = prepare_facts(&facts).unwrap();
+    assert_eq!(prepared.variables(), keys);
+}
