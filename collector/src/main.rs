@@ -76,6 +76,21 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Threads reading network namespaces.
         #[arg(long, default_value_t = 4, value_name = "N")]
         netns_workers: usize,
+        /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, in-cluster, /etc/kubernetes/kubelet.conf].
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context to use [default: its current-context].
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+        /// Pod namespaces to send DNS probes from: `all`, a number N, or `namespace/pod` (plus the host).
+        #[arg(long, default_value = "3", value_name = "WHICH")]
+        dns_from: String,
+        /// Extra name to resolve from pods (repeatable), besides kubernetes.default.svc.<domain>.
+        #[arg(long, value_name = "NAME")]
+        dns_name: Vec<String>,
+        /// Timeout in seconds of one DNS query attempt.
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        dns_timeout: f64,
         /// No progress lines (warnings and the summary still print).
         #[arg(short, long)]
         quiet: bool,
@@ -114,6 +129,33 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         }
     }
 
+    impl Cli {
+        /// Options of the Kubernetes and DNS steps.
+        fn kube_dns(
+            &self,
+            options: &Options,
+        ) -> anyhow::Result<(
+            netsnap_collector::kube::KubeOptions,
+            netsnap_collector::dns::DnsOptions,
+        )> {
+            let kube = netsnap_collector::kube::KubeOptions {
+                no_api: options.no_api,
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                node_name: options.node_name.clone(),
+                ..Default::default()
+            }
+            .with_environment();
+            let dns = netsnap_collector::dns::DnsOptions {
+                from: self.dns_from.parse().map_err(anyhow::Error::msg)?,
+                names: self.dns_name.clone(),
+                timeout: secs("dns-timeout", self.dns_timeout)?,
+                ..Default::default()
+            };
+            Ok((kube, dns))
+        }
+    }
+
     fn human(bytes: u64) -> String {
         const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
         let mut v = bytes as f64;
@@ -138,6 +180,7 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
 
     fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let options = cli.options()?;
+        let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
         // Before any thread exists, so every thread and child inherits it.
         let prio = netsnap_collector::exec::lower_priority();
         let level = match cli.verbose {
@@ -192,13 +235,11 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 }
                 std::process::exit(130);
             });
-            netsnap_collector::collect(
-                options,
-                netsnap_collector::default_steps(),
-                cancel,
-                progress,
-            )
-            .await
+            let mut steps = netsnap_collector::default_steps();
+            let (kube_step, pods_step) = netsnap_collector::kube::step::steps(kube_opts, dns_opts);
+            steps.push(kube_step);
+            steps.push(pods_step);
+            netsnap_collector::collect(options, steps, cancel, progress).await
         })?;
         runtime.shutdown_timeout(Duration::from_millis(200));
 

@@ -370,3 +370,227 @@ fn resolv_conf_is_stored_per_namespace() {
     assert_eq!(b.read_text(&p).unwrap().unwrap().as_bytes(), &want[..]);
     sleeper.stop();
 }
+
+/// The whole run through the collector's runner: the API (test server serving the
+/// fixture cluster moved to 10.213.0.0/16), pods in real namespaces, the correlation,
+/// and DNS probes from a pod through a DNAT to a dnsmasq "CoreDNS" pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_run_api_correlation_and_dns() {
+    use netsnap_bundle::k8s::PodRecord;
+    use netsnap_bundle::native::PodCorrelation;
+    use netsnap_collector::dns::DnsFrom;
+    use netsnap_collector::kube::KubeOptions;
+    use support::apiserver;
+
+    if let Err(reason) = lab_available(&["ip", "iptables", "dnsmasq"]) {
+        eprintln!("skipping DNS lab test: {reason}");
+        return;
+    }
+    let s = format!("e2e-{}", std::process::id());
+    let node = Netns::new(&format!("kdn-{s}"));
+    let web = Netns::new(&format!("kdw-{s}"));
+    let coredns = Netns::new(&format!("kdc-{s}"));
+    let leak = Netns::new(&format!("kdl-{s}"));
+    // Calico-style /32 pods routed by the node (no bridge, so replies cross the DNAT).
+    for (ns, host_if, ip) in [
+        (&web, "vweb", "10.213.1.7"),
+        (&coredns, "vdns", "10.213.1.2"),
+    ] {
+        node.ip(&[
+            "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        node.ip(&["addr", "add", "192.168.77.1/32", "dev", host_if]);
+        node.ip(&["link", "set", host_if, "up"]);
+        node.ip(&["route", "add", &format!("{ip}/32"), "dev", host_if]);
+        ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns.ip(&["route", "add", "192.168.77.1", "dev", "eth0"]);
+        ns.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.168.77.1",
+            "dev",
+            "eth0",
+        ]);
+    }
+    node.ip(&["route", "add", "blackhole", "10.96.0.0/12"]);
+    node.ip(&["route", "add", "blackhole", "10.213.2.0/24"]);
+    node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    for proto in ["udp", "tcp"] {
+        node.exec(&[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            "10.96.0.10/32",
+            "-p",
+            proto,
+            "--dport",
+            "53",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "10.213.1.2:53",
+        ]);
+    }
+    // A leaked sandbox: holds a pod-CIDR address, no pod owns it.
+    leak.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    leak.ip(&["addr", "add", "10.213.1.99/32", "dev", "eth0"]);
+    leak.ip(&["link", "set", "eth0", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let _dnsmasq = coredns.spawn(&[
+        "dnsmasq",
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--local=/cluster.local/",
+        "--address=/kubernetes.default.svc.cluster.local/10.96.0.1",
+        "--listen-address=10.213.1.2",
+        "--bind-interfaces",
+        "-p",
+        "53",
+        &format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()),
+    ]);
+    // Wait until it answers.
+    let src = source(&web, None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !probe(
+        &src,
+        &[],
+        &["10.213.1.2".parse().unwrap()],
+        1,
+        Duration::from_millis(300),
+    )
+    .probes
+    .iter()
+    .any(|p| p.outcome == "answer")
+    {
+        assert!(Instant::now() < deadline, "dnsmasq never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let server = apiserver::start_rewriting(
+        apiserver::Mode::Normal,
+        vec![("10.244.".into(), "10.213.".into())],
+    )
+    .await;
+    let kc = apiserver::kubeconfig(dir.path(), server.port, apiserver::closed_port());
+    let out_path = dir.path().join("b.tar.zst");
+    let options = netsnap_collector::Options {
+        output: Some(out_path.clone()),
+        node_name: Some("node-a".into()),
+        deadline: Duration::from_secs(40),
+        sample_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let kube = KubeOptions {
+        kubeconfig: Some(kc),
+        context: Some("lab".into()),
+        node_name: Some("node-a".into()),
+        request_timeout: Duration::from_secs(5),
+        kubelet_fallback: false,
+        ..KubeOptions::default()
+    };
+    let dns = DnsOptions {
+        from: DnsFrom::Pod("default/web-7d9f8b6c5d-abcde".into()),
+        // Only namespaces this test owns send traffic.
+        include_host: false,
+        timeout: Duration::from_millis(700),
+        attempts: 1,
+        ..DnsOptions::default()
+    };
+    let mut steps = netsnap_collector::default_steps();
+    let (k, p) = netsnap_collector::kube::step::steps(kube, dns);
+    steps.push(k);
+    steps.push(p);
+    let outcome = netsnap_collector::collect(
+        options,
+        steps,
+        netsnap_collector::Cancel::new(),
+        netsnap_collector::progress::Progress::detect(true),
+    )
+    .await
+    .unwrap();
+    let m = &outcome.manifest;
+    for path in netsnap_collector::kube::API_ARTIFACTS
+        .iter()
+        .chain(&[layout::correlation::PODS, layout::dns::PROBES])
+    {
+        let r = m.artifact(path).unwrap();
+        assert_eq!(r.status, ArtifactStatus::Ok, "{path}: {:?}", r.error);
+    }
+    let b = Bundle::open(&out_path, &ReaderOptions::default()).unwrap();
+    let pods: Vec<PodRecord> = b
+        .read_text(layout::k8s::PODS)
+        .unwrap()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(pods.len(), 7);
+    let corr: PodCorrelation =
+        serde_json::from_str(&b.read_text(layout::correlation::PODS).unwrap().unwrap()).unwrap();
+    assert_eq!(corr.node_name.as_deref(), Some("node-a"));
+    let by = |name: &str| corr.pods.iter().find(|p| p.pod == name).unwrap();
+    let w = by("default/web-7d9f8b6c5d-abcde");
+    assert_eq!(w.netns, Some(layout::netns_id(web.inode())));
+    assert_eq!(w.ifname.as_deref(), Some("eth0"));
+    assert_eq!(w.mtu, Some(1500));
+    assert_eq!(w.matched_by, vec!["ip"]);
+    // Its veth peer is in the lab's node namespace, not the host: no host-side veth.
+    assert_eq!(w.host_veth, None);
+    assert_eq!(
+        by("kube-system/coredns-668d6bf9bc-4xk2m").netns,
+        Some(layout::netns_id(coredns.inode()))
+    );
+    assert_eq!(by("monitoring/node-exporter-q8r4t").netns, None);
+    assert_eq!(by("default/batch-job-x2v9k").netns, None);
+    // hostNetwork and other-node pods are not correlated.
+    assert_eq!(corr.pods.len(), 4, "{:#?}", corr.pods);
+    let leaked = corr
+        .unowned_netns
+        .iter()
+        .find(|u| u.netns == layout::netns_id(leak.inode()))
+        .unwrap();
+    assert_eq!(leaked.addresses, vec!["10.213.1.99"]);
+
+    let report: DnsProbeReport =
+        serde_json::from_str(&b.read_text(layout::dns::PROBES).unwrap().unwrap()).unwrap();
+    assert_eq!(
+        report.cluster_dns.service_ips,
+        vec!["10.96.0.10".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        report.cluster_dns.endpoint_ips,
+        vec![
+            "10.213.1.2".parse::<IpAddr>().unwrap(),
+            "10.213.2.3".parse().unwrap()
+        ]
+    );
+    assert!(report.probes.iter().all(|p| p.from_pod.as_deref()
+        == Some("default/web-7d9f8b6c5d-abcde")
+        && p.from_netns == layout::netns_id(web.inode())));
+    for t in ["udp", "tcp"] {
+        let at = |server: &str| {
+            report
+                .probes
+                .iter()
+                .find(|p| p.server.to_string() == server && p.transport == t && p.qname == K8S)
+                .unwrap()
+                .outcome
+                .clone()
+        };
+        assert_eq!(at("10.96.0.10"), "answer");
+        assert_eq!(at("10.213.1.2"), "answer");
+        // The node-b endpoint is not reachable from this lab node.
+        assert_eq!(at("10.213.2.3"), "timeout");
+    }
+    drop(server);
+}

@@ -14,7 +14,9 @@ use netsnap_bundle::{
     ArtifactSource, ArtifactStatus, Bundle, BundleWriter, CollectionInfo, CollectionOutcome,
     Manifest, NodeInfo, ReaderOptions, ToolInfo, WriterOptions, layout,
 };
-use netsnap_collector::kube::runtime::{CommandOutput, CommandRunner, StdRunner};
+use netsnap_collector::Cancel;
+use netsnap_collector::exec::Exec;
+use netsnap_collector::kube::runtime::{CommandOutput, CommandRunner, RunFuture};
 use netsnap_collector::kube::{
     API_ARTIFACTS, KubeOptions, KubeOutcome, collect_api, collect_runtime,
 };
@@ -494,47 +496,52 @@ async fn no_api_skips_everything_and_bad_kubeconfig_fails() {
 struct FixtureRunner;
 
 impl CommandRunner for FixtureRunner {
-    fn run(&self, argv: &[String], _t: Duration) -> std::io::Result<CommandOutput> {
-        let dir = fixture_dir().join("runtime");
-        let file = match (argv[0].as_str(), argv.get(1).map(String::as_str)) {
-            ("crictl", Some("pods")) => "crictl-pods.json",
-            ("crictl", Some("inspectp")) if argv.last().unwrap().starts_with("9f8e") => {
-                "crictl-inspectp.json"
-            }
-            ("crictl", Some("inspectp")) => {
-                return Ok(CommandOutput {
-                    status: Some(1),
-                    stderr: b"getting the pod sandbox status failed: not found".to_vec(),
-                    ..CommandOutput::default()
-                });
-            }
-            _ => return Err(std::io::ErrorKind::NotFound.into()),
-        };
-        Ok(CommandOutput {
-            status: Some(0),
-            stdout: std::fs::read(dir.join(file))?,
-            ..CommandOutput::default()
+    fn run<'a>(&'a self, argv: &'a [String]) -> RunFuture<'a> {
+        Box::pin(async move {
+            let dir = fixture_dir().join("runtime");
+            let file = match (argv[0].as_str(), argv.get(1).map(String::as_str)) {
+                ("crictl", Some("pods")) => "crictl-pods.json",
+                ("crictl", Some("inspectp")) if argv.last().unwrap().starts_with("9f8e") => {
+                    "crictl-inspectp.json"
+                }
+                ("crictl", Some("inspectp")) => {
+                    return Ok(CommandOutput {
+                        status: Some(1),
+                        stderr: b"getting the pod sandbox status failed: not found".to_vec(),
+                        ..CommandOutput::default()
+                    });
+                }
+                _ => return Err(std::io::ErrorKind::NotFound.into()),
+            };
+            Ok(CommandOutput {
+                status: Some(0),
+                stdout: std::fs::read(dir.join(file))?,
+                ..CommandOutput::default()
+            })
         })
     }
 }
 
-/// Runs real processes, but only programs that do not exist.
-struct MissingRunner;
+/// The collector's real executor, asked for programs that do not exist.
+struct MissingRunner(Exec);
 
 impl CommandRunner for MissingRunner {
-    fn run(&self, argv: &[String], t: Duration) -> std::io::Result<CommandOutput> {
-        let mut a = argv.to_vec();
-        a[0] = format!("/nonexistent/{}", a[0]);
-        StdRunner.run(&a, t)
+    fn run<'a>(&'a self, argv: &'a [String]) -> RunFuture<'a> {
+        Box::pin(async move {
+            let mut a = argv.to_vec();
+            a[0] = format!("/nonexistent/{}", a[0]);
+            let owned = a;
+            self.0.run(&owned).await
+        })
     }
 }
 
-#[test]
-fn runtime_fallback_crictl_and_missing() {
+#[tokio::test]
+async fn runtime_fallback_crictl_and_missing() {
     let dir = tempfile::tempdir().unwrap();
     let writer =
         BundleWriter::create(dir.path().join("b.tar.zst"), WriterOptions::default()).unwrap();
-    let pods = collect_runtime(&writer, &FixtureRunner, Duration::from_secs(1));
+    let pods = collect_runtime(&writer, &FixtureRunner).await;
     let (b, m) = finish(writer);
     assert_eq!(pods.len(), 2);
     assert_eq!(pods[0].ip.as_deref(), Some("10.244.1.2"));
@@ -557,10 +564,43 @@ fn runtime_fallback_crictl_and_missing() {
     let dir = tempfile::tempdir().unwrap();
     let writer =
         BundleWriter::create(dir.path().join("b.tar.zst"), WriterOptions::default()).unwrap();
-    assert!(collect_runtime(&writer, &MissingRunner, Duration::from_secs(1)).is_empty());
+    let exec = Exec::new(None, Duration::from_secs(2), Cancel::new());
+    assert!(
+        collect_runtime(&writer, &MissingRunner(exec))
+            .await
+            .is_empty()
+    );
     let (_, m) = finish(writer);
     let r = m.artifact(layout::k8s::RUNTIME_PODS).unwrap();
     assert_eq!(r.status, ArtifactStatus::Unavailable);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("neither crictl nor docker is installed")
+    );
+}
+
+#[tokio::test]
+async fn exec_runner_reports_status_and_timeouts() {
+    let exec = Exec::new(None, Duration::from_millis(300), Cancel::new());
+    let out = exec
+        .run(&[
+            "sh".into(),
+            "-c".into(),
+            "echo hi; echo err >&2; exit 3".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.status, Some(3));
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert!(!out.success());
+    let t = Instant::now();
+    let out = exec.run(&["sleep".into(), "5".into()]).await.unwrap();
+    assert!(
+        out.failure.as_deref().unwrap().contains("timed out"),
+        "{out:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
 }
 
 #[test]
@@ -574,25 +614,72 @@ fn docker_inspect_parses_sandboxes() {
     assert!(netsnap_collector::kube::runtime::parse_docker_inspect(b"{").is_err());
 }
 
+/// The real binary with the API down: the node-local capture is all there, and
+/// every k8s artifact says why it is not.
 #[test]
-fn std_runner_times_out_real_processes() {
+#[allow(clippy::disallowed_methods)] // runs the binary under test
+fn binary_with_api_down_keeps_the_node_local_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let kc = kubeconfig(dir.path(), port, port);
+    let out_path = dir.path().join("b.tar.zst");
     let t = Instant::now();
-    let out = StdRunner
-        .run(&["sleep".into(), "5".into()], Duration::from_millis(200))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netsnap-collect"))
+        .args([
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "--node-name",
+            "node-a",
+            "-q",
+        ])
+        .args(["--sample-interval", "0.2", "--dns-timeout", "0.5"])
+        .arg("-o")
+        .arg(&out_path)
+        .env_remove("KUBECONFIG")
+        .output()
         .unwrap();
-    assert!(out.timed_out);
-    assert!(t.elapsed() < Duration::from_secs(2));
-    let out = StdRunner
-        .run(
-            &[
-                "sh".into(),
-                "-c".into(),
-                "echo hi; echo err >&2; exit 3".into(),
-            ],
-            Duration::from_secs(2),
-        )
-        .unwrap();
-    assert_eq!(out.status, Some(3));
-    assert_eq!(out.stdout, b"hi\n");
-    assert_eq!(out.stderr, b"err\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+    let b = Bundle::open(&out_path, &ReaderOptions::default()).unwrap();
+    let m = b.manifest();
+    assert_eq!(m.node.name.as_deref(), Some("node-a"));
+    for path in [
+        layout::NETNS_INDEX,
+        layout::correlation::VETH_PAIRS,
+        layout::node::UNAME,
+    ] {
+        assert_eq!(
+            m.artifact(path).unwrap().status,
+            ArtifactStatus::Ok,
+            "{path}"
+        );
+    }
+    let host_netlink = layout::netns_path(layout::HOST_NETNS, layout::netns::NETLINK);
+    assert_eq!(
+        m.artifact(&host_netlink).unwrap().status,
+        ArtifactStatus::Ok
+    );
+    for path in API_ARTIFACTS {
+        let r = m.artifact(path).unwrap();
+        assert_eq!(r.status, ArtifactStatus::Failed, "{path}");
+        let e = r.error.as_deref().unwrap();
+        assert!(
+            e.contains(&format!("127.0.0.1:{port}")) && e.contains("Connection refused"),
+            "{e}"
+        );
+    }
+    // Correlation still runs (from the runtime, here: nothing), DNS says why it did not.
+    assert!(
+        m.artifact(layout::correlation::PODS)
+            .unwrap()
+            .status
+            .has_content()
+    );
+    let dns = m.artifact(layout::dns::PROBES).unwrap();
+    assert_eq!(dns.status, ArtifactStatus::Unavailable);
+    assert!(m.artifact(layout::k8s::RUNTIME_PODS).is_some());
 }

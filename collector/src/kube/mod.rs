@@ -14,6 +14,7 @@
 
 pub mod project;
 pub mod runtime;
+pub mod step;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -750,15 +751,11 @@ async fn collect_events(
 
 /// Lists sandboxes from the container runtime into `k8s/runtime-pods.jsonl`
 /// (source `runtime`). Used when the API is unavailable, or to confirm correlations.
-pub fn collect_runtime(
-    writer: &BundleWriter,
-    runner: &dyn CommandRunner,
-    timeout: Duration,
-) -> Vec<RuntimePod> {
+pub async fn collect_runtime(writer: &BundleWriter, runner: &dyn CommandRunner) -> Vec<RuntimePod> {
     let started = Instant::now();
     let path = layout::k8s::RUNTIME_PODS;
     let base = ArtifactSpec::native(path, ArtifactSource::Runtime);
-    match runtime::list_runtime_pods(runner, timeout) {
+    match runtime::list_runtime_pods(runner).await {
         Ok(listing) => {
             let mut spec = base.with_attribute("runtime", listing.runtime.clone());
             spec.command = Some(listing.command.clone());

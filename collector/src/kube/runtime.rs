@@ -3,19 +3,24 @@
 //! `docker ps` + `docker inspect` (dockershim / cri-dockerd nodes, as in the
 //! tutorial).
 //!
-//! Processes are spawned through [`CommandRunner`] so the collector's own exec
-//! module (timeouts, output caps) can be plugged in; [`StdRunner`] is a small
-//! bounded fallback.
+//! Processes are spawned only through the collector's [`crate::exec::Exec`]
+//! (timeouts, process-group kill, output caps), behind the small
+//! [`CommandRunner`] trait so tests can serve recorded outputs.
 
-use std::io::{self, Read};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 
 use netsnap_bundle::k8s::RuntimePod;
 use serde_json::Value;
 
+use crate::exec::{Captured, End, Exec};
+
 /// Cap on how many sandboxes get an `inspectp`/`inspect` call (the rest keep list data).
 pub const MAX_INSPECT: usize = 512;
+
+/// Cap on one command's captured stdout.
+pub const MAX_OUTPUT: usize = 64 << 20;
 
 /// The result of running one command.
 #[derive(Debug, Clone, Default)]
@@ -26,74 +31,42 @@ pub struct CommandOutput {
     pub stdout: Vec<u8>,
     /// Standard error.
     pub stderr: Vec<u8>,
-    /// True when the timeout killed the process.
-    pub timed_out: bool,
+    /// Why it did not end cleanly (timeout, signal, spawn failure), if it did not.
+    pub failure: Option<String>,
 }
 
 impl CommandOutput {
-    /// True when the command exited 0 in time.
+    /// True when the command exited 0.
     pub fn success(&self) -> bool {
-        self.status == Some(0) && !self.timed_out
+        self.status == Some(0) && self.failure.is_none()
     }
 }
 
-/// Spawns a process and collects its output under a timeout.
+/// A boxed future borrowing the runner.
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = io::Result<CommandOutput>> + Send + 'a>>;
+
+/// Runs a program and collects its output.
 pub trait CommandRunner: Send + Sync {
     /// Runs `argv` (argv[0] looked up in PATH). `Err` with `NotFound` means the program is missing.
-    fn run(&self, argv: &[String], timeout: Duration) -> io::Result<CommandOutput>;
+    fn run<'a>(&'a self, argv: &'a [String]) -> RunFuture<'a>;
 }
 
-/// Minimal runner on `std::process`: kills the child at the timeout.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StdRunner;
-
-impl CommandRunner for StdRunner {
-    fn run(&self, argv: &[String], timeout: Duration) -> io::Result<CommandOutput> {
-        let (prog, args) = argv
-            .split_first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let mut child = Command::new(prog)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        // Readers on threads so a chatty child never blocks on a full pipe.
-        let mut out = child.stdout.take();
-        let mut err = child.stderr.take();
-        let out_t = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            if let Some(o) = out.as_mut() {
-                let _ = o.read_to_end(&mut b);
+impl CommandRunner for Exec {
+    fn run<'a>(&'a self, argv: &'a [String]) -> RunFuture<'a> {
+        Box::pin(async move {
+            let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+            match self.capture(&args, MAX_OUTPUT).await {
+                Captured::Missing => Err(io::ErrorKind::NotFound.into()),
+                Captured::Output(stdout, report) => Ok(CommandOutput {
+                    status: report.exit_status,
+                    failure: match report.end {
+                        End::Exited | End::CapReached => None,
+                        _ => report.error(),
+                    },
+                    stdout,
+                    stderr: report.stderr,
+                }),
             }
-            b
-        });
-        let err_t = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            if let Some(e) = err.as_mut() {
-                let _ = e.take(64 * 1024).read_to_end(&mut b);
-            }
-            b
-        });
-        let start = Instant::now();
-        let mut timed_out = false;
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s.code();
-            }
-            if start.elapsed() >= timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                timed_out = true;
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Ok(CommandOutput {
-            status,
-            stdout: out_t.join().unwrap_or_default(),
-            stderr: err_t.join().unwrap_or_default(),
-            timed_out,
         })
     }
 }
@@ -213,11 +186,10 @@ fn argv(a: &[&str]) -> Vec<String> {
 }
 
 fn failed(command: Vec<String>, out: &CommandOutput) -> RuntimeError {
-    let reason = if out.timed_out {
-        "timed out".to_string()
-    } else {
-        format!("exited with status {:?}", out.status)
-    };
+    let reason = out.failure.clone().unwrap_or_else(|| match out.status {
+        Some(c) => format!("exited with status {c}"),
+        None => "ended without an exit status".to_string(),
+    });
     RuntimeError::Failed {
         command,
         reason,
@@ -226,12 +198,9 @@ fn failed(command: Vec<String>, out: &CommandOutput) -> RuntimeError {
 }
 
 /// Lists pod sandboxes with crictl, falling back to docker.
-pub fn list_runtime_pods(
-    runner: &dyn CommandRunner,
-    timeout: Duration,
-) -> Result<RuntimeListing, RuntimeError> {
+pub async fn list_runtime_pods(runner: &dyn CommandRunner) -> Result<RuntimeListing, RuntimeError> {
     let cmd = argv(&["crictl", "pods", "-o", "json"]);
-    match runner.run(&cmd, timeout) {
+    match runner.run(&cmd).await {
         Ok(out) if out.success() => {
             let mut pods =
                 parse_crictl_pods(&out.stdout).map_err(|reason| RuntimeError::Failed {
@@ -248,7 +217,7 @@ pub fn list_runtime_pods(
             }
             for pod in pods.iter_mut().take(MAX_INSPECT) {
                 let icmd = argv(&["crictl", "inspectp", "-o", "json", &pod.id]);
-                match runner.run(&icmd, timeout) {
+                match runner.run(&icmd).await {
                     Ok(o) if o.success() => {
                         if let Err(e) = apply_crictl_inspectp(pod, &o.stdout) {
                             warnings.push(format!("{}: {e}", pod.id));
@@ -288,7 +257,7 @@ pub fn list_runtime_pods(
         "--filter",
         "label=io.kubernetes.docker.type=podsandbox",
     ]);
-    let out = match runner.run(&ps, timeout) {
+    let out = match runner.run(&ps).await {
         Ok(o) if o.success() => o,
         Ok(o) => return Err(failed(ps, &o)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RuntimeError::NotInstalled),
@@ -315,7 +284,7 @@ pub fn list_runtime_pods(
     }
     let mut inspect = argv(&["docker", "inspect"]);
     inspect.extend(ids);
-    let out = match runner.run(&inspect, timeout) {
+    let out = match runner.run(&inspect).await {
         Ok(o) if o.success() => o,
         Ok(o) => return Err(failed(inspect, &o)),
         Err(e) => {
