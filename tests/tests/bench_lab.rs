@@ -1,0 +1,140 @@
+//! The performance benchmark's driver (not a timed test: `#[ignore]`, run by
+//! `bench/run.sh`). For each load factor it builds a heavy lab node
+//! (5,000 Services x 3 endpoints in kube-proxy format, 250,000 conntrack
+//! entries, 60 pod netns at factor 1), then measures with `/usr/bin/time`
+//! (median of `NETSNAP_BENCH_RUNS`, default 5):
+//! - inside the node: `netsnap-collect` vs the floor (`conntrack -L`,
+//!   `iptables-save`, `nft list ruleset`, `ip -d addr` in every netns, run
+//!   sequentially), and the collector's peak RSS;
+//! - the bundle's size vs its decompressed tar;
+//! - on the host: `netsnap-analyze analyze --format json` vs `zstd -dc`.
+//!
+//! Prints a markdown table and writes it to `NETSNAP_BENCH_OUT` when set.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use netsnap_lab::{LabNode, LabService, collector_bin, require_lab};
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}
+
+/// `(wall seconds, peak RSS KiB)` medians of `runs` runs of `cmd` (a shell command line).
+fn measure(node: Option<&LabNode>, cmd: &str, runs: usize, scratch: &str) -> (f64, u64) {
+    let script = format!(
+        "rm -f {scratch}; for i in $(seq {runs}); do /usr/bin/time -f '%e %M' -a -o {scratch} sh -c '{cmd}' >/dev/null 2>&1; done; cat {scratch}"
+    );
+    let out = match node {
+        Some(n) => n
+            .run_in_node_raw(&["sh", "-ec", &script], &[], Duration::from_secs(3600))
+            .unwrap(),
+        None => {
+            let o = Command::new("sh").args(["-ec", &script]).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            netsnap_lab::CmdOutput {
+                status: o.status,
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                elapsed: Duration::ZERO,
+            }
+        }
+    };
+    assert!(out.status.success(), "{cmd}: {}", out.stderr);
+    let mut wall = Vec::new();
+    let mut rss = Vec::new();
+    for line in out.stdout.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(w), Some(r)) = (it.next(), it.next())
+            && let (Ok(w), Ok(r)) = (w.parse::<f64>(), r.parse::<u64>())
+        {
+            wall.push(w);
+            rss.push(r);
+        }
+    }
+    assert_eq!(wall.len(), runs, "{cmd}: {}", out.stdout);
+    wall.sort_by(f64::total_cmp);
+    rss.sort();
+    (wall[runs / 2], rss[runs / 2])
+}
+
+#[test]
+#[ignore = "benchmark driver; run bench/run.sh"]
+fn bench_lab() {
+    let Some(lab) = require_lab() else { return };
+    if !lab.require_collector() || !lab.require_tools(&["conntrack", "nft", "zstd", "dnsmasq"]) {
+        return;
+    }
+    let analyzer = PathBuf::from(env_or(
+        "NETSNAP_ANALYZE_BIN",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/release/netsnap-analyze"
+        ),
+    ));
+    let collector = collector_bin().unwrap();
+    let runs: usize = env_or("NETSNAP_BENCH_RUNS", "5").parse().unwrap();
+    let mut table = String::from(
+        "| load | services x 3 eps | conntrack | pods | collector s | floor s | ratio | collector RSS MiB | bundle MiB | tar MiB | bundle/tar | analyze s | zstd -dc s | ratio | analyze RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for factor in env_or("NETSNAP_BENCH_SCALES", "0.25 0.5 1").split_whitespace() {
+        let f: f64 = factor.parse().unwrap();
+        let (svcs, ct, pods) = (
+            (5000.0 * f) as usize,
+            (250_000.0 * f) as usize,
+            (60.0 * f) as usize,
+        );
+        let node = lab
+            .node()
+            .flannel()
+            .dns()
+            .pods(pods)
+            .services(LabService::synthetic_set(svcs, 3))
+            .build()
+            .unwrap();
+        node.fill_conntrack(ct).unwrap();
+        let tmp = node.tmp_dir().to_string_lossy().into_owned();
+        let bundle = format!("{tmp}/bench.tar.zst");
+        let collect = format!(
+            "rm -f {bundle}; {} --no-api --quiet --sample-interval 0.2 -o {bundle}",
+            collector.display()
+        );
+        let (c_wall, c_rss) = measure(Some(&node), &collect, runs, &format!("{tmp}/t-collect"));
+        let floor = "conntrack -L; iptables-save; nft list ruleset; ip -d addr; for n in $(ip netns list | cut -d\" \" -f1); do ip -n $n -d addr; done";
+        let (f_wall, _) = measure(Some(&node), floor, runs, &format!("{tmp}/t-floor"));
+        let bundle_bytes = std::fs::metadata(&bundle).unwrap().len();
+        let tar = Command::new("sh")
+            .args(["-c", &format!("zstd -dc {bundle} | wc -c")])
+            .output()
+            .unwrap();
+        let tar_bytes: u64 = String::from_utf8_lossy(&tar.stdout).trim().parse().unwrap();
+        let analyze = format!("{} analyze --format json {bundle}", analyzer.display());
+        let (a_wall, a_rss) = measure(None, &analyze, runs, &format!("{tmp}/t-analyze"));
+        let (z_wall, _) = measure(
+            None,
+            &format!("zstd -dc {bundle}"),
+            runs,
+            &format!("{tmp}/t-zstd"),
+        );
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let row = format!(
+            "| {factor} | {svcs} | {ct} | {pods} | {c_wall:.2} | {f_wall:.2} | {:.2}x | {:.1} | {:.2} | {:.2} | {:.1}% | {a_wall:.2} | {z_wall:.2} | {:.1}x | {:.1} |\n",
+            c_wall / f_wall.max(0.01),
+            c_rss as f64 / 1024.0,
+            mib(bundle_bytes),
+            mib(tar_bytes),
+            100.0 * bundle_bytes as f64 / tar_bytes as f64,
+            a_wall / z_wall.max(0.01),
+            a_rss as f64 / 1024.0,
+        );
+        eprint!("{row}");
+        table.push_str(&row);
+    }
+    println!("{table}");
+    if let Ok(out) = std::env::var("NETSNAP_BENCH_OUT") {
+        std::fs::write(out, &table).unwrap();
+    }
+}
