@@ -382,7 +382,12 @@ fn query_once(
             return Err((true, "timed out".into()));
         }
         sock.set_read_timeout(Some(left)).map_err(err)?;
-        let n = sock.recv(&mut buf).map_err(err)?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            // A signal (e.g. SIGCHLD from a finished command) is not an answer: wait on.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(err(e)),
+        };
         // Stray or spoofed datagrams (wrong id, garbage) are skipped, not taken as the answer.
         if let Ok(m) = Message::from_vec(&buf[..n])
             && m.metadata.id == id
