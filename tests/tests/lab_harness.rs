@@ -294,7 +294,7 @@ fn conntrack_counts_inserted_entries_and_nat_entries() {
     // A fresh node may already track a packet or two of its own (IPv6 ND on the uplink).
     let before = node.conntrack_count().unwrap();
     node.fill_conntrack(5000).unwrap();
-    assert_eq!(node.conntrack_count().unwrap(), before + 5000);
+    assert_count_near(node.conntrack_count().unwrap(), before + 5000);
     let stale = CtEntry::udp_dnat(
         node.pods()[0].ip,
         40000,
@@ -303,9 +303,9 @@ fn conntrack_counts_inserted_entries_and_nat_entries() {
         (Ipv4Addr::new(10, 244, 0, 99), 53),
     );
     node.conntrack_insert(&[stale]).unwrap();
-    assert_eq!(node.conntrack_count().unwrap(), before + 5001);
+    assert_count_near(node.conntrack_count().unwrap(), before + 5001);
     node.fill_conntrack(100).unwrap();
-    assert_eq!(node.conntrack_count().unwrap(), before + 5101);
+    assert_count_near(node.conntrack_count().unwrap(), before + 5101);
     let l = node
         .run_in_node(&["conntrack", "-L", "-p", "udp"])
         .unwrap()
@@ -704,4 +704,13 @@ fn a_thousand_services_load_in_both_backends() {
         assert_eq!(seps, 3000 + 1, "{b:?}"); // + default/kubernetes
     }
     eprintln!("1000 services x 3: build+nft {nft:?}, legacy {legacy:?}");
+}
+
+/// The node itself may track a few packets of its own (IPv6 ND, router
+/// solicitations on the uplink) while a test runs: allow that much on top.
+fn assert_count_near(count: u64, expected: u64) {
+    assert!(
+        (expected..=expected + 8).contains(&count),
+        "conntrack count {count}, expected {expected} (+ at most 8 background entries)"
+    );
 }
