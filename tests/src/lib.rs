@@ -17,6 +17,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod api;
+pub mod apiserver;
 pub mod collect;
 pub mod conntrack;
 pub mod guard;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod util;
 
 pub use api::ApiObjects;
+pub use apiserver::LabApiServer;
 pub use collect::{CollectOptions, CollectRun, ToolDir, collector_bin};
 pub use conntrack::CtEntry;
 pub use guard::{LabGuard, lab_required, require_lab};

@@ -2,20 +2,20 @@
 //! (real namespaces, real kube-proxy rules, real conntrack entries, real
 //! dnsmasq) with the real `netsnap-collect`. Run as root:
 //! `cargo build -p netsnap-collector && cargo test -p netsnap-lab --test make_example_bundles -- --ignored`.
-//! The Kubernetes API is not contacted (`--no-api`): the collector's API
-//! wiring is not on this branch yet.
+//! The lab's API objects are served by a fake API server bound inside the node
+//! (`LabApiServer`), so the bundles carry `k8s/` objects, the pod correlation
+//! and DNS probes from the pods.
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use netsnap_lab::{LabNode, LabPort, LabService, Proto, require_lab};
+use netsnap_lab::{LabApiServer, LabNode, LabPort, LabService, Proto, require_lab};
 
 /// Bundles stay small: the conntrack dump is capped (the count and maximum are
 /// still recorded from the kernel).
 const ARGS: &[&str] = &[
-    "--no-api",
     "--sample-interval",
     "0.2",
     "--quiet",
@@ -28,7 +28,14 @@ fn out_dir() -> PathBuf {
 }
 
 fn save(node: &LabNode, name: &str) {
-    let run = node.collect(ARGS).unwrap();
+    let api = LabApiServer::start(node).unwrap();
+    let kc = api.kubeconfig.to_string_lossy().into_owned();
+    let args: Vec<&str> = ARGS
+        .iter()
+        .copied()
+        .chain(["--kubeconfig", &kc, "--node-name", node.name()])
+        .collect();
+    let run = node.collect(&args).unwrap();
     assert!(
         run.output.success(),
         "collector failed: {}",

@@ -4,10 +4,12 @@
 //! --format json` must name exactly the expected rules (no other finding at
 //! warning or above). Healthy nodes of both styles must produce none.
 //!
-//! The collector runs with `--no-api`: its Kubernetes API / DNS-probe wiring
-//! is not on this branch yet, so only the node-local rules can fire here;
-//! rules that need `k8s/` objects or DNS probes are asserted as *not
-//! evaluated*, never as passed.
+//! The collector reads the lab's API objects from a fake API server bound
+//! inside the node (`LabApiServer`) and sends its DNS probes from the pods.
+//!
+//! IPVS cannot run on this kernel (no ip_vs module), so the IPVS rules are
+//! covered by the analyzer's tests on bundles assembled from the real-format
+//! `ipvsadm` fixtures in `fixtures/raw/ipvs/`, not here.
 //!
 //! The analyzer binary is `target/debug/netsnap-analyze` (build it with
 //! `cargo build -p netsnap-analyzer`), or `NETSNAP_ANALYZE_BIN`.
@@ -19,9 +21,12 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use netsnap_lab::{Backend, LabGuard, LabNode, require_lab};
+use netsnap_lab::{
+    Backend, CtEntry, LabApiServer, LabGuard, LabNode, LabPort, LabService, Proto, require_lab,
+};
 
 const ARGS: &[&str] = &["--no-api", "--sample-interval", "0.2", "--quiet"];
+const API_ARGS: &[&str] = &["--sample-interval", "0.2", "--quiet"];
 const DNS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const KUBERNETES: &str = "kubernetes.default.svc.cluster.local";
 
@@ -52,9 +57,17 @@ fn ready() -> Option<(LabGuard, PathBuf)> {
     Some((lab, bin))
 }
 
-/// The analyzer's JSON report for one fresh collection of `node`.
+/// The analyzer's JSON report for one fresh collection of `node`, with the
+/// lab's API objects served by a fake API server inside the node.
 fn analyze(node: &LabNode, bin: &PathBuf) -> serde_json::Value {
-    let run = node.collect(ARGS).unwrap();
+    let api = LabApiServer::start(node).unwrap();
+    let kc = api.kubeconfig.to_string_lossy().into_owned();
+    let args: Vec<&str> = API_ARGS
+        .iter()
+        .copied()
+        .chain(["--kubeconfig", &kc, "--node-name", node.name()])
+        .collect();
+    let run = node.collect(&args).unwrap();
     assert!(
         run.output.success(),
         "collector failed: {}",
@@ -104,8 +117,9 @@ fn expect(report: &serde_json::Value, ids: &[&str]) {
     assert_eq!(
         serious(report),
         want,
-        "findings: {}",
-        serde_json::to_string_pretty(&report["findings"]).unwrap()
+        "findings: {}\nnot evaluated: {}",
+        serde_json::to_string_pretty(&report["findings"]).unwrap(),
+        report["not_evaluated"]
     );
 }
 
@@ -126,8 +140,14 @@ fn healthy_flannel_node_has_no_finding() {
     ] {
         assert!(!skipped.contains(id), "{id} not evaluated");
     }
-    // Without the API the service rules are reported as not evaluated, never as passed.
-    assert!(skipped.contains("service-missing-from-iptables"));
+    // With the fake API server the Kubernetes-side rules ran too.
+    for id in [
+        "service-missing-from-iptables",
+        "pod-ip-not-in-any-netns",
+        "dns-vip-failing",
+    ] {
+        assert!(!skipped.contains(id), "{id} not evaluated");
+    }
 }
 
 #[test]
@@ -194,7 +214,10 @@ fn bridge_nf_call_iptables_disabled_on_a_bridge_node() {
     // Really broken: the VIP fails from a pod on the DNS pod's bridge, the endpoint answers.
     assert!(node.dig_from(&client, DNS_VIP, KUBERNETES, false).is_err());
     assert!(node.dig_from(&client, dns_ip, KUBERNETES, false).is_ok());
-    expect(&analyze(&node, &bin), &["bridge-nf-call-iptables-disabled"]);
+    expect(
+        &analyze(&node, &bin),
+        &["bridge-nf-call-iptables-disabled", "dns-vip-failing"],
+    );
 }
 
 #[test]
@@ -213,4 +236,196 @@ fn kube_chains_in_both_iptables_backends() {
         );
     }
     expect(&analyze(&node, &bin), &["iptables-mixed-backends"]);
+}
+
+fn web(vip: [u8; 4]) -> LabService {
+    LabService::selecting(
+        "default",
+        "web",
+        Ipv4Addr::from(vip),
+        vec![LabPort::new("http", 80, Proto::Tcp).target(8080)],
+        ("app", "web"),
+    )
+}
+
+#[test]
+fn service_with_ready_endpoints_missing_from_kube_services() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab
+        .node()
+        .flannel()
+        .dns()
+        .pods(2)
+        .service(web([10, 96, 0, 20]))
+        .build()
+        .unwrap();
+    node.omit_from_kube_services("default", "web").unwrap();
+    let nat = node
+        .run_in_node(&["iptables-nft-save", "-t", "nat"])
+        .unwrap();
+    assert!(!nat.stdout.contains("-A KUBE-SERVICES -d 10.96.0.20/32"));
+    assert!(nat.stdout.contains("-A KUBE-SERVICES -d 10.96.0.10/32"));
+    expect(&analyze(&node, &bin), &["service-missing-from-iptables"]);
+}
+
+#[test]
+fn service_without_endpoints_rejects() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab
+        .node()
+        .flannel()
+        .dns()
+        .pods(1)
+        // The selector matches no pod: no endpoints, kube-proxy REJECTs.
+        .service(LabService::selecting(
+            "default",
+            "empty",
+            Ipv4Addr::new(10, 96, 0, 30),
+            vec![LabPort::new("http", 80, Proto::Tcp)],
+            ("app", "nothing"),
+        ))
+        .build()
+        .unwrap();
+    let filter = node
+        .run_in_node(&["iptables-nft-save", "-t", "filter"])
+        .unwrap();
+    assert!(
+        filter
+            .stdout
+            .lines()
+            .any(|l| l.contains("10.96.0.30/32") && l.contains("REJECT")),
+        "{}",
+        filter.stdout
+    );
+    // An ordinary (non-critical) Service without endpoints is reported at info severity:
+    // nothing at warning or above, but the finding names it.
+    let r = analyze(&node, &bin);
+    expect(&r, &[]);
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == "service-no-endpoints")
+        .unwrap_or_else(|| panic!("no service-no-endpoints: {}", r["findings"]));
+    assert_eq!(f["severity"], "info");
+    assert!(f["message"].as_str().unwrap().contains("default/empty"));
+}
+
+#[test]
+fn running_pod_whose_ip_is_in_no_netns() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().dns().pods(1).build().unwrap();
+    let ghost = node.add_ghost_pod("default", "ghost-1").unwrap();
+    let addrs = node
+        .sh("ip -o addr; for n in $(ip netns list | cut -d' ' -f1); do ip -n $n -o addr; done")
+        .unwrap();
+    assert!(!addrs.stdout.contains(&format!(" {}/", ghost.ip)));
+    expect(&analyze(&node, &bin), &["pod-ip-not-in-any-netns"]);
+}
+
+#[test]
+fn leaked_netns_with_a_pod_cidr_ip() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().dns().pods(1).build().unwrap();
+    let leak = node.leak_netns().unwrap();
+    let addrs = node
+        .run_in_node(&["ip", "-n", &leak.netns, "-o", "addr"])
+        .unwrap();
+    assert!(addrs.stdout.contains(&format!(" {}/", leak.ip)));
+    // The leak keeps its host veth on cni0: that veth leads to no pod either.
+    expect(&analyze(&node, &bin), &["netns-unknown-ip", "veth-orphan"]);
+}
+
+#[test]
+fn orphan_veth() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().dns().pods(1).build().unwrap();
+    let orphan = node.orphan_veth().unwrap();
+    let link = node
+        .run_in_node(&["ip", "-d", "link", "show", &orphan.host_veth])
+        .unwrap();
+    assert!(link.stdout.contains("veth"), "{}", link.stdout);
+    expect(&analyze(&node, &bin), &["veth-orphan"]);
+}
+
+#[test]
+fn pod_mtu_1500_on_a_1450_overlay() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().dns().pods(2).build().unwrap();
+    let i = node
+        .pods()
+        .iter()
+        .position(|p| p.namespace == "default")
+        .unwrap();
+    node.set_pod_mtu(i, 1500).unwrap();
+    let pod = node.pods()[i].clone();
+    let link = node
+        .run_in_pod(&pod, &["ip", "link", "show", "eth0"])
+        .unwrap();
+    assert!(link.stdout.contains("mtu 1500"), "{}", link.stdout);
+    let vx = node
+        .run_in_node(&["ip", "link", "show", "flannel.1"])
+        .unwrap();
+    assert!(vx.stdout.contains("mtu 1450"), "{}", vx.stdout);
+    expect(&analyze(&node, &bin), &["mtu-mismatch"]);
+}
+
+#[test]
+fn dns_pod_stopped() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().dns().pods(1).build().unwrap();
+    let dns_ip = node.dns_pod().unwrap().ip;
+    let client = node.pods()[1].clone();
+    node.stop_dns().unwrap();
+    assert!(node.dig_from(&client, dns_ip, KUBERNETES, false).is_err());
+    assert!(node.dig_from(&client, DNS_VIP, KUBERNETES, false).is_err());
+    expect(&analyze(&node, &bin), &["dns-endpoint-failing"]);
+}
+
+#[test]
+fn stale_udp_conntrack_to_a_deleted_pod_ip() {
+    let Some((lab, bin)) = ready() else { return };
+    let vip = Ipv4Addr::new(10, 96, 0, 40);
+    let svc = LabService::selecting(
+        "default",
+        "syslog",
+        vip,
+        vec![LabPort::new("syslog", 514, Proto::Udp)],
+        ("app", "web"),
+    );
+    let mut node = lab
+        .node()
+        .flannel()
+        .dns()
+        .pods(2)
+        .service(svc)
+        .build()
+        .unwrap();
+    let webs: Vec<usize> = node
+        .pods()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.namespace == "default")
+        .map(|(i, _)| i)
+        .collect();
+    let (old, new) = (node.pods()[webs[0]].ip, node.pods()[webs[1]].ip);
+    // A client kept sending to the VIP: its UDP flow was DNATed to the old pod.
+    node.conntrack_insert(&[CtEntry::udp_dnat(
+        Ipv4Addr::new(10, 244, 1, 7),
+        40000,
+        vip,
+        514,
+        (old, 514),
+    )])
+    .unwrap();
+    node.delete_pod(webs[0]).unwrap();
+    node.set_service_endpoints("default", "syslog", vec![new])
+        .unwrap();
+    let ct = node.run_in_node(&["conntrack", "-L", "-p", "udp"]).unwrap();
+    assert!(
+        ct.stdout.contains(&format!("src={old}")),
+        "entry to the deleted pod is gone: {}",
+        ct.stdout
+    );
+    expect(&analyze(&node, &bin), &["conntrack-stale-udp"]);
 }

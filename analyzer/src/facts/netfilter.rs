@@ -204,7 +204,8 @@ pub fn scan_iptables(
             }
             continue;
         }
-        if !line.starts_with("-A ") {
+        // `iptables-save -c` (what the collector runs) prefixes each rule with `[pkts:bytes] `.
+        if !(line.starts_with("-A ") || line.starts_with('[') && line.contains("] -A ")) {
             continue;
         }
         f.rule_count += 1;
