@@ -23,125 +23,74 @@ pub struct SharedMap(Arc<CelMap<'static>>);
 #[derive(Debug, Clone)]
 pub struct SharedList(Arc<CelList<'static>>);
 
-impl Val for SharedMap {
-    fn get_type(&self) -> &Type {
-        &MAP_TYPE
-    }
-    fn cel_type() -> &'static Type
-    where
-        Self: Sized,
-    {
-        &MAP_TYPE
-    }
-    fn as_container(&self) -> Option<&dyn Container> {
-        self.0.as_container()
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        self.0.as_indexer()
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Box::new(Arc::unwrap_or_clone(self.0)).into_indexer()
-    }
-    fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
-    where
-        Self: 'v,
-    {
-        self.0.as_iterable()
-    }
-    fn as_sizer(&self) -> Option<&dyn Sizer> {
-        self.0.as_sizer()
-    }
-    fn as_zeroer(&self) -> Option<&dyn Zeroer> {
-        self.0.as_zeroer()
-    }
-    fn equals(&self, other: &dyn Val) -> bool {
-        self.0.equals(other)
-    }
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(self.clone())
-    }
-    fn as_builtin<'b, 'v>(&'b self) -> BuiltinRef<'b, 'v>
-    where
-        Self: 'v,
-    {
-        BuiltinRef::Map(&self.0)
-    }
-    fn into_builtin<'v>(self: Box<Self>) -> Option<Builtin<'v>>
-    where
-        Self: 'v,
-    {
-        Some(Builtin::Map(Arc::unwrap_or_clone(self.0)))
-    }
+/// Implements `Val` for an `Arc`-shared builtin container by delegating to it,
+/// so CEL reads the value in place instead of deep-copying it.
+macro_rules! shared_val {
+    ($shared:ident, $ty:ident, $variant:ident) => {
+        impl Val for $shared {
+            fn get_type(&self) -> &Type {
+                &$ty
+            }
+            fn cel_type() -> &'static Type
+            where
+                Self: Sized,
+            {
+                &$ty
+            }
+            fn as_container(&self) -> Option<&dyn Container> {
+                self.0.as_container()
+            }
+            fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
+            where
+                Self: 'v,
+            {
+                self.0.as_indexer()
+            }
+            fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
+            where
+                Self: 'v,
+            {
+                Box::new(Arc::unwrap_or_clone(self.0)).into_indexer()
+            }
+            fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
+            where
+                Self: 'v,
+            {
+                self.0.as_iterable()
+            }
+            fn as_sizer(&self) -> Option<&dyn Sizer> {
+                self.0.as_sizer()
+            }
+            fn as_zeroer(&self) -> Option<&dyn Zeroer> {
+                self.0.as_zeroer()
+            }
+            fn equals(&self, other: &dyn Val) -> bool {
+                self.0.equals(other)
+            }
+            fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
+            where
+                Self: 'v,
+            {
+                Box::new(self.clone())
+            }
+            fn as_builtin<'b, 'v>(&'b self) -> BuiltinRef<'b, 'v>
+            where
+                Self: 'v,
+            {
+                BuiltinRef::$variant(&self.0)
+            }
+            fn into_builtin<'v>(self: Box<Self>) -> Option<Builtin<'v>>
+            where
+                Self: 'v,
+            {
+                Some(Builtin::$variant(Arc::unwrap_or_clone(self.0)))
+            }
+        }
+    };
 }
 
-impl Val for SharedList {
-    fn get_type(&self) -> &Type {
-        &LIST_TYPE
-    }
-    fn cel_type() -> &'static Type
-    where
-        Self: Sized,
-    {
-        &LIST_TYPE
-    }
-    fn as_container(&self) -> Option<&dyn Container> {
-        self.0.as_container()
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        self.0.as_indexer()
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Box::new(Arc::unwrap_or_clone(self.0)).into_indexer()
-    }
-    fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
-    where
-        Self: 'v,
-    {
-        self.0.as_iterable()
-    }
-    fn as_sizer(&self) -> Option<&dyn Sizer> {
-        self.0.as_sizer()
-    }
-    fn as_zeroer(&self) -> Option<&dyn Zeroer> {
-        self.0.as_zeroer()
-    }
-    fn equals(&self, other: &dyn Val) -> bool {
-        self.0.equals(other)
-    }
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(self.clone())
-    }
-    fn as_builtin<'b, 'v>(&'b self) -> BuiltinRef<'b, 'v>
-    where
-        Self: 'v,
-    {
-        BuiltinRef::List(&self.0)
-    }
-    fn into_builtin<'v>(self: Box<Self>) -> Option<Builtin<'v>>
-    where
-        Self: 'v,
-    {
-        Some(Builtin::List(Arc::unwrap_or_clone(self.0)))
-    }
-}
+shared_val!(SharedMap, MAP_TYPE, Map);
+shared_val!(SharedList, LIST_TYPE, List);
 
 /// Converts JSON to a shared CEL value: integers become `int`, other numbers `double`.
 pub fn json_to_val(v: &serde_json::Value) -> Box<dyn Val> {
