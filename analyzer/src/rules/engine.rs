@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cel::common::value::{CowVal, Val};
+use cel::common::value::CowVal;
 use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
 use serde::Serialize;
 
 use super::spec::{RuleSpec, Severity, is_kebab_case};
+use super::value::{Node, to_node, to_value};
 use crate::facts::model::{Facts, Source};
 use crate::facts::sources;
 
@@ -338,11 +339,11 @@ impl Rule {
         ctx.add_variable_from_value("params", params_value);
 
         if let Some(p) = &self.precondition
-            && !as_bool(p.execute(&ctx).map_err(|e| format!("precondition: {e}"))?)?
+            && !as_bool(run(p, &ctx).map_err(|e| format!("precondition: {e}"))?)?
         {
             return Ok(None);
         }
-        let records = match self.combined.execute(&ctx).map_err(|e| e.to_string())? {
+        let records = match run(&self.combined, &ctx)? {
             Value::List(l) => l,
             other => {
                 return Err(format!(
@@ -396,9 +397,15 @@ impl Rule {
     }
 }
 
+/// Runs a program; the result may hold fact nodes, which [`to_value`] understands.
+fn run(p: &Program, ctx: &Context) -> Result<Value, String> {
+    let v = Value::resolve_val(p.expression(), ctx).map_err(|e| e.to_string())?;
+    to_value(v.as_ref())
+}
+
 /// Facts converted once into CEL values and served to every rule by reference.
 pub struct PreparedFacts {
-    vars: std::collections::HashMap<String, Box<dyn Val>>,
+    vars: std::collections::HashMap<String, Node>,
 }
 
 impl std::fmt::Debug for PreparedFacts {
@@ -413,22 +420,20 @@ impl VariableResolver for PreparedFacts {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
         self.vars
             .get(variable)
-            .map(|v| CowVal::Borrowed(v.as_ref()))
+            .map(|v| CowVal::Borrowed(v.as_val()))
     }
 }
 
 /// Converts facts to CEL once: every top-level field becomes a variable.
 ///
-/// Fields are serialized one at a time, so the transient JSON is one field's, not the
-/// whole document's (a 10,000-Service node would otherwise hold it twice).
+/// Each field is serialized straight into [`Node`]s (no intermediate JSON).
 pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
     let mut vars = std::collections::HashMap::new();
-    let mut add =
-        |name: &str, v: Result<serde_json::Value, serde_json::Error>| -> Result<(), String> {
-            let v = v.map_err(|e| format!("{name}: {e}"))?;
-            vars.insert(name.to_string(), super::shared::json_to_val(&v));
-            Ok(())
-        };
+    let mut add = |name: &str, v: Result<Node, String>| -> Result<(), String> {
+        let v = v.map_err(|e| format!("{name}: {e}"))?;
+        vars.insert(name.to_string(), v);
+        Ok(())
+    };
     let Facts {
         schema_version,
         node,
@@ -445,20 +450,20 @@ pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
         dns,
         kernel_log,
     } = facts;
-    add("schema_version", serde_json::to_value(schema_version))?;
-    add("node", serde_json::to_value(node))?;
-    add("collection", serde_json::to_value(collection))?;
-    add("pods", serde_json::to_value(pods))?;
-    add("services", serde_json::to_value(services))?;
-    add("netns", serde_json::to_value(netns))?;
-    add("links", serde_json::to_value(links))?;
-    add("ips", serde_json::to_value(ips))?;
-    add("conntrack", serde_json::to_value(conntrack))?;
-    add("iptables", serde_json::to_value(iptables))?;
-    add("nft", serde_json::to_value(nft))?;
-    add("ipvs", serde_json::to_value(ipvs))?;
-    add("dns", serde_json::to_value(dns))?;
-    add("kernel_log", serde_json::to_value(kernel_log))?;
+    add("schema_version", to_node(schema_version))?;
+    add("node", to_node(node))?;
+    add("collection", to_node(collection))?;
+    add("pods", to_node(pods))?;
+    add("services", to_node(services))?;
+    add("netns", to_node(netns))?;
+    add("links", to_node(links))?;
+    add("ips", to_node(ips))?;
+    add("conntrack", to_node(conntrack))?;
+    add("iptables", to_node(iptables))?;
+    add("nft", to_node(nft))?;
+    add("ipvs", to_node(ipvs))?;
+    add("dns", to_node(dns))?;
+    add("kernel_log", to_node(kernel_log))?;
     Ok(PreparedFacts { vars })
 }
 

@@ -7,9 +7,9 @@
 
 pub mod docs;
 pub mod engine;
-pub mod shared;
 pub mod spec;
 pub mod testing;
+pub mod value;
 
 pub use engine::{Outcome, RawFinding, Rule, RuleError, RuleSet};
 pub use spec::{RuleSpec, Severity};
