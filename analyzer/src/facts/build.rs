@@ -25,7 +25,6 @@ use super::model::*;
 use super::netfilter::{self, IptablesScan, IpvsScan, NftScan};
 use super::sources;
 use crate::parse;
-use std::fmt::Write as _;
 
 /// Most entries kept in each derived conntrack list.
 pub const CONNTRACK_LIST_CAP: usize = 100;
@@ -217,15 +216,28 @@ impl<'a> Builder<'a> {
         lap("api");
         self.resolv_confs();
         self.duplicates();
-        let ipt = self.iptables();
-        let ipvs = self.ipvs(&snapshots);
-        let nft = self.nft();
-        lap("netfilter-scan");
-        self.join_dataplanes(&ipt, &ipvs, &nft);
-        self.proxy_mode(&pods);
+        // DNS needs only the services and links; the conntrack pass needs the DNS VIPs.
         self.dns();
-        lap("joins");
-        self.conntrack();
+        self.conntrack_stats();
+        let table_job = self.conntrack_table_job();
+        // The conntrack table (the bundle's largest artifact) is streamed on its own
+        // thread while this one scans the netfilter dumps and joins the dataplanes.
+        std::thread::scope(|scope| {
+            let table = table_job.map(|job| scope.spawn(move || job.run()));
+            let ipt = self.iptables();
+            let ipvs = self.ipvs(&snapshots);
+            let nft = self.nft();
+            lap("netfilter-scan");
+            self.join_dataplanes(&ipt, &ipvs, &nft);
+            self.proxy_mode(&pods);
+            lap("joins");
+            if let Some(handle) = table {
+                match handle.join() {
+                    Ok(result) => self.merge_conntrack_table(result),
+                    Err(_) => self.note("conntrack table pass failed unexpectedly".into()),
+                }
+            }
+        });
         lap("conntrack");
         self.kernel_log();
         self.facts
@@ -1333,7 +1345,7 @@ impl<'a> Builder<'a> {
         Some((stats.totals(), sources))
     }
 
-    fn conntrack(&mut self) {
+    fn conntrack_stats(&mut self) {
         // Stats, summed over CPUs by the conntrack parser.
         let stats_path = [layout::conntrack::STATS, layout::conntrack::PROC_STAT]
             .into_iter()
@@ -1357,21 +1369,24 @@ impl<'a> Builder<'a> {
                     .collect(),
             );
         }
-        // Table, streamed through the conntrack parser; nothing per entry is kept.
-        let table_path = [layout::conntrack::TABLE, layout::conntrack::PROC_TABLE]
+    }
+
+    /// Everything the conntrack table pass needs, detached from the builder so it
+    /// can run on another thread.
+    fn conntrack_table_job(&mut self) -> Option<ConntrackTableJob> {
+        let path = [layout::conntrack::TABLE, layout::conntrack::PROC_TABLE]
             .into_iter()
-            .find(|p| self.bundle.artifact_file(p).is_some());
-        let Some(path) = table_path else { return };
+            .find(|p| self.bundle.artifact_file(p).is_some())?;
         let file = match self.bundle.open_artifact(path) {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
                 self.note(format!("{path}: {e}"));
-                return;
+                return None;
             }
-            None => return,
+            None => return None,
         };
         // UDP Service ports by (VIP, port) -> (service, ready/serving endpoint IPs).
-        let mut index: HashMap<(IpAddr, u16), (String, HashSet<IpAddr>)> = HashMap::new();
+        let mut udp_services: HashMap<(IpAddr, u16), (String, HashSet<IpAddr>)> = HashMap::new();
         for s in &self.facts.services {
             for p in &s.ports {
                 let (Ok(vip), Ok(port)) = (p.vip.parse::<IpAddr>(), u16::try_from(p.port)) else {
@@ -1383,27 +1398,103 @@ impl<'a> Builder<'a> {
                         .iter()
                         .filter_map(|i| i.parse().ok())
                         .collect();
-                    index.insert((vip, port), (s.key.clone(), eps));
+                    udp_services.insert((vip, port), (s.key.clone(), eps));
                 }
             }
         }
-        let live_pod_by_ip: HashMap<String, String> = self
+        let live_pod_by_ip = self
             .facts
             .pods
             .iter()
             .filter(|p| p.live && !p.host_network)
             .flat_map(|p| p.ips.iter().map(move |ip| (ip.clone(), p.key.clone())))
             .collect();
-        let dns_vips: HashSet<IpAddr> = self
+        let dns_vips = self
             .facts
             .dns
             .service_ips
             .iter()
             .filter_map(|i| i.parse().ok())
             .collect();
+        Some(ConntrackTableJob {
+            path,
+            file,
+            udp_services,
+            live_pod_by_ip,
+            dns_vips,
+        })
+    }
+
+    fn merge_conntrack_table(&mut self, r: ConntrackTableResult) {
         let ct = &mut self.facts.conntrack;
-        let mut dests: HashMap<String, u64> = HashMap::new();
-        let mut key = String::with_capacity(64);
+        let t = r.facts;
+        ct.entries = t.entries;
+        ct.by_protocol = t.by_protocol;
+        ct.by_state = t.by_state;
+        ct.unreplied = t.unreplied;
+        ct.top_destinations = t.top_destinations;
+        ct.stale_udp = t.stale_udp;
+        ct.stale_udp_count = t.stale_udp_count;
+        ct.not_dnated = t.not_dnated;
+        ct.not_dnated_count = t.not_dnated_count;
+        ct.dns_via_vip = t.dns_via_vip;
+        self.facts.collection.notes.extend(r.notes);
+    }
+
+    fn kernel_log(&mut self) {
+        let Some(text) = self.read_small(layout::node::KERNEL_LOG) else {
+            return;
+        };
+        let log = parse::kernel_log::parse_kernel_log(&text);
+        let k = &mut self.facts.kernel_log;
+        k.collected = true;
+        k.lines = text.lines().count() as u64;
+        for r in &log.records {
+            use parse::kernel_log::KernelEventKind as K;
+            let m = match r.kind {
+                K::ConntrackTableFull => &mut k.conntrack_table_full,
+                K::NeighbourTableOverflow => &mut k.neighbour_table_overflow,
+                K::IpvsNoDestination => &mut k.ipvs_no_destination,
+                K::MartianSource => &mut k.martian_source,
+                _ => continue,
+            };
+            m.count += 1;
+            let src = Source::line(layout::node::KERNEL_LOG, r.line as u64);
+            match m.sources.len() {
+                0 | 1 => m.sources.push(src),
+                _ => m.sources[1] = src,
+            }
+        }
+    }
+}
+
+/// The conntrack table pass: streamed, aggregated on the fly, nothing per entry kept.
+struct ConntrackTableJob {
+    path: &'static str,
+    file: std::fs::File,
+    udp_services: HashMap<(IpAddr, u16), (String, HashSet<IpAddr>)>,
+    live_pod_by_ip: HashMap<String, String>,
+    dns_vips: HashSet<IpAddr>,
+}
+
+/// What the table pass found: the table-derived fields of [`ConntrackFacts`], and notes.
+struct ConntrackTableResult {
+    facts: ConntrackFacts,
+    notes: Vec<String>,
+}
+
+impl ConntrackTableJob {
+    fn run(self) -> ConntrackTableResult {
+        let ConntrackTableJob {
+            path,
+            file,
+            udp_services,
+            live_pod_by_ip,
+            dns_vips,
+        } = self;
+        let mut ct = ConntrackFacts::default();
+        let mut notes = Vec::new();
+        let mut dests: HashMap<(parse::conntrack::Protocol, IpAddr, u16), u64> = HashMap::new();
         let mut unparsed = 0u64;
         let result =
             parse::conntrack::for_each_entry(BufReader::with_capacity(1 << 16, file), |item| {
@@ -1432,23 +1523,19 @@ impl<'a> Builder<'a> {
                 }
                 let dst = e.original.dst;
                 let dport = e.original.dport.unwrap_or(0);
-                key.clear();
-                let _ = match dst {
-                    IpAddr::V4(a) => write!(key, "{proto} {a}:{dport}"),
-                    IpAddr::V6(a) => write!(key, "{proto} [{a}]:{dport}"),
-                };
-                if let Some(c) = dests.get_mut(key.as_str()) {
+                let dest = (e.protocol, dst, dport);
+                if let Some(c) = dests.get_mut(&dest) {
                     *c += 1;
                 } else if dests.len() < 100_000 {
-                    dests.insert(key.clone(), 1);
+                    dests.insert(dest, 1);
                 }
-                if proto != "udp" {
+                if e.protocol != parse::conntrack::Protocol::Udp {
                     return;
                 }
                 if dport == 53 && dns_vips.contains(&dst) {
                     ct.dns_via_vip += 1;
                 }
-                let Some((svc, eps)) = index.get(&(dst, dport)) else {
+                let Some((svc, eps)) = udp_services.get(&(dst, dport)) else {
                     return;
                 };
                 let reply_src = e.reply.src;
@@ -1477,50 +1564,30 @@ impl<'a> Builder<'a> {
                 }
             });
         if let Err(e) = result {
-            self.facts
-                .collection
-                .notes
-                .push(format!("analyzer: {path}: {e}"));
+            notes.push(format!("analyzer: {path}: {e}"));
         }
         if unparsed > 0 {
-            self.facts.collection.notes.push(format!(
+            notes.push(format!(
                 "analyzer: {path}: {unparsed} line(s) not understood"
             ));
         }
-        let ct = &mut self.facts.conntrack;
-        let mut top: Vec<(String, u64)> = dests.into_iter().collect();
+        let mut top: Vec<(String, u64)> = dests
+            .into_iter()
+            .map(|((proto, dst, dport), n)| {
+                let key = match dst {
+                    IpAddr::V4(a) => format!("{} {a}:{dport}", proto.as_str()),
+                    IpAddr::V6(a) => format!("{} [{a}]:{dport}", proto.as_str()),
+                };
+                (key, n)
+            })
+            .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ct.top_destinations = top
             .into_iter()
             .take(10)
             .map(|(key, count)| CountedKey { key, count })
             .collect();
-    }
-
-    fn kernel_log(&mut self) {
-        let Some(text) = self.read_small(layout::node::KERNEL_LOG) else {
-            return;
-        };
-        let log = parse::kernel_log::parse_kernel_log(&text);
-        let k = &mut self.facts.kernel_log;
-        k.collected = true;
-        k.lines = text.lines().count() as u64;
-        for r in &log.records {
-            use parse::kernel_log::KernelEventKind as K;
-            let m = match r.kind {
-                K::ConntrackTableFull => &mut k.conntrack_table_full,
-                K::NeighbourTableOverflow => &mut k.neighbour_table_overflow,
-                K::IpvsNoDestination => &mut k.ipvs_no_destination,
-                K::MartianSource => &mut k.martian_source,
-                _ => continue,
-            };
-            m.count += 1;
-            let src = Source::line(layout::node::KERNEL_LOG, r.line as u64);
-            match m.sources.len() {
-                0 | 1 => m.sources.push(src),
-                _ => m.sources[1] = src,
-            }
-        }
+        ConntrackTableResult { facts: ct, notes }
     }
 }
 

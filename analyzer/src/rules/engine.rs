@@ -744,16 +744,42 @@ impl RuleSet {
             "facts prepared for CEL"
         );
         let empty = BTreeMap::new();
-        Ok(self
-            .rules
-            .iter()
-            .map(|r| {
-                let params = self.overrides.get(&r.spec.id).unwrap_or(&empty);
-                let t = std::time::Instant::now();
-                let outcome = r.evaluate(&self.env, facts, &value, params);
-                tracing::debug!(rule = %r.spec.id, ms = t.elapsed().as_millis() as u64, "rule evaluated");
-                (r, outcome)
-            })
+        let eval_one = |r: &Rule| {
+            let params = self.overrides.get(&r.spec.id).unwrap_or(&empty);
+            let t = std::time::Instant::now();
+            let outcome = r.evaluate(&self.env, facts, &value, params);
+            tracing::debug!(rule = %r.spec.id, ms = t.elapsed().as_millis() as u64, "rule evaluated");
+            outcome
+        };
+        // Rules are independent and read the shared facts only: spread them over the
+        // cores, each worker taking the next rule not yet taken.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(self.rules.len())
+            .max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(r) = self.rules.get(i) else { break };
+                done.push((i, eval_one(r)));
+            }
+            done
+        };
+        let mut outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for h in helpers {
+                // A worker only panics if the interpreter does; report, never hide it.
+                all.extend(h.join().map_err(|_| "a rule worker panicked".to_string())?);
+            }
+            Ok::<_, String>(all)
+        })?;
+        outcomes.sort_by_key(|(i, _)| *i);
+        Ok(outcomes
+            .into_iter()
+            .map(|(i, o)| (&self.rules[i], o))
             .collect())
     }
 }
