@@ -408,7 +408,8 @@ impl<R: Read> Read for TrackErrors<R> {
     }
 }
 
-/// Extracts the archive into `root`; returns path -> (size, sha256) of regular files.
+/// Extracts the archive into `root`; returns path -> (size, sha256) of regular files (the
+/// digest is empty unless `options.verify`).
 fn extract<R: Read>(
     input: R,
     root: &Path,
@@ -494,7 +495,8 @@ fn extract<R: Read>(
                     }
                 };
                 let limit = options.max_unpacked_bytes - total;
-                let mut hasher = Sha256::new();
+                // Hashing costs as much as decompressing: only when verifying.
+                let mut hasher = options.verify.then(Sha256::new);
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut size: u64 = 0;
                 loop {
@@ -515,7 +517,9 @@ fn extract<R: Read>(
                             limit: options.max_unpacked_bytes,
                         });
                     }
-                    hasher.update(&buf[..n]);
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&buf[..n]);
+                    }
                     out.write_all(&buf[..n])
                         .map_err(|source| ReadError::Extract {
                             path: dest.clone(),
@@ -532,7 +536,10 @@ fn extract<R: Read>(
                     break;
                 }
                 total += size;
-                files.insert(rel, (size, hex::encode(hasher.finalize())));
+                let digest = hasher
+                    .map(|h| hex::encode(h.finalize()))
+                    .unwrap_or_default();
+                files.insert(rel, (size, digest));
             }
             tar::EntryType::Symlink => {
                 return Err(ReadError::UnsafeEntry {
