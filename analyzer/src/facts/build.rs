@@ -1013,15 +1013,7 @@ impl<'a> Builder<'a> {
             let Some(text) = self.read_small(&path) else {
                 continue;
             };
-            let lines = text
-                .lines()
-                .enumerate()
-                .map(|(i, l)| (i as u64 + 1, l.to_string()));
-            let mut scan = netfilter::scan_iptables(&path, &backend, &family, lines, &pod_cidrs);
-            let model = parse::iptables::kube_proxy::kube_proxy_model(
-                &parse::iptables::parse_iptables_save(&text),
-            );
-            netfilter::apply_iptables_model(&mut scan, &path, &model);
+            let scan = netfilter::scan_iptables(&path, &backend, &family, &text, &pod_cidrs);
             scans.push(scan);
         }
         let facts = &mut self.facts.iptables;
@@ -1386,7 +1378,8 @@ impl<'a> Builder<'a> {
             None => return None,
         };
         // UDP Service ports by (VIP, port) -> (service, ready/serving endpoint IPs).
-        let mut udp_services: HashMap<(IpAddr, u16), (String, HashSet<IpAddr>)> = HashMap::new();
+        let mut udp_services: FastMap<(IpAddr, u16), (String, FastSet<IpAddr>)> =
+            FastMap::default();
         for s in &self.facts.services {
             for p in &s.ports {
                 let (Ok(vip), Ok(port)) = (p.vip.parse::<IpAddr>(), u16::try_from(p.port)) else {
@@ -1468,13 +1461,18 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Hash maps for the per-entry lookups of the conntrack pass (a million entries): foldhash
+/// is several times faster than SipHash and still randomly seeded per map.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+type FastSet<T> = foldhash::HashSet<T>;
+
 /// The conntrack table pass: streamed, aggregated on the fly, nothing per entry kept.
 struct ConntrackTableJob {
     path: &'static str,
     file: std::fs::File,
-    udp_services: HashMap<(IpAddr, u16), (String, HashSet<IpAddr>)>,
+    udp_services: FastMap<(IpAddr, u16), (String, FastSet<IpAddr>)>,
     live_pod_by_ip: HashMap<String, String>,
-    dns_vips: HashSet<IpAddr>,
+    dns_vips: FastSet<IpAddr>,
 }
 
 /// What the table pass found: the table-derived fields of [`ConntrackFacts`], and notes.
@@ -1494,7 +1492,7 @@ impl ConntrackTableJob {
         } = self;
         let mut ct = ConntrackFacts::default();
         let mut notes = Vec::new();
-        let mut dests: HashMap<(parse::conntrack::Protocol, IpAddr, u16), u64> = HashMap::new();
+        let mut dests: FastMap<(parse::conntrack::Protocol, IpAddr, u16), u64> = FastMap::default();
         let mut unparsed = 0u64;
         let result =
             parse::conntrack::for_each_entry(BufReader::with_capacity(1 << 16, file), |item| {

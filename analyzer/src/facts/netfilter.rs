@@ -9,19 +9,23 @@
 //! parsing lives in `crate::parse`; these scans stay narrow on purpose so a
 //! 100,000-rule save or a 1,000,000-entry table is one pass with bounded memory.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use super::build::{cidr_contains, service_key};
 use super::model::{IptablesBackendFacts, Source};
 
-/// Splits an iptables-save rule into words, keeping double-quoted strings whole (quotes removed).
-pub fn split_words(line: &str) -> Vec<String> {
+/// Splits an iptables-save rule into words, keeping double-quoted strings whole (quotes
+/// removed); words without quotes borrow from the line.
+pub fn split_words(line: &str) -> Vec<Cow<'_, str>> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_quotes = false;
     let mut escaped = false;
     let mut has = false;
-    for c in line.chars() {
+    // Start of the current word when it is still a plain slice of `line`.
+    let mut plain: Option<usize> = None;
+    for (i, c) in line.char_indices() {
         if escaped {
             cur.push(c);
             escaped = false;
@@ -32,18 +36,31 @@ pub fn split_words(line: &str) -> Vec<String> {
             '"' => {
                 in_quotes = !in_quotes;
                 has = true;
-            }
-            c if c.is_whitespace() && !in_quotes => {
-                if has || !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                    has = false;
+                if let Some(start) = plain.take() {
+                    cur.push_str(&line[start..i]);
                 }
             }
-            c => cur.push(c),
+            c if c.is_whitespace() && !in_quotes => {
+                if let Some(start) = plain.take() {
+                    out.push(Cow::Borrowed(&line[start..i]));
+                } else if has || !cur.is_empty() {
+                    out.push(Cow::Owned(std::mem::take(&mut cur)));
+                }
+                has = false;
+            }
+            c => {
+                if has || !cur.is_empty() {
+                    cur.push(c);
+                } else if plain.is_none() {
+                    plain = Some(i);
+                }
+            }
         }
     }
-    if has || !cur.is_empty() {
-        out.push(cur);
+    if let Some(start) = plain {
+        out.push(Cow::Borrowed(&line[start..]));
+    } else if has || !cur.is_empty() {
+        out.push(Cow::Owned(cur));
     }
     out
 }
@@ -77,30 +94,27 @@ impl IptablesScan {
 }
 
 #[derive(Default)]
-struct RuleArgs {
-    chain: String,
-    dst: Option<String>,
-    src: Option<String>,
-    proto: Option<String>,
-    dport: Option<String>,
-    jump: Option<String>,
-    comment: Option<String>,
-    to_destination: Option<String>,
+struct RuleArgs<'a> {
+    chain: &'a str,
+    dst: Option<&'a str>,
+    src: Option<&'a str>,
+    jump: Option<&'a str>,
+    comment: Option<&'a str>,
     has_mark_0x4000: bool,
-    in_if: Option<String>,
-    out_if: Option<String>,
+    in_if: Option<&'a str>,
+    out_if: Option<&'a str>,
 }
 
-fn rule_args(words: &[String]) -> RuleArgs {
+fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
     let mut a = RuleArgs::default();
     let mut i = 0;
     let mut negate = false;
     while i < words.len() {
-        let w = words[i].as_str();
-        let next = words.get(i + 1).cloned();
-        let take = |slot: &mut Option<String>| {
+        let w = words[i].as_ref();
+        let next = words.get(i + 1).map(AsRef::as_ref);
+        let take = |slot: &mut Option<&'a str>| {
             if !negate {
-                *slot = next.clone();
+                *slot = next;
             }
         };
         match w {
@@ -109,18 +123,15 @@ fn rule_args(words: &[String]) -> RuleArgs {
                 i += 1;
                 continue;
             }
-            "-A" => a.chain = next.clone().unwrap_or_default(),
+            "-A" => a.chain = next.unwrap_or_default(),
             "-d" | "--destination" => take(&mut a.dst),
             "-s" | "--source" => take(&mut a.src),
-            "-p" | "--protocol" => take(&mut a.proto),
-            "--dport" | "--destination-port" => take(&mut a.dport),
-            "-j" | "--jump" | "-g" | "--goto" => a.jump = next.clone(),
-            "--comment" => a.comment = next.clone(),
-            "--to-destination" => a.to_destination = next.clone(),
+            "-j" | "--jump" | "-g" | "--goto" => a.jump = next,
+            "--comment" => a.comment = next,
             "-i" | "--in-interface" => take(&mut a.in_if),
             "-o" | "--out-interface" => take(&mut a.out_if),
             "--mark" => {
-                if !negate && next.as_deref().is_some_and(|m| m.starts_with("0x4000")) {
+                if !negate && next.is_some_and(|m| m.starts_with("0x4000")) {
                     a.has_mark_0x4000 = true;
                 }
             }
@@ -136,18 +147,13 @@ fn rule_args(words: &[String]) -> RuleArgs {
     a
 }
 
-fn host_of(cidr: &str) -> &str {
-    cidr.strip_suffix("/32")
-        .or_else(|| cidr.strip_suffix("/128"))
-        .unwrap_or(cidr)
-}
-
-/// Scans one `iptables-save` output.
+/// Scans one `iptables-save` output: per-backend summaries in one narrow pass, then the
+/// Service join from the iptables parser's kube-proxy model.
 pub fn scan_iptables(
     path: &str,
     backend: &str,
     family: &str,
-    lines: impl Iterator<Item = (u64, String)>,
+    text: &str,
     pod_cidrs: &[String],
 ) -> IptablesScan {
     let mut s = IptablesScan::default();
@@ -155,8 +161,8 @@ pub fn scan_iptables(
     f.backend = backend.to_string();
     f.family = family.to_string();
     f.path = path.to_string();
-    let mut table = String::new();
-    let mut dup: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut table = "";
+    let mut dup: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
     let (mut kube_forward_accept, mut forward_to_kube_forward) = (false, false);
     let in_pod_range = |c: &str| {
         let addr = c.split('/').next().unwrap_or(c);
@@ -164,9 +170,11 @@ pub fn scan_iptables(
             .iter()
             .any(|p| cidr_contains(p, addr) || cidr_contains(c, p.split('/').next().unwrap_or(p)))
     };
-    for (n, line) in lines {
+    for (i, line) in text.lines().enumerate() {
+        let n = i as u64 + 1;
+        let line = line.trim_end_matches('\r');
         if let Some(t) = line.strip_prefix('*') {
-            table = t.trim().to_string();
+            table = t.trim();
             continue;
         }
         if line.starts_with("# Table `") && line.contains("incompatible") {
@@ -209,69 +217,39 @@ pub fn scan_iptables(
             continue;
         }
         f.rule_count += 1;
-        *f.rules_per_table.entry(table.clone()).or_default() += 1;
+        match f.rules_per_table.get_mut(table) {
+            Some(c) => *c += 1,
+            None => {
+                f.rules_per_table.insert(table.to_string(), 1);
+            }
+        }
         // Counters (`[pkts:bytes]` prefix with -c) differ between identical rules; strip them.
         let body = match line.find("-A ") {
             Some(i) => &line[i..],
-            None => &line,
+            None => line,
         };
-        let e = dup.entry(format!("{table} {body}")).or_insert((0, n));
-        e.0 += 1;
+        dup.entry((table, body)).or_insert((0, n)).0 += 1;
+        // The summaries below only look at a few chains: skip the word split for the
+        // bulk of a kube-proxy save (its Service and endpoint chains).
+        let chain = body[3..]
+            .split_ascii_whitespace()
+            .next()
+            .unwrap_or_default();
+        let wanted = table == "filter"
+            || chain == "KUBE-FIREWALL"
+            || (table == "nat" && (chain == "PREROUTING" || chain == "OUTPUT"));
+        if !wanted {
+            continue;
+        }
         let words = split_words(body);
         let a = rule_args(&words);
-        let jump = a.jump.as_deref().unwrap_or_default();
-        let comment = a.comment.as_deref().unwrap_or_default();
-        let key = match (&a.dst, &a.dport, &a.proto) {
-            (Some(d), Some(dp), Some(p)) => Some(service_key(host_of(d), dp, p)),
-            _ => None,
-        };
+        let jump = a.jump.unwrap_or_default();
+        let comment = a.comment.unwrap_or_default();
         if table == "nat"
             && (a.chain == "PREROUTING" || a.chain == "OUTPUT")
             && jump == "KUBE-SERVICES"
         {
             f.kube_services_hooked = true;
-        }
-        if table == "nat"
-            && a.chain == "KUBE-SERVICES"
-            && (jump.starts_with("KUBE-SVC-") || jump.starts_with("KUBE-SVL-"))
-            && let Some(k) = &key
-        {
-            s.service_rules
-                .insert(k.clone(), (jump.to_string(), Source::line(path, n)));
-        }
-        if (a.chain.starts_with("KUBE-SVC-") || a.chain.starts_with("KUBE-SVL-"))
-            && jump.starts_with("KUBE-SEP-")
-        {
-            s.jumps
-                .entry(a.chain.clone())
-                .or_default()
-                .push(jump.to_string());
-        }
-        if jump == "DNAT"
-            && a.chain.starts_with("KUBE-")
-            && let Some(t) = &a.to_destination
-        {
-            s.dnat
-                .entry(a.chain.clone())
-                .or_default()
-                .push((t.clone(), Source::line(path, n)));
-        }
-        if jump == "REJECT"
-            && comment.contains("has no endpoints")
-            && let Some(k) = &key
-        {
-            s.reject_rules.insert(k.clone(), Source::line(path, n));
-        }
-        if comment.contains("has no local endpoints") {
-            let svc = comment
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .split(':')
-                .next()
-                .unwrap_or_default();
-            s.no_local_drop
-                .insert(svc.to_string(), Source::line(path, n));
         }
         if a.chain == "KUBE-FIREWALL"
             && comment.contains("block incoming localnet connections")
@@ -297,12 +275,10 @@ pub fn scan_iptables(
             .iter()
             .any(|p| jump.starts_with(p));
             let pod_accept = jump == "ACCEPT"
-                && (a.src.as_deref().is_some_and(in_pod_range)
-                    || a.dst.as_deref().is_some_and(in_pod_range));
+                && (a.src.is_some_and(in_pod_range) || a.dst.is_some_and(in_pod_range));
             let bridge_accept = jump == "ACCEPT"
-                && [&a.in_if, &a.out_if].iter().any(|i| {
-                    i.as_deref()
-                        .is_some_and(|i| i == "cni0" || i == "cbr0" || i.starts_with("cali"))
+                && [a.in_if, a.out_if].iter().any(|i| {
+                    i.is_some_and(|i| i == "cni0" || i == "cbr0" || i.starts_with("cali"))
                 });
             if a.chain == "FORWARD" && (cni_chain || pod_accept || bridge_accept) {
                 f.forward_accepts_pods = true;
@@ -312,15 +288,18 @@ pub fn scan_iptables(
     if kube_forward_accept && forward_to_kube_forward {
         f.forward_accepts_pods = true;
     }
-    if let Some((line, (count, first))) = dup
-        .iter()
-        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
-        .map(|(l, v)| (l.clone(), *v))
+    if let Some((count, first)) = dup
+        .values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .copied()
     {
-        let _ = line;
         f.max_duplicate_rule = count;
         f.duplicate_source = Some(Source::line(path, first));
     }
+    let model = crate::parse::iptables::kube_proxy::kube_proxy_model(
+        &crate::parse::iptables::parse_iptables_save(text),
+    );
+    apply_iptables_model(&mut s, path, &model);
     s
 }
 
@@ -548,12 +527,6 @@ fn chain_identity<'a>(chain: &'a str, prefix: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    fn numbered(text: &str) -> impl Iterator<Item = (u64, String)> + '_ {
-        text.lines()
-            .enumerate()
-            .map(|(i, l)| (i as u64 + 1, l.to_string()))
-    }
-
     #[test]
     fn words_keep_quoted_comments() {
         let w = split_words(r#"-A X -m comment --comment "a b: c" -j Y"#);
@@ -579,7 +552,7 @@ COMMIT
 -A KUBE-SERVICES -d 10.96.112.40/32 -p tcp -m comment --comment "shop/cart:http has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
 COMMIT
 "#;
-        let s = scan_iptables("ipt", "nft", "4", numbered(save), &["10.244.0.0/16".into()]);
+        let s = scan_iptables("ipt", "nft", "4", save, &["10.244.0.0/16".into()]);
         let (chain, src) = &s.service_rules["10.96.0.10:53/udp"];
         assert_eq!(chain, "KUBE-SVC-TCOU7JCQXEZGVUNU");
         assert_eq!(src.line, Some(7));

@@ -603,6 +603,13 @@ fn parse_ip(v: &str, what: &'static str) -> Result<IpAddr, &'static str> {
     Ok(IpAddr::V4(std::net::Ipv4Addr::from(octets)))
 }
 
+/// `key=value` split on the first `=` (a byte search: tokens are short, and this runs
+/// a dozen times per entry).
+fn split_eq(tok: &str) -> Option<(&str, &str)> {
+    let i = tok.bytes().position(|b| b == b'=')?;
+    Some((&tok[..i], &tok[i + 1..]))
+}
+
 fn parse_key(v: &str) -> Result<u32, &'static str> {
     let r = match v.strip_prefix("0x") {
         Some(hex) => u32::from_str_radix(hex, 16),
@@ -641,7 +648,7 @@ fn parse_entry(line_no: usize, line: &str) -> Result<ConntrackEntry, &'static st
     }
     let mut state = None;
     if let Some(t) = toks.peek()
-        && !t.contains('=')
+        && !t.as_bytes().contains(&b'=')
         && !t.starts_with('[')
     {
         state = Some(ConntrackState::from_name(t));
@@ -676,9 +683,7 @@ fn parse_entry(line_no: usize, line: &str) -> Result<ConntrackEntry, &'static st
             }
             continue;
         }
-        let (key, val) = tok
-            .split_once('=')
-            .ok_or("token is neither key=value nor [FLAG]")?;
+        let (key, val) = split_eq(tok).ok_or("token is neither key=value nor [FLAG]")?;
         if key == "src" {
             let addr = parse_ip(val, "bad src address")?;
             if original.is_none() {
