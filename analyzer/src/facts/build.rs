@@ -29,6 +29,9 @@ use crate::parse;
 /// Most entries kept in each derived conntrack list.
 pub const CONNTRACK_LIST_CAP: usize = 100;
 
+/// Most distinct destinations counted for `top_destinations` (a memory bound).
+const CONNTRACK_DEST_CAP: usize = 100_000;
+
 /// Builds the fact document of a bundle.
 pub fn from_bundle(bundle: &Bundle) -> Facts {
     Builder::new(bundle).build()
@@ -220,10 +223,11 @@ impl<'a> Builder<'a> {
         self.dns();
         self.conntrack_stats();
         let table_job = self.conntrack_table_job();
-        // The conntrack table (the bundle's largest artifact) is streamed on its own
-        // thread while this one scans the netfilter dumps and joins the dataplanes.
+        // The conntrack table (the bundle's largest artifact) is read in chunks by a
+        // worker thread while this one scans the netfilter dumps and joins the
+        // dataplanes, then this thread takes chunks too.
         std::thread::scope(|scope| {
-            let table = table_job.map(|job| scope.spawn(move || job.run()));
+            let worker = table_job.as_ref().map(|job| scope.spawn(|| job.work()));
             let ipt = self.iptables();
             let ipvs = self.ipvs(&snapshots);
             let nft = self.nft();
@@ -231,9 +235,13 @@ impl<'a> Builder<'a> {
             self.join_dataplanes(&ipt, &ipvs, &nft);
             self.proxy_mode(&pods);
             lap("joins");
-            if let Some(handle) = table {
-                match handle.join() {
-                    Ok(result) => self.merge_conntrack_table(result),
+            if let (Some(job), Some(worker)) = (&table_job, worker) {
+                let mine = job.work();
+                match worker.join() {
+                    Ok(theirs) => {
+                        let result = job.finish(vec![theirs, mine]);
+                        self.merge_conntrack_table(result);
+                    }
                     Err(_) => self.note("conntrack table pass failed unexpectedly".into()),
                 }
             }
@@ -1411,7 +1419,7 @@ impl<'a> Builder<'a> {
             .collect();
         Some(ConntrackTableJob {
             path,
-            file,
+            chunks: std::sync::Mutex::new(ChunkReader::new(file)),
             udp_services,
             live_pod_by_ip,
             dns_vips,
@@ -1466,10 +1474,11 @@ impl<'a> Builder<'a> {
 type FastMap<K, V> = foldhash::HashMap<K, V>;
 type FastSet<T> = foldhash::HashSet<T>;
 
-/// The conntrack table pass: streamed, aggregated on the fly, nothing per entry kept.
+/// The conntrack table pass: read in line-aligned chunks that any number of workers
+/// take in turn, aggregated on the fly; nothing per entry is kept.
 struct ConntrackTableJob {
     path: &'static str,
-    file: std::fs::File,
+    chunks: std::sync::Mutex<ChunkReader>,
     udp_services: FastMap<(IpAddr, u16), (String, FastSet<IpAddr>)>,
     live_pod_by_ip: HashMap<String, String>,
     dns_vips: FastSet<IpAddr>,
@@ -1481,88 +1490,212 @@ struct ConntrackTableResult {
     notes: Vec<String>,
 }
 
+/// One worker's share of the table pass.
+#[derive(Default)]
+struct ConntrackPartial {
+    facts: ConntrackFacts,
+    dests: FastMap<(parse::conntrack::Protocol, IpAddr, u16), u64>,
+    unparsed: u64,
+    error: Option<String>,
+}
+
+/// Bytes per chunk: large enough that handing chunks out costs nothing, small enough
+/// that two workers finish together and memory stays flat.
+const CONNTRACK_CHUNK: usize = 2 << 20;
+
+/// Hands out the table in chunks that end at a line end, with the number of their
+/// first line (workers number entries by it, so evidence lines stay exact).
+struct ChunkReader {
+    input: BufReader<std::fs::File>,
+    next_line: u64,
+    done: bool,
+}
+
+impl ChunkReader {
+    fn new(file: std::fs::File) -> ChunkReader {
+        ChunkReader {
+            input: BufReader::with_capacity(1 << 16, file),
+            next_line: 1,
+            done: false,
+        }
+    }
+
+    fn next_chunk(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+        use std::io::Read;
+        buf.clear();
+        if self.done {
+            return Ok(None);
+        }
+        let n = (&mut self.input)
+            .take(CONNTRACK_CHUNK as u64)
+            .read_to_end(buf)?;
+        if n == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        // Finish the last line; and keep a line cut by conntrack's summary (see the
+        // parser's splicing) together with its continuation.
+        loop {
+            if buf.last() != Some(&b'\n') && self.input.read_until(b'\n', buf)? == 0 {
+                self.done = true;
+                break;
+            }
+            let last_start = buf[..buf.len() - 1]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            if !buf[last_start..].windows(11).any(|w| w == b"conntrack v")
+                || self.input.read_until(b'\n', buf)? == 0
+            {
+                break;
+            }
+        }
+        let first = self.next_line;
+        self.next_line += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        Ok(Some(first))
+    }
+}
+
 impl ConntrackTableJob {
-    fn run(self) -> ConntrackTableResult {
-        let ConntrackTableJob {
-            path,
-            file,
-            udp_services,
-            live_pod_by_ip,
-            dns_vips,
-        } = self;
-        let mut ct = ConntrackFacts::default();
-        let mut notes = Vec::new();
-        let mut dests: FastMap<(parse::conntrack::Protocol, IpAddr, u16), u64> = FastMap::default();
-        let mut unparsed = 0u64;
-        let result =
-            parse::conntrack::for_each_entry(BufReader::with_capacity(1 << 16, file), |item| {
-                let Ok(e) = item else {
-                    unparsed += 1;
-                    return;
-                };
-                ct.entries += 1;
-                let proto = e.protocol.as_str();
-                match ct.by_protocol.get_mut(proto) {
+    /// Takes chunks until none is left; returns this worker's share.
+    fn work(&self) -> ConntrackPartial {
+        let mut part = ConntrackPartial::default();
+        let mut buf = Vec::with_capacity(CONNTRACK_CHUNK + 4096);
+        loop {
+            let first = match self.chunks.lock() {
+                Ok(mut r) => r.next_chunk(&mut buf),
+                // Another worker panicked holding the reader: stop, it is reported.
+                Err(_) => return part,
+            };
+            match first {
+                Ok(Some(first)) => self.chunk(&buf, first - 1, &mut part),
+                Ok(None) => return part,
+                Err(e) => {
+                    part.error = Some(e.to_string());
+                    return part;
+                }
+            }
+        }
+    }
+
+    fn chunk(&self, text: &[u8], line_offset: u64, part: &mut ConntrackPartial) {
+        let ConntrackPartial {
+            facts: ct,
+            dests,
+            unparsed,
+            ..
+        } = part;
+        let path = self.path;
+        let result = parse::conntrack::for_each_entry(text, |item| {
+            let Ok(e) = item else {
+                *unparsed += 1;
+                return;
+            };
+            ct.entries += 1;
+            let proto = e.protocol.as_str();
+            match ct.by_protocol.get_mut(proto) {
+                Some(c) => *c += 1,
+                None => {
+                    ct.by_protocol.insert(proto.to_string(), 1);
+                }
+            }
+            if let Some(st) = &e.state {
+                match ct.by_state.get_mut(st.as_str()) {
                     Some(c) => *c += 1,
                     None => {
-                        ct.by_protocol.insert(proto.to_string(), 1);
+                        ct.by_state.insert(st.as_str().to_string(), 1);
                     }
                 }
-                if let Some(st) = &e.state {
-                    match ct.by_state.get_mut(st.as_str()) {
-                        Some(c) => *c += 1,
-                        None => {
-                            ct.by_state.insert(st.as_str().to_string(), 1);
-                        }
+            }
+            if e.flags.unreplied {
+                ct.unreplied += 1;
+            }
+            let dst = e.original.dst;
+            let dport = e.original.dport.unwrap_or(0);
+            let dest = (e.protocol, dst, dport);
+            if let Some(c) = dests.get_mut(&dest) {
+                *c += 1;
+            } else if dests.len() < CONNTRACK_DEST_CAP {
+                dests.insert(dest, 1);
+            }
+            if e.protocol != parse::conntrack::Protocol::Udp {
+                return;
+            }
+            if dport == 53 && self.dns_vips.contains(&dst) {
+                ct.dns_via_vip += 1;
+            }
+            let Some((svc, eps)) = self.udp_services.get(&(dst, dport)) else {
+                return;
+            };
+            let reply_src = e.reply.src;
+            let entry = || StaleConntrackEntry {
+                protocol: "udp".into(),
+                src: e.original.src.to_string(),
+                dst: ip_port(&dst.to_string(), dport),
+                reply_src: reply_src.to_string(),
+                service: svc.clone(),
+                reply_src_pod: self.live_pod_by_ip.get(&reply_src.to_string()).cloned(),
+                unreplied: e.flags.unreplied,
+                source: Some(Source::line(path, e.line as u64 + line_offset)),
+            };
+            if reply_src == dst {
+                if !eps.is_empty() {
+                    ct.not_dnated_count += 1;
+                    if ct.not_dnated.len() < CONNTRACK_LIST_CAP {
+                        ct.not_dnated.push(entry());
                     }
                 }
-                if e.flags.unreplied {
-                    ct.unreplied += 1;
+            } else if !eps.contains(&reply_src) {
+                ct.stale_udp_count += 1;
+                if ct.stale_udp.len() < CONNTRACK_LIST_CAP {
+                    ct.stale_udp.push(entry());
                 }
-                let dst = e.original.dst;
-                let dport = e.original.dport.unwrap_or(0);
-                let dest = (e.protocol, dst, dport);
-                if let Some(c) = dests.get_mut(&dest) {
-                    *c += 1;
-                } else if dests.len() < 100_000 {
-                    dests.insert(dest, 1);
-                }
-                if e.protocol != parse::conntrack::Protocol::Udp {
-                    return;
-                }
-                if dport == 53 && dns_vips.contains(&dst) {
-                    ct.dns_via_vip += 1;
-                }
-                let Some((svc, eps)) = udp_services.get(&(dst, dport)) else {
-                    return;
-                };
-                let reply_src = e.reply.src;
-                let entry = || StaleConntrackEntry {
-                    protocol: "udp".into(),
-                    src: e.original.src.to_string(),
-                    dst: ip_port(&dst.to_string(), dport),
-                    reply_src: reply_src.to_string(),
-                    service: svc.clone(),
-                    reply_src_pod: live_pod_by_ip.get(&reply_src.to_string()).cloned(),
-                    unreplied: e.flags.unreplied,
-                    source: Some(Source::line(path, e.line as u64)),
-                };
-                if reply_src == dst {
-                    if !eps.is_empty() {
-                        ct.not_dnated_count += 1;
-                        if ct.not_dnated.len() < CONNTRACK_LIST_CAP {
-                            ct.not_dnated.push(entry());
-                        }
-                    }
-                } else if !eps.contains(&reply_src) {
-                    ct.stale_udp_count += 1;
-                    if ct.stale_udp.len() < CONNTRACK_LIST_CAP {
-                        ct.stale_udp.push(entry());
-                    }
-                }
-            });
+            }
+        });
         if let Err(e) = result {
-            notes.push(format!("analyzer: {path}: {e}"));
+            part.error.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// Adds the workers' shares up. Each worker took its chunks in file order and kept
+    /// its first entries, so sorting the kept entries by line and cutting at the cap
+    /// gives the table's first entries, as one sequential pass would.
+    fn finish(&self, parts: Vec<ConntrackPartial>) -> ConntrackTableResult {
+        let path = self.path;
+        let mut ct = ConntrackFacts::default();
+        let mut dests: FastMap<(parse::conntrack::Protocol, IpAddr, u16), u64> = FastMap::default();
+        let mut unparsed = 0;
+        let mut notes = Vec::new();
+        for p in parts {
+            let f = p.facts;
+            ct.entries += f.entries;
+            ct.unreplied += f.unreplied;
+            ct.dns_via_vip += f.dns_via_vip;
+            ct.stale_udp_count += f.stale_udp_count;
+            ct.not_dnated_count += f.not_dnated_count;
+            ct.stale_udp.extend(f.stale_udp);
+            ct.not_dnated.extend(f.not_dnated);
+            for (k, v) in f.by_protocol {
+                *ct.by_protocol.entry(k).or_default() += v;
+            }
+            for (k, v) in f.by_state {
+                *ct.by_state.entry(k).or_default() += v;
+            }
+            for (k, v) in p.dests {
+                if let Some(c) = dests.get_mut(&k) {
+                    *c += v;
+                } else if dests.len() < CONNTRACK_DEST_CAP {
+                    dests.insert(k, v);
+                }
+            }
+            unparsed += p.unparsed;
+            if let Some(e) = p.error {
+                notes.push(format!("analyzer: {path}: {e}"));
+            }
+        }
+        for list in [&mut ct.stale_udp, &mut ct.not_dnated] {
+            list.sort_by_key(|e| e.source.as_ref().and_then(|s| s.line));
+            list.truncate(CONNTRACK_LIST_CAP);
         }
         if unparsed > 0 {
             notes.push(format!(
@@ -1606,6 +1739,131 @@ fn strip_prefix_len(a: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table of `n` entries, 3 MB+ so it spans several chunks: TCP entries, plus UDP
+    /// entries to the Service 10.96.0.10:53 every 997th line whose reply comes from a pod
+    /// that is no endpoint (stale), and conntrack's summary cut into the line `cut_at`.
+    fn table(n: usize, cut_at: usize) -> (String, Vec<u64>) {
+        let mut text = String::new();
+        let mut stale_lines = Vec::new();
+        let mut line = 0u64;
+        for i in 0..n {
+            line += 1;
+            let e = if i % 97 == 0 {
+                stale_lines.push(line);
+                format!(
+                    "udp      17 29 src=10.244.1.{} dst=10.96.0.10 sport={} dport=53 src=10.244.9.9 dst=10.244.1.{} sport=53 dport={} mark=0 use=1",
+                    i % 200,
+                    1024 + i % 60000,
+                    i % 200,
+                    1024 + i % 60000
+                )
+            } else {
+                format!(
+                    "tcp      6 431999 ESTABLISHED src=10.244.1.{} dst=10.96.{}.{} sport={} dport=443 src=10.244.2.3 dst=10.244.1.{} sport=8443 dport={} [ASSURED] mark=0 use=1",
+                    i % 200,
+                    i % 7,
+                    i % 250,
+                    1024 + i % 60000,
+                    i % 200,
+                    1024 + i % 60000
+                )
+            };
+            if i == cut_at {
+                // The summary lands inside the entry; its tail goes to the next line.
+                let (head, tail) = e.split_at(e.len() - 20);
+                text.push_str(head);
+                text.push_str(
+                    "conntrack v1.4.7 (conntrack-tools): 5 flow entries have been shown.\n",
+                );
+                text.push_str(tail);
+                text.push('\n');
+                line += 1;
+            } else {
+                text.push_str(&e);
+                text.push('\n');
+            }
+        }
+        (text, stale_lines)
+    }
+
+    fn job(text: &str) -> (tempfile::NamedTempFile, ConntrackTableJob) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        let file = std::fs::File::open(f.path()).unwrap();
+        let eps: FastSet<IpAddr> = ["10.244.2.3".parse().unwrap()].into_iter().collect();
+        let mut udp_services = FastMap::default();
+        udp_services.insert(
+            ("10.96.0.10".parse().unwrap(), 53),
+            ("kube-system/kube-dns".to_string(), eps),
+        );
+        let job = ConntrackTableJob {
+            path: layout::conntrack::TABLE,
+            chunks: std::sync::Mutex::new(ChunkReader::new(file)),
+            udp_services,
+            live_pod_by_ip: HashMap::new(),
+            dns_vips: FastSet::default(),
+        };
+        (f, job)
+    }
+
+    #[test]
+    fn chunked_conntrack_pass_matches_one_sequential_pass() {
+        // Cut the summary into the entry that straddles the first chunk boundary.
+        let probe = table(40_000, usize::MAX).0;
+        let boundary_line = probe.as_bytes()[..CONNTRACK_CHUNK]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        let (text, stale_lines) = table(40_000, boundary_line);
+        assert!(
+            text.len() > 3 * CONNTRACK_CHUNK / 2,
+            "the table must span chunks"
+        );
+
+        // One worker takes every chunk.
+        let (_f1, one) = job(&text);
+        let sequential = one.finish(vec![one.work()]);
+        // Two workers take chunks alternately, as the threads may.
+        let (_f2, two) = job(&text);
+        let (mut a, mut b) = (ConntrackPartial::default(), ConntrackPartial::default());
+        let mut buf = Vec::new();
+        let mut turn = 0;
+        let mut chunks = 0;
+        while let Some(first) = two.chunks.lock().unwrap().next_chunk(&mut buf).unwrap() {
+            two.chunk(&buf, first - 1, if turn % 2 == 0 { &mut a } else { &mut b });
+            turn += 1;
+            chunks += 1;
+        }
+        assert!(chunks >= 2, "only {chunks} chunk(s)");
+        let shared = two.finish(vec![b, a]);
+
+        for r in [&sequential, &shared] {
+            let ct = &r.facts;
+            // Every entry parsed, the spliced one included; nothing reported unreadable.
+            assert_eq!(ct.entries, 40_000);
+            assert!(r.notes.is_empty(), "{:?}", r.notes);
+            assert_eq!(ct.by_protocol["udp"], stale_lines.len() as u64);
+            assert_eq!(ct.stale_udp_count, stale_lines.len() as u64);
+            // The kept entries are the table's first ones, with their real line numbers.
+            let kept: Vec<u64> = ct
+                .stale_udp
+                .iter()
+                .map(|e| e.source.as_ref().unwrap().line.unwrap())
+                .collect();
+            let want: Vec<u64> = stale_lines
+                .iter()
+                .copied()
+                .take(CONNTRACK_LIST_CAP)
+                .collect();
+            assert_eq!(kept, want);
+            let line_of = |n: u64| text.lines().nth(n as usize - 1).unwrap();
+            assert!(line_of(kept[7]).starts_with("udp ") && line_of(kept[7]).contains("dport=53"));
+        }
+        assert_eq!(sequential.facts, shared.facts);
+        // Later stale entries than the cap are counted, not kept.
+        assert!(stale_lines.len() > CONNTRACK_LIST_CAP);
+    }
 
     #[test]
     fn cidr_containment() {
