@@ -292,6 +292,8 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         }
         report.findings.extend(findings);
         report.not_evaluated.extend(not_evaluated);
+        // A big node's facts take a while to free: do it beside the report.
+        std::thread::spawn(move || drop(facts));
     }
     finish(&mut report);
     Ok(report)

@@ -776,6 +776,9 @@ impl RuleSet {
             }
             Ok::<_, String>(all)
         })?;
+        // Freeing a large node tree takes a while: do it beside the report instead of
+        // before it.
+        std::thread::spawn(move || drop(value));
         outcomes.sort_by_key(|(i, _)| *i);
         Ok(outcomes
             .into_iter()
