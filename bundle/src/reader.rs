@@ -422,6 +422,8 @@ fn extract<R: Read>(
     });
     let stream_failed = || failed.borrow().clone();
     let mut files: HashMap<String, (u64, String)> = HashMap::new();
+    // Hashing costs as much as decompressing: only when verifying, and beside the writes.
+    let hasher = options.verify.then(BackgroundHasher::start);
     let mut total: u64 = 0;
     let mut count: u64 = 0;
     let entries = archive.entries().map_err(|e| ReadError::Archive {
@@ -495,8 +497,6 @@ fn extract<R: Read>(
                     }
                 };
                 let limit = options.max_unpacked_bytes - total;
-                // Hashing costs as much as decompressing: only when verifying.
-                let mut hasher = options.verify.then(Sha256::new);
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut size: u64 = 0;
                 loop {
@@ -517,7 +517,7 @@ fn extract<R: Read>(
                             limit: options.max_unpacked_bytes,
                         });
                     }
-                    if let Some(h) = hasher.as_mut() {
+                    if let Some(h) = &hasher {
                         h.update(&buf[..n]);
                     }
                     out.write_all(&buf[..n])
@@ -536,10 +536,10 @@ fn extract<R: Read>(
                     break;
                 }
                 total += size;
-                let digest = hasher
-                    .map(|h| hex::encode(h.finalize()))
-                    .unwrap_or_default();
-                files.insert(rel, (size, digest));
+                if let Some(h) = &hasher {
+                    h.finish_file(&rel);
+                }
+                files.insert(rel, (size, String::new()));
             }
             tar::EntryType::Symlink => {
                 return Err(ReadError::UnsafeEntry {
@@ -589,7 +589,62 @@ fn extract<R: Read>(
             }
         }
     }
+    if let Some(h) = hasher {
+        let mut digests = h.finish().ok_or_else(|| ReadError::Archive {
+            detail: "hashing the artifacts failed unexpectedly".into(),
+        })?;
+        for (rel, (_, digest)) in files.iter_mut() {
+            *digest = digests.remove(rel).unwrap_or_default();
+        }
+    }
     Ok(files)
+}
+
+/// Hashes the extracted files on a helper thread, in the order they are written.
+struct BackgroundHasher {
+    tx: std::sync::mpsc::SyncSender<HashMsg>,
+    handle: std::thread::JoinHandle<HashMap<String, String>>,
+}
+
+enum HashMsg {
+    Data(Vec<u8>),
+    EndOfFile(String),
+}
+
+impl BackgroundHasher {
+    fn start() -> BackgroundHasher {
+        // A few MB in flight at most: the writer waits when the hasher falls behind.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(64);
+        let handle = std::thread::spawn(move || {
+            let mut digests = HashMap::new();
+            let mut h = Sha256::new();
+            for msg in rx {
+                match msg {
+                    HashMsg::Data(b) => h.update(&b),
+                    HashMsg::EndOfFile(rel) => {
+                        digests.insert(rel, hex::encode(h.finalize_reset()));
+                    }
+                }
+            }
+            digests
+        });
+        BackgroundHasher { tx, handle }
+    }
+
+    fn update(&self, data: &[u8]) {
+        // A send fails only if the thread is gone; `finish` reports that.
+        let _ = self.tx.send(HashMsg::Data(data.to_vec()));
+    }
+
+    fn finish_file(&self, rel: &str) {
+        let _ = self.tx.send(HashMsg::EndOfFile(rel.to_string()));
+    }
+
+    /// path -> sha256 of every finished file; `None` if the thread failed.
+    fn finish(self) -> Option<HashMap<String, String>> {
+        drop(self.tx);
+        self.handle.join().ok()
+    }
 }
 
 /// Validates an archive path and returns it normalized (`a/b`), "" for the root.

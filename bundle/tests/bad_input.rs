@@ -385,3 +385,51 @@ fn bundle_nested_in_one_directory_opens() {
         "Linux"
     );
 }
+
+/// The sample bundle with one byte of `victim`'s content changed (same size, so the tar
+/// stays well-formed and only the manifest's sha256 can tell).
+fn tampered_bundle(victim: &str) -> Vec<u8> {
+    let tar_bytes = zstd::stream::decode_all(&good_bundle()[..]).expect("decode");
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut out = tar::Builder::new(Vec::new());
+    let mut changed = false;
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+        if entry.path().expect("path").ends_with(victim) && !data.is_empty() {
+            data[0] ^= 0x01;
+            changed = true;
+        }
+        header.set_cksum();
+        out.append(&header, &data[..]).expect("append");
+    }
+    assert!(changed, "{victim} not in the sample bundle");
+    common::zstd(&out.into_inner().expect("tar"))
+}
+
+#[test]
+fn tampered_artifact_fails_verification_and_opens_without_it() {
+    let victim = netsnap_bundle::layout::iptables::SAVE;
+    let b = tampered_bundle(victim);
+    let err = open_bytes(&b, None).expect_err("tampered");
+    assert!(
+        matches!(&err, ReadError::ChecksumMismatch { path, .. } if path == victim),
+        "{err}"
+    );
+    assert!(one_line(&err).contains("--no-verify"), "{err}");
+    // The other artifacts were hashed too, each on its own: only the victim is named.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opened = open_bytes(
+        &b,
+        Some(ReaderOptions {
+            verify: false,
+            ..opts(dir.path())
+        }),
+    )
+    .expect("opens without verification");
+    assert!(opened.read_text(victim).is_some());
+    // And an untouched bundle verifies.
+    open_bytes(&good_bundle(), None).expect("good bundle verifies");
+}
