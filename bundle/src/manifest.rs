@@ -102,7 +102,9 @@ pub struct ResourceUsage {
     /// Peak resident set size of the collector process itself (`RUSAGE_SELF` `ru_maxrss`), KiB.
     pub peak_rss_kib: u64,
     /// Peak RSS of the largest waited-for child (`RUSAGE_CHILDREN` `ru_maxrss`: nft,
-    /// iptables-save, conntrack, ...), KiB; 0 when no child ran.
+    /// iptables-save, conntrack, ...), KiB; 0 when no child ran. Linux counts a child's
+    /// pre-exec image (the collector's own pages), so it is at least the collector's RSS
+    /// when that child was spawned.
     pub children_peak_rss_kib: u64,
     /// User CPU time of the collector process, milliseconds.
     pub user_cpu_ms: u64,
