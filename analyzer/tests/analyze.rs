@@ -466,6 +466,7 @@ fn write_bundle(path: &Path, kind: Kind) {
             outcome: CollectionOutcome::Complete,
             options: json!({}),
             notes: vec![],
+            resource_usage: None,
         },
     )
     .unwrap();
@@ -916,6 +917,7 @@ UDP  10.96.0.10:53 rr
             outcome: CollectionOutcome::Complete,
             options: json!({}),
             notes: vec![],
+            resource_usage: None,
         },
     )
     .unwrap();
@@ -1067,6 +1069,7 @@ fn nftables_node_joins_service_maps_and_fires_nft_rule() {
             outcome: CollectionOutcome::Complete,
             options: json!({}),
             notes: vec![],
+            resource_usage: None,
         },
     )
     .unwrap();

@@ -64,6 +64,7 @@ fn write_bundle(path: &Path) {
             outcome: CollectionOutcome::Complete,
             options: serde_json::json!({}),
             notes: vec![],
+            resource_usage: None,
         },
     )
     .unwrap();

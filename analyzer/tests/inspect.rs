@@ -225,6 +225,7 @@ fn finish(w: BundleWriter) {
             outcome: CollectionOutcome::Complete,
             options: serde_json::json!({}),
             notes: vec![],
+            resource_usage: None,
         },
     )
     .unwrap();

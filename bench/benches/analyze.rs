@@ -167,6 +167,7 @@ fn generate(path: &Path) {
             outcome: CollectionOutcome::Complete,
             options: serde_json::json!({}),
             notes: vec![],
+            resource_usage: None,
         },
     )
     .unwrap();

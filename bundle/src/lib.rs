@@ -17,8 +17,8 @@ pub mod writer;
 
 pub use manifest::{
     ArtifactKind, ArtifactRecord, ArtifactSource, ArtifactStatus, CollectionInfo,
-    CollectionOutcome, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_VERSION, Manifest, NodeInfo, ToolInfo,
-    Truncation, TruncationReason,
+    CollectionOutcome, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_VERSION, Manifest, NodeInfo,
+    ResourceUsage, ToolInfo, Truncation, TruncationReason,
 };
 pub use reader::{Bundle, ReadError, ReaderOptions};
 pub use writer::{ArtifactSink, ArtifactSpec, BundleWriter, Completion, WriteError, WriterOptions};

@@ -12,11 +12,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The format version this crate writes.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 /// Major part of [`FORMAT_VERSION`]: readers refuse bundles with a larger major.
 pub const FORMAT_MAJOR: u32 = 1;
 /// Minor part of [`FORMAT_VERSION`]: additions that old readers may ignore.
-pub const FORMAT_MINOR: u32 = 0;
+pub const FORMAT_MINOR: u32 = 1;
 
 /// The whole manifest, stored as the first tar entry `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -89,6 +89,27 @@ pub struct CollectionInfo {
     /// Run-level notes: missing privileges, deadline hit, and so on.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The collector's own resource usage at the end of the run (format 1.1; absent in
+    /// older bundles and from producers that do not measure it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_usage: Option<ResourceUsage>,
+}
+
+/// Resource usage of the collecting process, from `getrusage(2)` just before the
+/// manifest is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceUsage {
+    /// Peak resident set size of the collector process itself (`RUSAGE_SELF` `ru_maxrss`), KiB.
+    pub peak_rss_kib: u64,
+    /// Peak RSS of the largest waited-for child (`RUSAGE_CHILDREN` `ru_maxrss`: nft,
+    /// iptables-save, conntrack, ...), KiB; 0 when no child ran. Linux counts a child's
+    /// pre-exec image (the collector's own pages), so it is at least the collector's RSS
+    /// when that child was spawned.
+    pub children_peak_rss_kib: u64,
+    /// User CPU time of the collector process, milliseconds.
+    pub user_cpu_ms: u64,
+    /// System CPU time of the collector process, milliseconds.
+    pub system_cpu_ms: u64,
 }
 
 /// How a collection run ended.

@@ -266,3 +266,29 @@ fn concurrent_producers_each_stream_their_artifact() {
         assert!(text.lines().all(|l| l == format!("line from producer {i}")));
     }
 }
+
+#[test]
+fn format_1_0_bundle_without_resource_usage_still_opens() {
+    // A real bundle written by the collector before format 1.1 added `resource_usage`.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/bundles/healthy-flannel.tar.zst"
+    );
+    let b = Bundle::open(std::path::Path::new(path), &ReaderOptions::default()).expect("open");
+    assert_eq!(b.manifest().format_version, "1.0");
+    assert_eq!(b.manifest().collection.resource_usage, None);
+}
+
+#[test]
+fn resource_usage_round_trips_through_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    common::write_sample(&path);
+    let b = Bundle::open(&path, &ReaderOptions::default()).expect("open");
+    assert_eq!(b.manifest().format_version, netsnap_bundle::FORMAT_VERSION);
+    assert_eq!(
+        b.manifest().collection.resource_usage,
+        common::collection().resource_usage
+    );
+    assert!(b.manifest().collection.resource_usage.is_some());
+}

@@ -28,7 +28,8 @@ use futures::stream::FuturesUnordered;
 use netsnap_bundle::native::{NetnsIndex, NetnsSnapshot};
 use netsnap_bundle::{
     ArtifactRecord, ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, CollectionInfo,
-    CollectionOutcome, Manifest, NodeInfo, ToolInfo, WriteError, WriterOptions, layout,
+    CollectionOutcome, Manifest, NodeInfo, ResourceUsage, ToolInfo, WriteError, WriterOptions,
+    layout,
 };
 
 use crate::cancel::{Cancel, StopReason};
@@ -442,6 +443,7 @@ pub async fn collect(
         outcome,
         options: options_json,
         notes,
+        resource_usage: resource_usage(),
     };
     let tool = ToolInfo {
         name: "netsnap-collect".into(),
@@ -458,6 +460,25 @@ pub async fn collect(
         manifest,
         size,
         step_failures,
+    })
+}
+
+/// The collector's own and its children's `getrusage(2)` figures, taken just before the
+/// manifest is written (`None` if the kernel refuses, which it does not on Linux).
+fn resource_usage() -> Option<ResourceUsage> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let me = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
+    let ms = |t: nix::sys::time::TimeVal| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
+            + u64::try_from(t.tv_usec()).unwrap_or(0) / 1000
+    };
+    // Linux reports ru_maxrss in KiB.
+    Some(ResourceUsage {
+        peak_rss_kib: u64::try_from(me.max_rss()).unwrap_or(0),
+        children_peak_rss_kib: u64::try_from(children.max_rss()).unwrap_or(0),
+        user_cpu_ms: ms(me.user_time()),
+        system_cpu_ms: ms(me.system_time()),
     })
 }
 

@@ -178,6 +178,7 @@ fn probe(
                 outcome: CollectionOutcome::Complete,
                 options: serde_json::Value::Null,
                 notes: vec![],
+                resource_usage: None,
             },
         )
         .unwrap();
@@ -359,6 +360,7 @@ fn resolv_conf_is_stored_per_namespace() {
                 outcome: CollectionOutcome::Complete,
                 options: serde_json::Value::Null,
                 notes: vec![],
+                resource_usage: None,
             },
         )
         .unwrap();

@@ -37,6 +37,7 @@ fn finish(writer: BundleWriter) -> (Bundle, Manifest) {
                 outcome: CollectionOutcome::Complete,
                 options: serde_json::Value::Null,
                 notes: vec![],
+                resource_usage: None,
             },
         )
         .unwrap();

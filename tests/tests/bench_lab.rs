@@ -5,7 +5,10 @@
 //! (median of `NETSNAP_BENCH_RUNS`, default 5):
 //! - inside the node: `netsnap-collect` vs the floor (`conntrack -L`,
 //!   `iptables-save`, `nft list ruleset`, `ip -d addr` in every netns, run
-//!   sequentially), and the collector's peak RSS;
+//!   sequentially), and the collector's peak RSS twice: `/usr/bin/time`'s
+//!   figure, which is the max over the collector and its children (nft,
+//!   iptables-save, conntrack), and the collector's own peak from each
+//!   bundle's manifest (`collection.resource_usage.peak_rss_kib`);
 //! - the bundle's size vs its decompressed tar;
 //! - on the host: `netsnap-analyze analyze --format json` vs `zstd -dc`.
 //!
@@ -17,6 +20,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use netsnap_bundle::{Bundle, ReaderOptions};
 use netsnap_lab::{LabNode, LabService, collector_bin, require_lab};
 
 fn env_or(key: &str, default: &str) -> String {
@@ -62,6 +66,25 @@ fn measure(node: Option<&LabNode>, cmd: &str, runs: usize, scratch: &str) -> (f6
     (wall[runs / 2], rss[runs / 2])
 }
 
+/// Median over `bundles` of the collector's own peak RSS (KiB) recorded in each manifest.
+fn median_self_rss(bundles: &[PathBuf]) -> u64 {
+    let mut rss: Vec<u64> = bundles
+        .iter()
+        .map(|p| {
+            let b = Bundle::open(p, &ReaderOptions::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            b.manifest()
+                .collection
+                .resource_usage
+                .unwrap_or_else(|| panic!("{}: no collection.resource_usage", p.display()))
+                .peak_rss_kib
+        })
+        .collect();
+    assert!(!rss.is_empty());
+    rss.sort();
+    rss[rss.len() / 2]
+}
+
 #[test]
 #[ignore = "benchmark driver; run bench/run.sh"]
 fn bench_lab() {
@@ -79,7 +102,7 @@ fn bench_lab() {
     let collector = collector_bin().unwrap();
     let runs: usize = env_or("NETSNAP_BENCH_RUNS", "5").parse().unwrap();
     let mut table = String::from(
-        "| load | services x 3 eps | conntrack | pods | collector s | floor s | ratio | collector RSS MiB | bundle MiB | tar MiB | bundle/tar | analyze s | zstd -dc s | ratio | analyze RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| load | services x 3 eps | conntrack | pods | collector s | floor s | ratio | collector incl. children MiB | collector self RSS MiB | bundle MiB | tar MiB | bundle/tar | analyze s | zstd -dc s | ratio | analyze RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for factor in env_or("NETSNAP_BENCH_SCALES", "0.25 0.5 1").split_whitespace() {
         let f: f64 = factor.parse().unwrap();
@@ -98,12 +121,31 @@ fn bench_lab() {
             .unwrap();
         node.fill_conntrack(ct).unwrap();
         let tmp = node.tmp_dir().to_string_lossy().into_owned();
-        let bundle = format!("{tmp}/bench.tar.zst");
+        // One bundle per run (`$$` is each run's own shell), so every run's manifest is read.
+        let collected = |p: &std::fs::DirEntry| {
+            let n = p.file_name().to_string_lossy().into_owned();
+            n.starts_with("bench-") && n.ends_with(".tar.zst")
+        };
+        for e in std::fs::read_dir(&tmp).unwrap().flatten() {
+            if collected(&e) {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
         let collect = format!(
-            "rm -f {bundle}; {} --no-api --quiet --sample-interval 0.2 -o {bundle}",
+            "{} --no-api --quiet --sample-interval 0.2 -o {tmp}/bench-$$.tar.zst",
             collector.display()
         );
         let (c_wall, c_rss) = measure(Some(&node), &collect, runs, &format!("{tmp}/t-collect"));
+        let mut bundles: Vec<PathBuf> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .filter(collected)
+            .map(|e| e.path())
+            .collect();
+        bundles.sort();
+        assert_eq!(bundles.len(), runs, "one bundle per collector run");
+        let c_self_rss = median_self_rss(&bundles);
+        let bundle = bundles[0].to_string_lossy().into_owned();
         let floor = "conntrack -L; iptables-save; nft list ruleset; ip -d addr; for n in $(ip netns list | cut -d\" \" -f1); do ip -n $n -d addr; done";
         let (f_wall, _) = measure(Some(&node), floor, runs, &format!("{tmp}/t-floor"));
         let bundle_bytes = std::fs::metadata(&bundle).unwrap().len();
@@ -122,9 +164,10 @@ fn bench_lab() {
         );
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         let row = format!(
-            "| {factor} | {svcs} | {ct} | {pods} | {c_wall:.2} | {f_wall:.2} | {:.2}x | {:.1} | {:.2} | {:.2} | {:.1}% | {a_wall:.2} | {z_wall:.2} | {:.1}x | {:.1} |\n",
+            "| {factor} | {svcs} | {ct} | {pods} | {c_wall:.2} | {f_wall:.2} | {:.2}x | {:.1} | {:.1} | {:.2} | {:.2} | {:.1}% | {a_wall:.2} | {z_wall:.2} | {:.1}x | {:.1} |\n",
             c_wall / f_wall.max(0.01),
             c_rss as f64 / 1024.0,
+            c_self_rss as f64 / 1024.0,
             mib(bundle_bytes),
             mib(tar_bytes),
             100.0 * bundle_bytes as f64 / tar_bytes as f64,

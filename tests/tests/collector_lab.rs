@@ -565,3 +565,46 @@ fn node_faults_show_in_the_bundle_as_built() {
         );
     }
 }
+
+#[test]
+fn manifest_records_the_collectors_own_resource_usage() {
+    let Some(lab) = require_lab() else { return };
+    if !lab.require_collector() {
+        return;
+    }
+    let node = lab.node().bridge().pods(3).build().unwrap();
+    let run = node.collect(FAST).unwrap();
+    let b = open(&run);
+    let m = b.manifest();
+    assert_eq!(m.format_version, netsnap_bundle::FORMAT_VERSION);
+    let u = m
+        .collection
+        .resource_usage
+        .expect("collection.resource_usage in the manifest");
+    eprintln!("resource usage {u:?}, /usr/bin/time {:?}", run.max_rss_kib);
+    // A Rust binary with tokio, rustls and zstd is more than 1 MiB resident and, streaming,
+    // far less than 64 MiB on a 3-pod node.
+    assert!(u.peak_rss_kib > 1000 && u.peak_rss_kib < 64 * 1024, "{u:?}");
+    // The run spawned programs (iptables-save, nft, ...): their peak is measured apart.
+    let spawned = m
+        .artifacts
+        .iter()
+        .any(|a| a.command.is_some() && a.exit_status.is_some());
+    assert!(spawned, "no artifact came from a program");
+    assert!(u.children_peak_rss_kib > 0, "{u:?}");
+    assert!(u.children_peak_rss_kib < 64 * 1024, "{u:?}");
+    // A collection with netlink dumps and zstd compression costs some CPU, not minutes.
+    let cpu = u.user_cpu_ms + u.system_cpu_ms;
+    assert!(cpu > 0 && cpu < 60_000, "{u:?}");
+    // /usr/bin/time sees the collector and its children, measured after the manifest:
+    // never less than either figure.
+    let timed = std::path::Path::new("/usr/bin/time").is_file()
+        && std::env::var_os("NETSNAP_LAB_RSS_SAMPLING").is_none();
+    if timed {
+        let all = run.max_rss_kib.expect("peak RSS from /usr/bin/time");
+        assert!(
+            all >= u.peak_rss_kib && all >= u.children_peak_rss_kib,
+            "/usr/bin/time {all} KiB vs {u:?}"
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use netsnap_bundle::{
     ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, CollectionInfo, CollectionOutcome,
-    Completion, Manifest, NodeInfo, ToolInfo, WriterOptions, layout,
+    Completion, Manifest, NodeInfo, ResourceUsage, ToolInfo, WriterOptions, layout,
 };
 
 pub fn tool() -> ToolInfo {
@@ -35,6 +35,12 @@ pub fn collection() -> CollectionInfo {
         outcome: CollectionOutcome::Complete,
         options: serde_json::json!({"timeout_s": 5}),
         notes: vec![],
+        resource_usage: Some(ResourceUsage {
+            peak_rss_kib: 14_336,
+            children_peak_rss_kib: 5_120,
+            user_cpu_ms: 120,
+            system_cpu_ms: 340,
+        }),
     }
 }
 
