@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use netsnap_bundle::{
     ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, CollectionInfo, CollectionOutcome,
-    Completion, NodeInfo, ToolInfo, WriterOptions, layout,
+    Completion, NodeInfo, ResourceUsage, ToolInfo, WriterOptions, layout,
 };
 
 fn write_bundle(path: &Path) {
@@ -64,7 +64,12 @@ fn write_bundle(path: &Path) {
             outcome: CollectionOutcome::Complete,
             options: serde_json::json!({}),
             notes: vec![],
-            resource_usage: None,
+            resource_usage: Some(ResourceUsage {
+                peak_rss_kib: 21_600,
+                children_peak_rss_kib: 211_500,
+                user_cpu_ms: 2_310,
+                system_cpu_ms: 870,
+            }),
         },
     )
     .unwrap();

@@ -112,6 +112,16 @@ pub fn render_text(manifest: &Manifest) -> String {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         outcome_name(c.outcome)
     );
+    if let Some(r) = &c.resource_usage {
+        let _ = writeln!(
+            out,
+            "collector peak RSS {:.1} MiB (largest child {:.1} MiB), CPU {:.2} s user + {:.2} s system",
+            r.peak_rss_kib as f64 / 1024.0,
+            r.children_peak_rss_kib as f64 / 1024.0,
+            r.user_cpu_ms as f64 / 1000.0,
+            r.system_cpu_ms as f64 / 1000.0
+        );
+    }
     for note in &c.notes {
         let _ = writeln!(out, "note: {note}");
     }
