@@ -10,7 +10,8 @@
 //!   iptables-save, conntrack), and the collector's own peak from each
 //!   bundle's manifest (`collection.resource_usage.peak_rss_kib`);
 //! - the bundle's size vs its decompressed tar;
-//! - on the host: `netsnap-analyze analyze --format json` vs `zstd -dc`.
+//! - on the host: `netsnap-analyze analyze --format json` vs `zstd -dc`, wall times
+//!   by hyperfine (median, one run for both), peak RSS by `/usr/bin/time`.
 //!
 //! Prints a markdown table and writes it to `NETSNAP_BENCH_OUT` when set.
 #![cfg(target_os = "linux")]
@@ -67,6 +68,35 @@ fn measure(node: Option<&LabNode>, cmd: &str, runs: usize, scratch: &str) -> (f6
 }
 
 /// Median over `bundles` of the collector's own peak RSS (KiB) recorded in each manifest.
+/// Median wall seconds of each command, timed by hyperfine in one run (interleaved
+/// warm-up, millisecond resolution); `None` when hyperfine is not installed.
+fn hyperfine_medians(cmds: &[&str], runs: usize, scratch: &str) -> Option<Vec<f64>> {
+    let mut args: Vec<String> = ["-N", "-w", "1", "-i", "--style", "none", "-r"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(runs.to_string());
+    args.push("--export-json".into());
+    args.push(scratch.to_string());
+    args.extend(cmds.iter().map(|c| c.to_string()));
+    let out = Command::new("hyperfine").args(&args).output().ok()?;
+    assert!(
+        out.status.success(),
+        "hyperfine: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch).unwrap()).unwrap();
+    let medians: Vec<f64> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["median"].as_f64().unwrap())
+        .collect();
+    assert_eq!(medians.len(), cmds.len());
+    Some(medians)
+}
+
 fn median_self_rss(bundles: &[PathBuf]) -> u64 {
     let mut rss: Vec<u64> = bundles
         .iter()
@@ -102,7 +132,7 @@ fn bench_lab() {
     let collector = collector_bin().unwrap();
     let runs: usize = env_or("NETSNAP_BENCH_RUNS", "5").parse().unwrap();
     let mut table = String::from(
-        "| load | services x 3 eps | conntrack | pods | collector s | floor s | ratio | collector incl. children MiB | collector self RSS MiB | bundle MiB | tar MiB | bundle/tar | analyze s | zstd -dc s | ratio | analyze RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| load | services x 3 eps | conntrack | pods | collector s | floor s | ratio | collector incl. children MiB | collector self RSS MiB | floor largest tool MiB | bundle MiB | tar MiB | bundle/tar | analyze s | zstd -dc s | ratio | analyze RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for factor in env_or("NETSNAP_BENCH_SCALES", "0.25 0.5 1").split_whitespace() {
         let f: f64 = factor.parse().unwrap();
@@ -147,7 +177,7 @@ fn bench_lab() {
         let c_self_rss = median_self_rss(&bundles);
         let bundle = bundles[0].to_string_lossy().into_owned();
         let floor = "conntrack -L; iptables-save; nft list ruleset; ip -d addr; for n in $(ip netns list | cut -d\" \" -f1); do ip -n $n -d addr; done";
-        let (f_wall, _) = measure(Some(&node), floor, runs, &format!("{tmp}/t-floor"));
+        let (f_wall, f_rss) = measure(Some(&node), floor, runs, &format!("{tmp}/t-floor"));
         let bundle_bytes = std::fs::metadata(&bundle).unwrap().len();
         let tar = Command::new("sh")
             .args(["-c", &format!("zstd -dc {bundle} | wc -c")])
@@ -155,23 +185,24 @@ fn bench_lab() {
             .unwrap();
         let tar_bytes: u64 = String::from_utf8_lossy(&tar.stdout).trim().parse().unwrap();
         let analyze = format!("{} analyze --format json {bundle}", analyzer.display());
-        let (a_wall, a_rss) = measure(None, &analyze, runs, &format!("{tmp}/t-analyze"));
-        let (z_wall, _) = measure(
-            None,
-            &format!("zstd -dc {bundle}"),
-            runs,
-            &format!("{tmp}/t-zstd"),
-        );
+        let zstd = format!("zstd -dc {bundle}");
+        let (mut a_wall, a_rss) = measure(None, &analyze, runs, &format!("{tmp}/t-analyze"));
+        let (mut z_wall, _) = measure(None, &zstd, runs, &format!("{tmp}/t-zstd"));
+        // /usr/bin/time has 0.01 s resolution, too coarse for `zstd -dc`: prefer hyperfine.
+        if let Some(m) = hyperfine_medians(&[&zstd, &analyze], runs, &format!("{tmp}/h.json")) {
+            (z_wall, a_wall) = (m[0], m[1]);
+        }
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         let row = format!(
-            "| {factor} | {svcs} | {ct} | {pods} | {c_wall:.2} | {f_wall:.2} | {:.2}x | {:.1} | {:.1} | {:.2} | {:.2} | {:.1}% | {a_wall:.2} | {z_wall:.2} | {:.1}x | {:.1} |\n",
+            "| {factor} | {svcs} | {ct} | {pods} | {c_wall:.2} | {f_wall:.2} | {:.2}x | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1}% | {a_wall:.3} | {z_wall:.3} | {:.1}x | {:.1} |\n",
             c_wall / f_wall.max(0.01),
             c_rss as f64 / 1024.0,
             c_self_rss as f64 / 1024.0,
+            f_rss as f64 / 1024.0,
             mib(bundle_bytes),
             mib(tar_bytes),
             100.0 * bundle_bytes as f64 / tar_bytes as f64,
-            a_wall / z_wall.max(0.01),
+            a_wall / z_wall.max(0.001),
             a_rss as f64 / 1024.0,
         );
         eprint!("{row}");
