@@ -429,3 +429,22 @@ fn stale_udp_conntrack_to_a_deleted_pod_ip() {
     );
     expect(&analyze(&node, &bin), &["conntrack-stale-udp"]);
 }
+
+#[test]
+fn docker0_inside_the_service_range() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().dns().pods(1).build().unwrap();
+    // A leftover docker0 numbered inside the Service range (the lab's ClusterIPs are
+    // 10.96.0.x): its connected route now claims those addresses on the host.
+    let add = node
+        .sh("ip link add docker0 type bridge && ip addr add 10.96.0.200/24 dev docker0 && ip link set docker0 up")
+        .unwrap();
+    assert!(add.success(), "{}", add.stderr);
+    let vip = DNS_VIP.to_string();
+    let route = node.run_in_node(&["ip", "route", "get", &vip]).unwrap();
+    assert!(route.stdout.contains("dev docker0"), "{}", route.stdout);
+    let r = analyze(&node, &bin);
+    expect(&r, &["cidr-overlap"]);
+    let f = &r["findings"].as_array().unwrap()[0];
+    assert!(f["message"].as_str().unwrap().contains("on docker0"), "{f}");
+}

@@ -216,6 +216,7 @@ impl<'a> Builder<'a> {
         let services: Vec<(u64, ServiceRecord)> = self.read_jsonl(layout::k8s::SERVICES);
         let slices: Vec<(u64, EndpointSliceRecord)> = self.read_jsonl(layout::k8s::ENDPOINT_SLICES);
         self.services(&services, &slices);
+        self.cidr_overlaps();
         lap("api");
         self.resolv_confs();
         self.duplicates();
@@ -519,6 +520,104 @@ impl<'a> Builder<'a> {
             }
             self.facts.pods.push(f);
         }
+    }
+
+    /// Compares the pod range, the Service range, the host's subnets and local bridges.
+    fn cidr_overlaps(&mut self) {
+        let n = &self.facts.node;
+        let pod_ranges = if n.cluster_pod_cidrs.is_empty() {
+            n.pod_cidrs.clone()
+        } else {
+            n.cluster_pod_cidrs.clone()
+        };
+        let vips: Vec<IpAddr> = self
+            .facts
+            .services
+            .iter()
+            .flat_map(|s| s.cluster_ips.iter())
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let service_ranges: Vec<String> = [
+            covering_prefix(vips.iter().filter(|a| a.is_ipv4())),
+            covering_prefix(vips.iter().filter(|a| a.is_ipv6())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        // (cidr, kind, device, source)
+        let mut ranges: Vec<(String, &str, Option<String>, Option<Source>)> = Vec::new();
+        ranges.extend(
+            pod_ranges
+                .iter()
+                .map(|c| (c.clone(), "pod-range", None, None)),
+        );
+        ranges.extend(
+            service_ranges
+                .iter()
+                .map(|c| (c.clone(), "service-range", None, None)),
+        );
+        // Bridges with pod veths are the CNI's own (their gateway address is in the pod range).
+        let cni_bridges: BTreeSet<&str> = self
+            .facts
+            .links
+            .iter()
+            .filter(|l| l.netns == layout::HOST_NETNS && l.pod.is_some())
+            .filter_map(|l| l.master.as_deref())
+            .collect();
+        for l in self
+            .facts
+            .links
+            .iter()
+            .filter(|l| l.netns == layout::HOST_NETNS)
+        {
+            if is_cni_device(&l.name, &l.kind) || cni_bridges.contains(l.name.as_str()) {
+                continue;
+            }
+            let kind = if l.kind == "bridge" {
+                "local-bridge"
+            } else {
+                "host-subnet"
+            };
+            for a in &l.addresses {
+                let Some(net) = network_of(a) else { continue };
+                if net.starts_with("169.254.")
+                    || net.starts_with("fe80:")
+                    || net.starts_with("127.")
+                {
+                    continue;
+                }
+                ranges.push((net, kind, Some(l.name.clone()), l.source.clone()));
+            }
+        }
+        let pairs_that_matter = |a: &str, b: &str| {
+            matches!(
+                (a, b),
+                ("pod-range", "service-range")
+                    | ("pod-range", "host-subnet")
+                    | ("pod-range", "local-bridge")
+                    | ("service-range", "host-subnet")
+                    | ("service-range", "local-bridge")
+            )
+        };
+        let mut overlaps = Vec::new();
+        for (i, a) in ranges.iter().enumerate() {
+            for b in &ranges[i + 1..] {
+                if !pairs_that_matter(a.1, b.1) || !cidrs_overlap(&a.0, &b.0) {
+                    continue;
+                }
+                overlaps.push(CidrOverlap {
+                    a: a.0.clone(),
+                    a_kind: a.1.to_string(),
+                    a_device: a.2.clone(),
+                    b: b.0.clone(),
+                    b_kind: b.1.to_string(),
+                    b_device: b.2.clone(),
+                    source: a.3.clone().or_else(|| b.3.clone()),
+                });
+            }
+        }
+        self.facts.node.service_ranges = service_ranges;
+        self.facts.node.cidr_overlaps = overlaps;
     }
 
     fn netns_and_links(&mut self, snaps: &[NetnsSnapshot]) {
@@ -1722,6 +1821,107 @@ impl ConntrackTableJob {
     }
 }
 
+/// Devices a CNI, kube-proxy or NodeLocal DNSCache owns: their addresses sit in the pod or
+/// Service range on purpose.
+fn is_cni_device(name: &str, kind: &str) -> bool {
+    const NAMES: [&str; 7] = [
+        "lo",
+        "kube-ipvs0",
+        "nodelocaldns",
+        "cni0",
+        "cbr0",
+        "weave",
+        "kube-bridge",
+    ];
+    const PREFIXES: [&str; 10] = [
+        "flannel",
+        "cali",
+        "tunl",
+        "vxlan.calico",
+        "cilium_",
+        "lxc",
+        "antrea-",
+        "genev_sys",
+        "vxlan_sys",
+        "kube-dummy",
+    ];
+    NAMES.contains(&name)
+        || PREFIXES.iter().any(|p| name.starts_with(p))
+        || matches!(kind, "vxlan" | "ipip" | "geneve" | "wireguard" | "dummy")
+}
+
+/// `10.1.2.3/24` -> `10.1.2.0/24`.
+fn network_of(addr: &str) -> Option<String> {
+    let (ip, len) = addr.split_once('/')?;
+    let len: u32 = len.parse().ok()?;
+    match ip.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) if len <= 32 => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            Some(format!(
+                "{}/{len}",
+                std::net::Ipv4Addr::from(u32::from(a) & mask)
+            ))
+        }
+        IpAddr::V6(a) if len <= 128 => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            Some(format!(
+                "{}/{len}",
+                std::net::Ipv6Addr::from(u128::from(a) & mask)
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Two CIDRs share addresses exactly when one contains the other's network address.
+fn cidrs_overlap(a: &str, b: &str) -> bool {
+    let (Some(na), Some(nb)) = (network_of(a), network_of(b)) else {
+        return false;
+    };
+    let host = |c: &str| c.split('/').next().unwrap_or_default().to_string();
+    cidr_contains(&na, &host(&nb)) || cidr_contains(&nb, &host(&na))
+}
+
+/// The smallest prefix holding every address (one family), or `None` for none.
+fn covering_prefix<'a>(addrs: impl Iterator<Item = &'a IpAddr>) -> Option<String> {
+    let mut lo: Option<u128> = None;
+    let mut hi: Option<u128> = None;
+    let mut v4 = true;
+    for a in addrs {
+        let (x, is_v4) = match a {
+            IpAddr::V4(a) => (u128::from(u32::from(*a)), true),
+            IpAddr::V6(a) => (u128::from(*a), false),
+        };
+        v4 = is_v4;
+        lo = Some(lo.map_or(x, |l| l.min(x)));
+        hi = Some(hi.map_or(x, |h| h.max(x)));
+    }
+    let (lo, hi) = (lo?, hi?);
+    let bits = if v4 { 32 } else { 128 };
+    // Common leading bits of the lowest and highest address.
+    let diff = lo ^ hi;
+    let len = if diff == 0 {
+        bits
+    } else {
+        bits - (128 - diff.leading_zeros())
+    };
+    let mask = if len == 0 {
+        0
+    } else {
+        (u128::MAX << (128 - len)) >> (128 - bits)
+    };
+    let net = lo & mask;
+    Some(if v4 {
+        format!("{}/{len}", std::net::Ipv4Addr::from(net as u32))
+    } else {
+        format!("{}/{len}", std::net::Ipv6Addr::from(net))
+    })
+}
+
 fn strip_port(target: &str) -> String {
     if let Some(rest) = target.strip_prefix('[') {
         return rest.split(']').next().unwrap_or_default().to_string();
@@ -1863,6 +2063,33 @@ mod tests {
         assert_eq!(sequential.facts, shared.facts);
         // Later stale entries than the cap are counted, not kept.
         assert!(stale_lines.len() > CONNTRACK_LIST_CAP);
+    }
+
+    #[test]
+    fn service_range_and_overlaps() {
+        let ips: Vec<IpAddr> = ["10.96.0.1", "10.96.0.10", "10.100.3.7"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(covering_prefix(ips.iter()).as_deref(), Some("10.96.0.0/13"));
+        let one: Vec<IpAddr> = vec!["10.96.0.10".parse().unwrap()];
+        assert_eq!(
+            covering_prefix(one.iter()).as_deref(),
+            Some("10.96.0.10/32")
+        );
+        let v6: Vec<IpAddr> = vec!["fd00::1".parse().unwrap(), "fd00::ff".parse().unwrap()];
+        assert_eq!(covering_prefix(v6.iter()).as_deref(), Some("fd00::/120"));
+        assert_eq!(covering_prefix(std::iter::empty()), None);
+        assert_eq!(
+            network_of("10.244.7.9/16").as_deref(),
+            Some("10.244.0.0/16")
+        );
+        assert!(cidrs_overlap("10.244.0.0/16", "10.244.5.0/24"));
+        assert!(cidrs_overlap("10.244.5.3/24", "10.0.0.0/8"));
+        assert!(!cidrs_overlap("10.244.0.0/16", "10.245.0.0/16"));
+        assert!(!cidrs_overlap("10.96.0.0/12", "10.244.0.0/16"));
+        assert!(is_cni_device("cni0", "bridge") && is_cni_device("flannel.1", "vxlan"));
+        assert!(!is_cni_device("eth1", "") && !is_cni_device("docker0", "bridge"));
     }
 
     #[test]

@@ -130,6 +130,12 @@ pub struct NodeFacts {
     pub sysctls: BTreeMap<String, String>,
     /// Where the sysctls came from.
     pub sysctls_source: Option<Source>,
+    /// Smallest prefixes covering every Service ClusterIP, per family: a lower bound of the
+    /// cluster's Service range (the kube-apiserver flag is not on the node).
+    pub service_ranges: Vec<String>,
+    /// Address ranges that overlap although they must not: the pod range, the Service range,
+    /// the host's own subnets and local bridges such as docker0.
+    pub cidr_overlaps: Vec<CidrOverlap>,
     /// The uplink (device of the default route in the host namespace).
     pub uplink: Option<UplinkFacts>,
     /// Overlay tunnel devices on the host.
@@ -140,6 +146,26 @@ pub struct NodeFacts {
     pub hairpin_off_ports: Vec<String>,
     /// IPv4 neighbour entries summed over every namespace (the kernel limit is global).
     pub neighbour_entries: Option<u64>,
+}
+
+/// Two address ranges of the node that overlap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CidrOverlap {
+    /// First range (CIDR).
+    pub a: String,
+    /// What it is: `pod-range`, `service-range`, `host-subnet` or `local-bridge`.
+    pub a_kind: String,
+    /// Its device, for a host subnet or bridge.
+    pub a_device: Option<String>,
+    /// Second range (CIDR).
+    pub b: String,
+    /// What it is (as `a_kind`).
+    pub b_kind: String,
+    /// Its device, for a host subnet or bridge.
+    pub b_device: Option<String>,
+    /// Evidence: the device's netlink record, when one side is a device.
+    pub source: Option<Source>,
 }
 
 /// The uplink interface.
