@@ -1097,6 +1097,8 @@ impl<'a> Builder<'a> {
         n.source = scan.kube_proxy_table.clone();
         n.service_ips_count = scan.service_ips.len() as u64;
         n.no_endpoint_services_count = scan.no_endpoint_services.len() as u64;
+        n.kube_proxy_invalid_drop = scan.invalid_drop.is_some();
+        n.invalid_drop_source = scan.invalid_drop.clone();
         Some(scan)
     }
 

@@ -677,6 +677,11 @@ pub struct IptablesBackendFacts {
     pub forward_source: Option<Source>,
     /// The KUBE-FIREWALL `block incoming localnet connections` DROP exists.
     pub localnet_drop: bool,
+    /// filter `KUBE-FORWARD` drops `--ctstate INVALID` (kube-proxy's guard against
+    /// out-of-window packets escaping un-DNAT; kubernetes/kubernetes#74839).
+    pub kube_forward_invalid_drop: bool,
+    /// Evidence for the INVALID drop rule.
+    pub invalid_drop_source: Option<Source>,
     /// Tables printed as `# Table `x' is incompatible`.
     pub incompatible_tables: Vec<String>,
     /// Most repetitions of one identical rule.
@@ -701,6 +706,10 @@ pub struct NftFacts {
     pub service_ips_count: u64,
     /// Elements in `map no-endpoint-services`.
     pub no_endpoint_services_count: u64,
+    /// A kube-proxy table has a `ct state invalid drop` rule (nftables mode's INVALID guard).
+    pub kube_proxy_invalid_drop: bool,
+    /// Evidence for the INVALID drop rule.
+    pub invalid_drop_source: Option<Source>,
     /// Evidence.
     pub source: Option<Source>,
 }
