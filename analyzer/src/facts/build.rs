@@ -32,6 +32,18 @@ pub const CONNTRACK_LIST_CAP: usize = 100;
 /// Most distinct destinations counted for `top_destinations` (a memory bound).
 const CONNTRACK_DEST_CAP: usize = 100_000;
 
+/// Most distinct DNAT backends tallied for `unreplied_backends` (a memory bound).
+const CONNTRACK_BACKEND_CAP: usize = 10_000;
+
+/// Unreplied entries a backend needs to be listed in `unreplied_backends`.
+const UNREPLIED_BACKEND_MIN: u64 = 10;
+
+/// Unreplied `proto/port` pairs kept per backend (the lowest, so merging is exact).
+const UNREPLIED_BACKEND_PORTS: usize = 8;
+
+/// UDP ports listed in `unreplied_udp_ports`.
+const UNREPLIED_UDP_TOP: usize = 20;
+
 /// Builds the fact document of a bundle.
 pub fn from_bundle(bundle: &Bundle) -> Facts {
     Builder::new(bundle).build()
@@ -1184,6 +1196,8 @@ impl<'a> Builder<'a> {
         n.source = scan.kube_proxy_table.clone();
         n.service_ips_count = scan.service_ips.len() as u64;
         n.no_endpoint_services_count = scan.no_endpoint_services.len() as u64;
+        n.kube_proxy_invalid_drop = scan.invalid_drop.is_some();
+        n.invalid_drop_source = scan.invalid_drop.clone();
         Some(scan)
     }
 
@@ -1532,12 +1546,15 @@ impl<'a> Builder<'a> {
         ct.by_protocol = t.by_protocol;
         ct.by_state = t.by_state;
         ct.unreplied = t.unreplied;
+        ct.unreplied_expecting_reply = t.unreplied_expecting_reply;
         ct.top_destinations = t.top_destinations;
         ct.stale_udp = t.stale_udp;
         ct.stale_udp_count = t.stale_udp_count;
         ct.not_dnated = t.not_dnated;
         ct.not_dnated_count = t.not_dnated_count;
         ct.dns_via_vip = t.dns_via_vip;
+        ct.unreplied_udp_ports = t.unreplied_udp_ports;
+        ct.unreplied_backends = t.unreplied_backends;
         self.facts.collection.notes.extend(r.notes);
     }
 
@@ -1594,8 +1611,49 @@ struct ConntrackTableResult {
 struct ConntrackPartial {
     facts: ConntrackFacts,
     dests: FastMap<(parse::conntrack::Protocol, IpAddr, u16), u64>,
+    /// DNAT backend (reply source) -> its replied/unreplied tally.
+    backends: FastMap<IpAddr, BackendTally>,
+    /// Original destination port -> `[UNREPLIED]` UDP entries.
+    unreplied_udp: FastMap<u16, u64>,
     unparsed: u64,
     error: Option<String>,
+}
+
+/// Replied and unreplied entries to one DNAT backend. Every field merges exactly (sums,
+/// the lowest ports, the first line), so the workers' chunk split does not matter.
+#[derive(Default, Debug, Clone, PartialEq)]
+struct BackendTally {
+    unreplied: u64,
+    syn_sent: u64,
+    udp_dns: u64,
+    replied: u64,
+    ports: BTreeSet<(&'static str, u16)>,
+    first_line: Option<u64>,
+}
+
+impl BackendTally {
+    fn add_port(&mut self, port: (&'static str, u16)) {
+        if self.ports.len() < UNREPLIED_BACKEND_PORTS || self.ports.last() > Some(&port) {
+            self.ports.insert(port);
+            if self.ports.len() > UNREPLIED_BACKEND_PORTS {
+                self.ports.pop_last();
+            }
+        }
+    }
+
+    fn merge(&mut self, o: BackendTally) {
+        self.unreplied += o.unreplied;
+        self.syn_sent += o.syn_sent;
+        self.udp_dns += o.udp_dns;
+        self.replied += o.replied;
+        for p in o.ports {
+            self.add_port(p);
+        }
+        self.first_line = match (self.first_line, o.first_line) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// Bytes per chunk: large enough that handing chunks out costs nothing, small enough
@@ -1681,6 +1739,8 @@ impl ConntrackTableJob {
         let ConntrackPartial {
             facts: ct,
             dests,
+            backends,
+            unreplied_udp,
             unparsed,
             ..
         } = part;
@@ -1717,7 +1777,36 @@ impl ConntrackTableJob {
             } else if dests.len() < CONNTRACK_DEST_CAP {
                 dests.insert(dest, 1);
             }
-            if e.protocol != parse::conntrack::Protocol::Udp {
+            let udp = e.protocol == parse::conntrack::Protocol::Udp;
+            let syn_sent = e.protocol == parse::conntrack::Protocol::Tcp
+                && e.state == Some(parse::conntrack::ConntrackState::SynSent);
+            if e.flags.unreplied && (udp || syn_sent) {
+                ct.unreplied_expecting_reply += 1;
+            }
+            if udp && e.flags.unreplied {
+                *unreplied_udp.entry(dport).or_default() += 1;
+            }
+            // Per DNAT backend: replied entries, and the unreplied ones that expect an
+            // answer (UDP, or TCP still in SYN_SENT); other unreplied states say nothing.
+            if e.reply.src != dst {
+                let counted = !e.flags.unreplied || udp || syn_sent;
+                let tally = (counted
+                    && (backends.len() < CONNTRACK_BACKEND_CAP
+                        || backends.contains_key(&e.reply.src)))
+                .then(|| backends.entry(e.reply.src).or_default());
+                if let Some(t) = tally {
+                    if !e.flags.unreplied {
+                        t.replied += 1;
+                    } else {
+                        t.unreplied += 1;
+                        t.syn_sent += u64::from(syn_sent);
+                        t.udp_dns += u64::from(udp && dport == 53);
+                        t.add_port((e.protocol.as_str(), e.reply.sport.unwrap_or(0)));
+                        t.first_line.get_or_insert(e.line as u64 + line_offset);
+                    }
+                }
+            }
+            if !udp {
                 return;
             }
             if dport == 53 && self.dns_vips.contains(&dst) {
@@ -1763,12 +1852,15 @@ impl ConntrackTableJob {
         let path = self.path;
         let mut ct = ConntrackFacts::default();
         let mut dests: FastMap<(parse::conntrack::Protocol, IpAddr, u16), u64> = FastMap::default();
+        let mut backends: FastMap<IpAddr, BackendTally> = FastMap::default();
+        let mut unreplied_udp: FastMap<u16, u64> = FastMap::default();
         let mut unparsed = 0;
         let mut notes = Vec::new();
         for p in parts {
             let f = p.facts;
             ct.entries += f.entries;
             ct.unreplied += f.unreplied;
+            ct.unreplied_expecting_reply += f.unreplied_expecting_reply;
             ct.dns_via_vip += f.dns_via_vip;
             ct.stale_udp_count += f.stale_udp_count;
             ct.not_dnated_count += f.not_dnated_count;
@@ -1786,6 +1878,16 @@ impl ConntrackTableJob {
                 } else if dests.len() < CONNTRACK_DEST_CAP {
                     dests.insert(k, v);
                 }
+            }
+            for (k, v) in p.backends {
+                if let Some(t) = backends.get_mut(&k) {
+                    t.merge(v);
+                } else if backends.len() < CONNTRACK_BACKEND_CAP {
+                    backends.insert(k, v);
+                }
+            }
+            for (k, v) in p.unreplied_udp {
+                *unreplied_udp.entry(k).or_default() += v;
             }
             unparsed += p.unparsed;
             if let Some(e) = p.error {
@@ -1816,6 +1918,45 @@ impl ConntrackTableJob {
             .into_iter()
             .take(10)
             .map(|(key, count)| CountedKey { key, count })
+            .collect();
+        let mut ports: Vec<(u16, u64)> = unreplied_udp.into_iter().collect();
+        ports.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ct.unreplied_udp_ports = ports
+            .into_iter()
+            .take(UNREPLIED_UDP_TOP)
+            .map(|(port, count)| CountedKey {
+                key: port.to_string(),
+                count,
+            })
+            .collect();
+        // Backends that never answered first (the ones a rule reports), then by count; the
+        // IP breaks ties so the list does not depend on hashing.
+        let mut listed: Vec<(IpAddr, BackendTally)> = backends
+            .into_iter()
+            .filter(|(_, t)| t.unreplied >= UNREPLIED_BACKEND_MIN)
+            .collect();
+        listed.sort_by(|a, b| {
+            (a.1.replied > 0)
+                .cmp(&(b.1.replied > 0))
+                .then(b.1.unreplied.cmp(&a.1.unreplied))
+                .then(a.0.cmp(&b.0))
+        });
+        ct.unreplied_backends = listed
+            .into_iter()
+            .take(CONNTRACK_LIST_CAP)
+            .map(|(ip, t)| {
+                let ip = ip.to_string();
+                UnrepliedBackend {
+                    pod: self.live_pod_by_ip.get(&ip).cloned(),
+                    ip,
+                    unreplied: t.unreplied,
+                    syn_sent: t.syn_sent,
+                    udp_dns: t.udp_dns,
+                    replied: t.replied,
+                    ports: t.ports.iter().map(|(p, n)| format!("{p}/{n}")).collect(),
+                    source: t.first_line.map(|l| Source::line(path, l)),
+                }
+            })
             .collect();
         ConntrackTableResult { facts: ct, notes }
     }
@@ -2007,6 +2148,27 @@ mod tests {
         (f, job)
     }
 
+    /// The table pass run by one worker taking every chunk, and by two workers taking
+    /// chunks alternately (as the threads may), finished in reverse order.
+    fn sequential_and_shared(text: &str) -> (ConntrackTableResult, ConntrackTableResult) {
+        let (_f1, one) = job(text);
+        let sequential = one.finish(vec![one.work()]);
+        let (_f2, two) = job(text);
+        let (mut a, mut b) = (ConntrackPartial::default(), ConntrackPartial::default());
+        let mut buf = Vec::new();
+        let mut chunks = 0;
+        while let Some(first) = two.chunks.lock().unwrap().next_chunk(&mut buf).unwrap() {
+            two.chunk(
+                &buf,
+                first - 1,
+                if chunks % 2 == 0 { &mut a } else { &mut b },
+            );
+            chunks += 1;
+        }
+        assert!(chunks >= 2, "only {chunks} chunk(s)");
+        (sequential, two.finish(vec![b, a]))
+    }
+
     #[test]
     fn chunked_conntrack_pass_matches_one_sequential_pass() {
         // Cut the summary into the entry that straddles the first chunk boundary.
@@ -2021,22 +2183,7 @@ mod tests {
             "the table must span chunks"
         );
 
-        // One worker takes every chunk.
-        let (_f1, one) = job(&text);
-        let sequential = one.finish(vec![one.work()]);
-        // Two workers take chunks alternately, as the threads may.
-        let (_f2, two) = job(&text);
-        let (mut a, mut b) = (ConntrackPartial::default(), ConntrackPartial::default());
-        let mut buf = Vec::new();
-        let mut turn = 0;
-        let mut chunks = 0;
-        while let Some(first) = two.chunks.lock().unwrap().next_chunk(&mut buf).unwrap() {
-            two.chunk(&buf, first - 1, if turn % 2 == 0 { &mut a } else { &mut b });
-            turn += 1;
-            chunks += 1;
-        }
-        assert!(chunks >= 2, "only {chunks} chunk(s)");
-        let shared = two.finish(vec![b, a]);
+        let (sequential, shared) = sequential_and_shared(&text);
 
         for r in [&sequential, &shared] {
             let ct = &r.facts;
@@ -2090,6 +2237,100 @@ mod tests {
         assert!(!cidrs_overlap("10.96.0.0/12", "10.244.0.0/16"));
         assert!(is_cni_device("cni0", "bridge") && is_cni_device("flannel.1", "vxlan"));
         assert!(!is_cni_device("eth1", "") && !is_cni_device("docker0", "bridge"));
+    }
+
+    #[test]
+    fn unreplied_backends_add_up_across_chunks() {
+        // 40,000 entries (several chunks): a dead backend behind a TCP Service (SYN_SENT,
+        // unreplied), a dead DNS endpoint (UDP/53, unreplied), a statsd backend (one-way
+        // UDP/8125) and a healthy backend with a few SYN_SENT in flight among replies.
+        let mut text = String::new();
+        let (mut dead_tcp, mut dead_dns, mut statsd, mut healthy_syn) = (0u64, 0u64, 0u64, 0u64);
+        let mut first_dead_tcp = None;
+        for i in 0..40_000u64 {
+            let port = 1024 + i % 60000;
+            let line = if i % 50 == 7 {
+                dead_tcp += 1;
+                first_dead_tcp.get_or_insert(i + 1);
+                format!(
+                    "tcp      6 118 SYN_SENT src=10.244.1.15 dst=10.96.112.40 sport={port} dport=80 [UNREPLIED] src=10.244.4.22 dst=10.244.1.15 sport=8080 dport={port} mark=0 use=1"
+                )
+            } else if i % 70 == 3 {
+                dead_dns += 1;
+                format!(
+                    "udp      17 28 src=10.244.1.31 dst=10.96.0.10 sport={port} dport=53 [UNREPLIED] src=10.244.1.7 dst=10.244.1.31 sport=53 dport={port} mark=0 use=1"
+                )
+            } else if i % 30 == 1 {
+                statsd += 1;
+                format!(
+                    "udp      17 29 src=10.244.1.23 dst=10.96.77.5 sport={port} dport=8125 [UNREPLIED] src=10.244.3.40 dst=10.244.1.23 sport=8125 dport={port} mark=0 use=1"
+                )
+            } else if i % 40 == 9 {
+                healthy_syn += 1;
+                format!(
+                    "tcp      6 118 SYN_SENT src=10.244.1.15 dst=10.96.5.5 sport={port} dport=443 [UNREPLIED] src=10.244.2.3 dst=10.244.1.15 sport=8443 dport={port} mark=0 use=1"
+                )
+            } else {
+                format!(
+                    "tcp      6 431999 ESTABLISHED src=10.244.1.15 dst=10.96.5.5 sport={port} dport=443 src=10.244.2.3 dst=10.244.1.15 sport=8443 dport={port} [ASSURED] mark=0 use=1"
+                )
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let (sequential, shared) = sequential_and_shared(&text);
+        assert_eq!(sequential.facts, shared.facts);
+        let ct = &shared.facts;
+        assert_eq!(ct.unreplied, dead_tcp + dead_dns + statsd + healthy_syn);
+        assert_eq!(ct.unreplied_expecting_reply, ct.unreplied);
+        let b: Vec<(&str, u64, u64, u64, u64)> = ct
+            .unreplied_backends
+            .iter()
+            .map(|b| (b.ip.as_str(), b.unreplied, b.syn_sent, b.udp_dns, b.replied))
+            .collect();
+        // Never-answering backends first, by count; the healthy one last with its replies.
+        let healthy_replied = 40_000 - dead_tcp - dead_dns - statsd - healthy_syn;
+        assert_eq!(
+            b,
+            [
+                ("10.244.3.40", statsd, 0, 0, 0),
+                ("10.244.4.22", dead_tcp, dead_tcp, 0, 0),
+                ("10.244.1.7", dead_dns, 0, dead_dns, 0),
+                ("10.244.2.3", healthy_syn, healthy_syn, 0, healthy_replied),
+            ]
+        );
+        let dead = &ct.unreplied_backends[1];
+        assert_eq!(dead.ports, ["tcp/8080"]);
+        assert_eq!(
+            dead.source,
+            Some(Source::line(
+                layout::conntrack::TABLE,
+                first_dead_tcp.unwrap()
+            ))
+        );
+        let ports: Vec<(&str, u64)> = ct
+            .unreplied_udp_ports
+            .iter()
+            .map(|p| (p.key.as_str(), p.count))
+            .collect();
+        assert_eq!(ports, [("8125", statsd), ("53", dead_dns)]);
+    }
+
+    #[test]
+    fn backend_tally_keeps_the_lowest_ports_whatever_the_merge_order() {
+        let tally = |ports: std::ops::Range<u16>| {
+            let mut t = BackendTally::default();
+            for p in ports.rev() {
+                t.add_port(("udp", p));
+            }
+            t
+        };
+        let (mut a, mut b) = (tally(100..120), tally(1..5));
+        a.merge(tally(1..5));
+        b.merge(tally(100..120));
+        assert_eq!(a, b);
+        let want: Vec<u16> = (1..5).chain(100..104).collect();
+        assert_eq!(a.ports.iter().map(|p| p.1).collect::<Vec<_>>(), want);
     }
 
     #[test]

@@ -577,6 +577,9 @@ pub struct ConntrackFacts {
     pub by_state: BTreeMap<String, u64>,
     /// `[UNREPLIED]` entries.
     pub unreplied: u64,
+    /// `[UNREPLIED]` entries that expect an answer: UDP, and TCP in `SYN_SENT` (a kernel
+    /// never marks an answered connection so; injected or odd entries are left out).
+    pub unreplied_expecting_reply: u64,
     /// Top 10 destinations (`proto dst:dport`) by entry count.
     pub top_destinations: Vec<CountedKey>,
     /// UDP entries to a Service IP whose reply source is no live ready/serving endpoint.
@@ -589,6 +592,35 @@ pub struct ConntrackFacts {
     pub not_dnated_count: u64,
     /// UDP port-53 entries whose original destination is a cluster DNS VIP.
     pub dns_via_vip: u64,
+    /// `[UNREPLIED]` UDP entries per original destination port (key: the port), top 20 by count:
+    /// one-way protocols (statsd, syslog) never get replies, so rules discount them.
+    pub unreplied_udp_ports: Vec<CountedKey>,
+    /// DNATed backends (reply source differing from the original destination) with at least
+    /// 10 unreplied TCP `SYN_SENT` or UDP entries: those with no replied entry first, then
+    /// by unreplied count (at most 100; the pass tracks at most 10,000 distinct backends).
+    pub unreplied_backends: Vec<UnrepliedBackend>,
+}
+
+/// A DNAT target (Service backend) and how many of this node's connections to it went unanswered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnrepliedBackend {
+    /// Backend IP (the reply source of the entries).
+    pub ip: String,
+    /// `namespace/name` of the live pod owning the IP, if any.
+    pub pod: Option<String>,
+    /// `[UNREPLIED]` entries to it: TCP in `SYN_SENT` plus UDP (any port).
+    pub unreplied: u64,
+    /// Unreplied TCP `SYN_SENT` entries to it.
+    pub syn_sent: u64,
+    /// Unreplied UDP entries to it sent to port 53 (DNS always expects an answer).
+    pub udp_dns: u64,
+    /// Entries to it that got a reply (no `[UNREPLIED]` flag, any protocol or state).
+    pub replied: u64,
+    /// Unreplied `proto/port` pairs (backend side), the 8 lowest.
+    pub ports: Vec<String>,
+    /// Evidence: the first unreplied entry to it.
+    pub source: Option<Source>,
 }
 
 /// A key with a count.
@@ -671,6 +703,11 @@ pub struct IptablesBackendFacts {
     pub forward_source: Option<Source>,
     /// The KUBE-FIREWALL `block incoming localnet connections` DROP exists.
     pub localnet_drop: bool,
+    /// filter `KUBE-FORWARD` drops `--ctstate INVALID` (kube-proxy's guard against
+    /// out-of-window packets escaping un-DNAT; kubernetes/kubernetes#74839).
+    pub kube_forward_invalid_drop: bool,
+    /// Evidence for the INVALID drop rule.
+    pub invalid_drop_source: Option<Source>,
     /// Tables printed as `# Table `x' is incompatible`.
     pub incompatible_tables: Vec<String>,
     /// Most repetitions of one identical rule.
@@ -695,6 +732,10 @@ pub struct NftFacts {
     pub service_ips_count: u64,
     /// Elements in `map no-endpoint-services`.
     pub no_endpoint_services_count: u64,
+    /// A kube-proxy table has a `ct state invalid drop` rule (nftables mode's INVALID guard).
+    pub kube_proxy_invalid_drop: bool,
+    /// Evidence for the INVALID drop rule.
+    pub invalid_drop_source: Option<Source>,
     /// Evidence.
     pub source: Option<Source>,
 }

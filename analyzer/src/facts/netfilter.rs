@@ -1,6 +1,6 @@
 //! Dataplane extraction for the fact builder: a narrow one-pass scan of
 //! iptables-save for per-backend summaries (hooks, hint/canary chains, FORWARD
-//! policy, localnet DROP, duplicates, incompatible tables), and adapters over
+//! policy, localnet and INVALID DROPs, duplicates, incompatible tables), and adapters over
 //! `crate::parse` for the Service joins (iptables and nftables kube-proxy models, IPVS).
 //!
 //! They read only what the fact model needs (Service rules, DNAT targets,
@@ -101,6 +101,8 @@ struct RuleArgs<'a> {
     jump: Option<&'a str>,
     comment: Option<&'a str>,
     has_mark_0x4000: bool,
+    /// `--ctstate` lists `INVALID` (not negated).
+    ctstate_invalid: bool,
     in_if: Option<&'a str>,
     out_if: Option<&'a str>,
 }
@@ -130,6 +132,11 @@ fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
             "--comment" => a.comment = next,
             "-i" | "--in-interface" => take(&mut a.in_if),
             "-o" | "--out-interface" => take(&mut a.out_if),
+            "--ctstate" => {
+                if !negate && next.is_some_and(|s| s.split(',').any(|s| s == "INVALID")) {
+                    a.ctstate_invalid = true;
+                }
+            }
             "--mark" => {
                 if !negate && next.is_some_and(|m| m.starts_with("0x4000")) {
                     a.has_mark_0x4000 = true;
@@ -263,6 +270,13 @@ pub fn scan_iptables(
             }
             if a.chain == "FORWARD" && jump == "KUBE-FORWARD" {
                 forward_to_kube_forward = true;
+            }
+            // kube-proxy's `-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP` (newer
+            // versions add an nfacct counter match before the jump).
+            if a.chain == "KUBE-FORWARD" && jump == "DROP" && a.ctstate_invalid {
+                f.kube_forward_invalid_drop = true;
+                f.invalid_drop_source
+                    .get_or_insert_with(|| Source::line(path, n));
             }
             let cni_chain = [
                 "cali-",
@@ -450,6 +464,8 @@ pub struct NftScan {
     pub no_endpoint_services: HashMap<String, Source>,
     /// Endpoint chain -> DNAT targets.
     pub endpoint_chains: Vec<(String, String, Source)>,
+    /// The first `ct state invalid … drop` rule of a kube-proxy table.
+    pub invalid_drop: Option<Source>,
 }
 
 impl NftScan {
@@ -485,6 +501,13 @@ pub fn nft_from_model(
             .iter()
             .find(|t| t.name == "kube-proxy" && (t.family == "ip" || t.family == "ip6"))
             .map(|t| Source::line(path, t.line as u64)),
+        invalid_drop: ruleset
+            .tables
+            .iter()
+            .filter(|t| t.name == "kube-proxy" && (t.family == "ip" || t.family == "ip6"))
+            .flat_map(|t| t.chains.iter().flat_map(|c| &c.rules))
+            .find(|r| is_ct_invalid_drop(&r.text))
+            .map(|r| Source::line(path, r.line as u64)),
         ..NftScan::default()
     };
     for svc in &model.services {
@@ -517,6 +540,27 @@ pub fn nft_from_model(
     s
 }
 
+/// An nft rule matching `ct state invalid` (alone or in a set) with a `drop` verdict;
+/// statements such as `counter packets 0 bytes 0` may sit between them.
+fn is_ct_invalid_drop(rule: &str) -> bool {
+    let words: Vec<&str> = rule
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some(at) = words.windows(2).position(|w| w == ["ct", "state"]) else {
+        return false;
+    };
+    let states: Vec<&str> = words[at + 2..]
+        .iter()
+        .copied()
+        .take_while(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_lowercase() || c == '!' || c == '=')
+        })
+        .collect();
+    states.first() != Some(&"!=") && states.contains(&"invalid") && words.contains(&"drop")
+}
+
 /// `service-HASH-ns/svc/proto/port` -> `ns/svc/proto/port`.
 fn chain_identity<'a>(chain: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = chain.strip_prefix(prefix)?;
@@ -534,6 +578,78 @@ mod tests {
             w,
             ["-A", "X", "-m", "comment", "--comment", "a b: c", "-j", "Y"]
         );
+    }
+
+    #[test]
+    fn kube_forward_invalid_drop_detected() {
+        // kube-proxy 1.29+ filter table (nfacct counter before the jump), iptables-save -c.
+        let save = r#"*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:KUBE-FORWARD - [0:0]
+[0:0] -A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+[12:720] -A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP
+[0:0] -A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+[0:0] -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+"#;
+        let f = scan_iptables("ipt", "nft", "4", save, &[]).facts;
+        assert!(f.kube_forward_invalid_drop);
+        assert_eq!(f.invalid_drop_source, Some(Source::line("ipt", 6)));
+        // Older kube-proxy: the plain form.
+        let old = "*filter\n:KUBE-FORWARD - [0:0]\n-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n";
+        assert!(
+            scan_iptables("ipt", "nft", "4", old, &[])
+                .facts
+                .kube_forward_invalid_drop
+        );
+        // Without it (be_liberal set, or pre-1.15 kube-proxy); a negated state, another
+        // chain or the nat table do not count.
+        for save in [
+            "*filter\n-A KUBE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n",
+            "*filter\n-A KUBE-FORWARD -m conntrack ! --ctstate INVALID -j DROP\nCOMMIT\n",
+            "*filter\n-A FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n",
+            "*nat\n-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n",
+        ] {
+            let f = scan_iptables("ipt", "nft", "4", save, &[]).facts;
+            assert!(!f.kube_forward_invalid_drop, "{save}");
+        }
+    }
+
+    #[test]
+    fn nft_invalid_drop_detected() {
+        assert!(is_ct_invalid_drop("ct state invalid drop"));
+        assert!(is_ct_invalid_drop(
+            "ct state invalid counter packets 3 bytes 180 drop"
+        ));
+        assert!(is_ct_invalid_drop("ct state { invalid } drop"));
+        assert!(!is_ct_invalid_drop("ct state established,related accept"));
+        assert!(!is_ct_invalid_drop(
+            "ct state new jump service-endpoints-check"
+        ));
+        assert!(!is_ct_invalid_drop("ct state != invalid drop"));
+        let ruleset = "table ip kube-proxy {
+\tchain filter-forward {
+\t\ttype filter hook forward priority -110; policy accept;
+\t\tct state invalid drop
+\t\tct state new jump endpoints-check
+\t}
+}
+table ip filter {
+\tchain forward {
+\t\tct state invalid drop
+\t}
+}
+";
+        let rs = crate::parse::nft::parse_nft_ruleset(ruleset);
+        let model = crate::parse::nft::kube_proxy::kube_proxy_nft_model(&rs);
+        let scan = nft_from_model("nft", &rs, &model);
+        assert_eq!(scan.invalid_drop, Some(Source::line("nft", 4)));
+        // Only the kube-proxy table counts.
+        let other = ruleset.replacen("\t\tct state invalid drop\n", "", 1);
+        let rs = crate::parse::nft::parse_nft_ruleset(&other);
+        let model = crate::parse::nft::kube_proxy::kube_proxy_nft_model(&rs);
+        assert_eq!(nft_from_model("nft", &rs, &model).invalid_drop, None);
     }
 
     #[test]
