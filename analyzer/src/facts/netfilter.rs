@@ -169,7 +169,8 @@ pub fn scan_iptables(
     f.family = family.to_string();
     f.path = path.to_string();
     let mut table = "";
-    let mut dup: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
+    // Hashes every rule's text: foldhash, not SipHash.
+    let mut dup: foldhash::HashMap<(&str, &str), (u64, u64)> = foldhash::HashMap::default();
     let (mut kube_forward_accept, mut forward_to_kube_forward) = (false, false);
     let in_pod_range = |c: &str| {
         let addr = c.split('/').next().unwrap_or(c);

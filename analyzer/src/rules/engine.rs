@@ -322,6 +322,23 @@ impl Rule {
         }
     }
 
+    /// A guess at the rule's cost for scheduling: the length of the fact list its
+    /// `for_each` starts from (`services`, `pods`, ...), 0 without `for_each`.
+    fn iteration_hint(&self, prepared: &PreparedFacts) -> usize {
+        let Some(fe) = &self.spec.for_each else {
+            return 0;
+        };
+        let src = fe.list.trim_start().trim_start_matches('(');
+        let root: String = src
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        match prepared.vars.get(&root) {
+            Some(Node::List(l)) => l.len().max(1),
+            _ => 1,
+        }
+    }
+
     fn evaluate_inner(
         &self,
         env: &Arc<Env>,
@@ -752,18 +769,22 @@ impl RuleSet {
             outcome
         };
         // Rules are independent and read the shared facts only: spread them over the
-        // cores, each worker taking the next rule not yet taken.
+        // cores, each worker taking the next rule not yet taken. The rules that iterate
+        // over the longest fact lists go first, so that the last rule to start is a
+        // short one and the workers finish together.
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(self.rules.len())
             .max(1);
+        let mut order: Vec<usize> = (0..self.rules.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.rules[i].iteration_hint(&value)));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = || {
             let mut done = Vec::new();
             loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(r) = self.rules.get(i) else { break };
-                done.push((i, eval_one(r)));
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&i) = order.get(k) else { break };
+                done.push((i, eval_one(&self.rules[i])));
             }
             done
         };

@@ -64,6 +64,18 @@ impl Node {
 #[derive(Debug, Clone)]
 pub struct NodeList(Arc<[Node]>);
 
+impl NodeList {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the list has no items.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A map of string keys to nodes shared by reference; small maps are searched in
 /// order, larger ones are sorted by key and binary-searched.
 #[derive(Debug, Clone)]

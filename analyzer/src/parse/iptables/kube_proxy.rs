@@ -12,7 +12,11 @@
 //! ([`crate::parse::nft::kube_proxy`]), so services from either mode join on
 //! [`ServicePortRules::key`] = (vip, port, protocol).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// Chain names are hashed once per rule of a 100,000-rule dump: foldhash, not SipHash.
+type HashMap<K, V> = foldhash::HashMap<K, V>;
+type HashSet<T> = foldhash::HashSet<T>;
 
 use serde::{Deserialize, Serialize};
 
@@ -211,7 +215,7 @@ struct ChainIndex<'a> {
 
 impl<'a> ChainIndex<'a> {
     fn new(rules: &'a [Rule]) -> Self {
-        let mut runs: HashMap<&'a str, Vec<&'a [Rule]>> = HashMap::new();
+        let mut runs: HashMap<&'a str, Vec<&'a [Rule]>> = HashMap::default();
         let mut start = 0;
         for i in 1..=rules.len() {
             if i == rules.len() || rules[i].chain != rules[start].chain {
