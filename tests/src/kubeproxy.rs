@@ -193,6 +193,66 @@ pub struct RenderOptions {
     pub cluster_cidr: String,
     /// Services (`namespace/name`) whose `KUBE-SERVICES` jumps are left out (fault).
     pub omit_from_services: BTreeSet<String>,
+    /// The CNI's own nat chains and rules (pod egress masquerade), restored with
+    /// kube-proxy's because `iptables-restore` replaces the whole table.
+    pub cni_nat: Option<CniNat>,
+}
+
+/// A CNI's nat rules, as the CNI itself programs them.
+#[derive(Debug, Clone, Default)]
+pub struct CniNat {
+    /// Chain declarations (`:NAME - [0:0]` lines).
+    pub chains: Vec<String>,
+    /// `-A` rules.
+    pub rules: Vec<String>,
+}
+
+impl CniNat {
+    /// flanneld with `--ip-masq` (kube-flannel's default): `FLANNEL-POSTRTG` masquerades
+    /// pod traffic leaving the cluster range and leaves pod-to-pod traffic alone.
+    pub fn flannel(cluster_cidr: &str, node_subnet: &str) -> CniNat {
+        let c = "-m comment --comment \"flanneld masq\"";
+        CniNat {
+            chains: vec!["FLANNEL-POSTRTG".into()],
+            rules: vec![
+                format!("-A POSTROUTING {c} -j FLANNEL-POSTRTG"),
+                format!("-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 {c} -j RETURN"),
+                format!("-A FLANNEL-POSTRTG -s {node_subnet} -d {cluster_cidr} {c} -j RETURN"),
+                format!("-A FLANNEL-POSTRTG -s {cluster_cidr} -d {node_subnet} {c} -j RETURN"),
+                format!("-A FLANNEL-POSTRTG ! -s {cluster_cidr} -d {node_subnet} {c} -j RETURN"),
+                format!(
+                    "-A FLANNEL-POSTRTG -s {cluster_cidr} ! -d 224.0.0.0/4 {c} -j MASQUERADE --random-fully"
+                ),
+                format!(
+                    "-A FLANNEL-POSTRTG ! -s {cluster_cidr} -d {cluster_cidr} {c} -j MASQUERADE --random-fully"
+                ),
+            ],
+        }
+    }
+
+    /// calico-node with `natOutgoing: true`: `cali-nat-outgoing` masquerades sources in
+    /// the IPAM pools (ipset `cali40masq-ipam-pools`) going outside all pools. The ipsets
+    /// must exist before the rules are restored ([`CniNat::calico_ipsets`]).
+    pub fn calico() -> CniNat {
+        CniNat {
+            chains: vec!["cali-POSTROUTING".into(), "cali-nat-outgoing".into()],
+            rules: vec![
+                "-A POSTROUTING -m comment --comment \"cali:O3lYWMrLQYEMJtB5\" -j cali-POSTROUTING".into(),
+                "-A cali-POSTROUTING -m comment --comment \"cali:Z-c7XtVd2Bq7s_hA\" -j cali-nat-outgoing".into(),
+                "-A cali-nat-outgoing -m comment --comment \"cali:flqWnvo8yq4ULQLa\" -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully".into(),
+            ],
+        }
+    }
+
+    /// Shell commands creating calico's IPAM-pool ipsets for `cluster_cidr`.
+    pub fn calico_ipsets(cluster_cidr: &str) -> String {
+        format!(
+            "ipset -exist create cali40masq-ipam-pools hash:net family inet\n\
+             ipset -exist add cali40masq-ipam-pools {cluster_cidr}\n\
+             ipset -exist create cali40all-ipam-pools hash:net family inet\n\
+             ipset -exist add cali40all-ipam-pools {cluster_cidr}\n"
+        )
+    }
 }
 
 /// Renders a complete `iptables-restore` input (filter and nat tables).
@@ -318,6 +378,14 @@ pub fn render(services: &[ResolvedService], opts: &RenderOptions) -> String {
                     "-A {sep} -p {proto} -m comment --comment \"{pname}\" -m {proto} -j DNAT --to-destination {ep}"
                 );
             }
+        }
+    }
+    if let Some(cni) = &opts.cni_nat {
+        for c in &cni.chains {
+            let _ = writeln!(nat_chains, ":{c} - [0:0]");
+        }
+        for r in &cni.rules {
+            let _ = writeln!(nat_rules, "{r}");
         }
     }
     svc_jumps.push_str("-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n");

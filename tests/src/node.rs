@@ -364,6 +364,7 @@ impl LabNodeBuilder {
             pods: Vec::new(),
             services: Vec::new(),
             omitted: BTreeSet::new(),
+            pod_masquerade: true,
             backends: Vec::new(),
             dns: None,
             children: Vec::new(),
@@ -398,6 +399,8 @@ pub struct LabNode {
     pods: Vec<LabPod>,
     services: Vec<LabService>,
     omitted: BTreeSet<String>,
+    /// Whether the CNI's pod egress masquerade rules are programmed (the default).
+    pod_masquerade: bool,
     backends: Vec<Backend>,
     dns: Option<DnsState>,
     children: Vec<Child>,
@@ -1007,6 +1010,12 @@ impl LabNode {
             &kubeproxy::RenderOptions {
                 cluster_cidr: CLUSTER_CIDR.into(),
                 omit_from_services: self.omitted.clone(),
+                cni_nat: self.pod_masquerade.then(|| match self.style {
+                    NetStyle::Bridge { .. } => {
+                        kubeproxy::CniNat::flannel(CLUSTER_CIDR, &self.pod_cidr())
+                    }
+                    NetStyle::Routed => kubeproxy::CniNat::calico(),
+                }),
             },
         )
     }
@@ -1015,6 +1024,9 @@ impl LabNode {
     /// tables). Applying with both backends is the "KUBE-* chains in both backends" fault.
     pub fn apply_iptables(&mut self, backend: Backend) -> LabResult<()> {
         let rules = self.render_iptables();
+        if self.pod_masquerade && self.style == NetStyle::Routed {
+            self.sh(&kubeproxy::CniNat::calico_ipsets(CLUSTER_CIDR))?;
+        }
         let path = self.tmp_file(&format!("iptables-{backend:?}.rules"), &rules)?;
         self.run_in_node(&[backend.restore(), &path.to_string_lossy()])?;
         if !self.backends.contains(&backend) {
@@ -1035,6 +1047,16 @@ impl LabNode {
             )));
         }
         self.omitted.insert(format!("{namespace}/{name}"));
+        for b in self.backends.clone() {
+            self.apply_iptables(b)?;
+        }
+        Ok(())
+    }
+
+    /// Fault: the CNI's pod egress masquerade rules are gone (`FLANNEL-POSTRTG` /
+    /// `cali-nat-outgoing`), in every applied backend; kube-proxy's rules stay.
+    pub fn remove_pod_masquerade(&mut self) -> LabResult<()> {
+        self.pod_masquerade = false;
         for b in self.backends.clone() {
             self.apply_iptables(b)?;
         }

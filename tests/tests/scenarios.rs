@@ -129,6 +129,10 @@ fn healthy_flannel_node_has_no_finding() {
     let node = lab.node().flannel().dns().pods(3).build().unwrap();
     let client = node.pods()[1].clone();
     assert!(node.dig_from(&client, DNS_VIP, KUBERNETES, false).is_ok());
+    assert_eq!(
+        egress_reply_destination(&node, &client),
+        node.node_ip().to_string()
+    );
     let r = analyze(&node, &bin);
     expect(&r, &[]);
     // Node-local rules really ran (not skipped for missing data).
@@ -156,6 +160,11 @@ fn healthy_routed_node_has_no_finding() {
     let node = lab.node().routed().dns().pods(3).build().unwrap();
     let client = node.pods()[1].clone();
     assert!(node.dig_from(&client, DNS_VIP, KUBERNETES, false).is_ok());
+    // calico's cali-nat-outgoing (ipset match) masquerades the pod's egress.
+    assert_eq!(
+        egress_reply_destination(&node, &client),
+        node.node_ip().to_string()
+    );
     expect(&analyze(&node, &bin), &[]);
 }
 
@@ -447,4 +456,34 @@ fn docker0_inside_the_service_range() {
     expect(&r, &["cidr-overlap"]);
     let f = &r["findings"].as_array().unwrap()[0];
     assert!(f["message"].as_str().unwrap().contains("on docker0"), "{f}");
+}
+
+/// The address the outside answers for a pod's egress packet: sends one DNS query from
+/// `pod` to the outside host (172.18.0.1, beyond the node's uplink; nothing listens, the
+/// packet is what matters) and reads the reply tuple's destination from the node's
+/// conntrack table: the node IP when masqueraded, the pod IP when not.
+fn egress_reply_destination(node: &LabNode, pod: &netsnap_lab::LabPod) -> String {
+    let outside = "172.18.0.1";
+    let ip = pod.ip.to_string();
+    node.run_in_node(&["conntrack", "-D", "-p", "udp", "-s", &ip, "-d", outside])
+        .ok();
+    let at = format!("@{outside}");
+    let _ = node.run_in_pod(
+        pod,
+        &["dig", "+time=1", "+tries=1", &at, "example.com", "A"],
+    );
+    let out = node
+        .run_in_node(&["conntrack", "-L", "-p", "udp", "-s", &ip, "-d", outside])
+        .unwrap();
+    // `udp 17 29 src=POD dst=OUT sport=A dport=53 [UNREPLIED] src=OUT dst=X sport=53 dport=B ...`
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!("src={ip} ")))
+        .unwrap_or_else(|| panic!("no conntrack entry for the egress probe: {}", out.stdout));
+    line.split_whitespace()
+        .filter_map(|w| w.strip_prefix("dst="))
+        .nth(1)
+        .unwrap()
+        .to_string()
 }
