@@ -619,6 +619,136 @@ fn parse_key(v: &str) -> Result<u32, &'static str> {
 }
 
 fn parse_entry(line_no: usize, line: &str) -> Result<ConntrackEntry, &'static str> {
+    if let Some(e) = parse_plain_entry(line_no, line.as_bytes()) {
+        return Ok(e);
+    }
+    parse_any_entry(line_no, line)
+}
+
+/// Digits only, no sign, no overflow: what [`parse_plain_entry`] accepts as a number
+/// (anything else goes to the general parser, which has the error messages).
+fn plain_uint(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in v {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(d - b'0');
+    }
+    Some(n)
+}
+
+/// The plain `tcp`/`udp` lines that make up nearly every large `conntrack -L` table,
+/// read byte by byte without building strings: protocol, number, timeout, state, two
+/// `src= dst= sport= dport=` tuples (with `packets=`/`bytes=` when accounting is on), the
+/// four known flags and `mark=`/`zone=`/`use=`/`id=`/`delta-time=`.
+/// Anything else (another protocol, the extended prefix, counters, labels, an unknown
+/// flag, a malformed value) returns `None` and is left to [`parse_any_entry`]; whatever
+/// this accepts, that parser reads identically (a property test checks it).
+fn parse_plain_entry(line_no: usize, line: &[u8]) -> Option<ConntrackEntry> {
+    let mut toks = line
+        .split(u8::is_ascii_whitespace)
+        .filter(|t| !t.is_empty());
+    let protocol = match toks.next()? {
+        b"tcp" => Protocol::Tcp,
+        b"udp" => Protocol::Udp,
+        _ => return None,
+    };
+    let protocol_number = u8::try_from(plain_uint(toks.next()?)?).ok()?;
+    let mut tok = toks.next()?;
+    let mut timeout = None;
+    if tok.iter().all(u8::is_ascii_digit) {
+        timeout = Some(plain_uint(tok)?);
+        tok = toks.next()?;
+    }
+    let mut state = None;
+    if !tok.contains(&b'=') && tok.first() != Some(&b'[') {
+        state = Some(ConntrackState::from_name(std::str::from_utf8(tok).ok()?));
+        tok = toks.next()?;
+    }
+    let mut original: Option<Tuple> = None;
+    let mut reply: Option<Tuple> = None;
+    let mut flags = ConntrackFlags::default();
+    let (mut mark, mut zone, mut use_count, mut id) = (None, None, None, None);
+    let mut delta_time = None;
+    let mut next = Some(tok);
+    while let Some(tok) = next {
+        next = toks.next();
+        if tok.first() == Some(&b'[') {
+            match tok {
+                b"[UNREPLIED]" => flags.unreplied = true,
+                b"[ASSURED]" => flags.assured = true,
+                b"[OFFLOAD]" => flags.offload = true,
+                b"[HW_OFFLOAD]" => flags.hw_offload = true,
+                _ => return None,
+            }
+            continue;
+        }
+        let eq = tok.iter().position(|&b| b == b'=')?;
+        let (key, val) = (&tok[..eq], &tok[eq + 1..]);
+        let ip = || -> Option<IpAddr> { parse_ip(std::str::from_utf8(val).ok()?, "").ok() };
+        let port = || -> Option<u16> { u16::try_from(plain_uint(val)?).ok() };
+        let tuple = if reply.is_some() {
+            reply.as_mut()
+        } else {
+            original.as_mut()
+        };
+        match key {
+            b"src" => {
+                let t = Tuple::new(ip()?);
+                if original.is_none() {
+                    original = Some(t);
+                } else if reply.is_none() {
+                    reply = Some(t);
+                } else {
+                    return None;
+                }
+            }
+            b"dst" => tuple?.dst = ip()?,
+            b"sport" => tuple?.sport = Some(port()?),
+            b"dport" => tuple?.dport = Some(port()?),
+            b"packets" => tuple?.packets = Some(plain_uint(val)?),
+            b"bytes" => tuple?.bytes = Some(plain_uint(val)?),
+            b"delta-time" => delta_time = Some(plain_uint(val)?),
+            b"mark" => mark = Some(u32::try_from(plain_uint(val)?).ok()?),
+            b"zone" => zone = Some(port()?),
+            b"use" => use_count = Some(u32::try_from(plain_uint(val)?).ok()?),
+            b"id" => id = Some(u32::try_from(plain_uint(val)?).ok()?),
+            _ => return None,
+        }
+    }
+    let original = original?;
+    let reply = reply?;
+    let family = match original.src {
+        IpAddr::V4(_) => L3Family::Ipv4,
+        IpAddr::V6(_) => L3Family::Ipv6,
+    };
+    Some(ConntrackEntry {
+        line: line_no,
+        family,
+        protocol,
+        protocol_number,
+        timeout,
+        state,
+        original,
+        reply,
+        flags,
+        mark,
+        zone,
+        use_count,
+        id,
+        secctx: None,
+        delta_time,
+        other_flags: Vec::new(),
+        other_fields: Vec::new(),
+    })
+}
+
+/// Every form of entry line, field by field.
+fn parse_any_entry(line_no: usize, line: &str) -> Result<ConntrackEntry, &'static str> {
     let mut toks = line.split_ascii_whitespace().peekable();
     let mut first = toks.next().ok_or("empty line")?;
     let mut family = None;
@@ -1111,6 +1241,104 @@ mod tests {
         fn fast_ipv4_agrees_with_std(s in "[0-9.]{0,17}") {
             proptest::prop_assert_eq!(parse_ip(&s, "x").ok(), s.parse::<IpAddr>().ok());
         }
+
+        /// Real lines with random edits (a word replaced by one of conntrack's words or a
+        /// damaged one, inserted, or removed): whatever the plain-line path accepts, the
+        /// general parser reads the same way.
+        #[test]
+        fn plain_path_agrees_with_the_general_parser(
+            base in 0usize..3,
+            edits in proptest::collection::vec((0usize..24, 0u8..3, conntrack_word()), 0..4),
+        ) {
+            let mut words: Vec<String> = [
+                "tcp 6 86397 ESTABLISHED src=10.244.1.5 dst=10.96.0.1 sport=40000 dport=443 src=172.18.0.10 dst=10.244.1.5 sport=6443 dport=40000 [ASSURED] mark=0 use=1",
+                "udp 17 29 src=10.244.1.5 dst=10.96.0.10 sport=53422 dport=53 [UNREPLIED] src=10.244.0.2 dst=10.244.1.5 sport=53 dport=53422 mark=0 zone=3 use=1 id=77",
+                "tcp 6 119 LAST_ACK src=10.244.1.5 dst=10.244.2.18 sport=42016 dport=8080 packets=0 bytes=0 [UNREPLIED] src=10.244.2.18 dst=10.244.1.5 sport=8080 dport=42016 packets=0 bytes=0 mark=0 delta-time=0 use=1",
+            ][base]
+                .split(' ')
+                .map(str::to_string)
+                .collect();
+            for (at, op, word) in edits {
+                match op {
+                    0 if !words.is_empty() => {
+                        let i = at % words.len();
+                        words[i] = word;
+                    }
+                    1 => words.insert(at % (words.len() + 1), word),
+                    _ if !words.is_empty() => {
+                        words.remove(at % words.len());
+                    }
+                    _ => {}
+                }
+            }
+            let line = words.join(" ");
+            if let Some(fast) = parse_plain_entry(4, line.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(fast), parse_any_entry(4, &line), "{}", line);
+            }
+        }
+
+        /// Well-formed plain lines always take the plain path, and agree.
+        #[test]
+        fn plain_path_takes_well_formed_lines(
+            tcp in proptest::bool::ANY,
+            timeout in proptest::option::of(0u64..500_000),
+            a in proptest::array::uniform4(0u8..=255),
+            b in proptest::array::uniform4(0u8..=255),
+            ports in proptest::array::uniform4(0u16..=65535),
+            unreplied in proptest::bool::ANY,
+            assured in proptest::bool::ANY,
+            tail in proptest::option::of((0u32..10, 0u32..5, proptest::option::of(0u32..u32::MAX))),
+        ) {
+            let ip = |o: [u8; 4]| std::net::Ipv4Addr::from(o).to_string();
+            let mut line = if tcp { "tcp      6".to_string() } else { "udp      17".to_string() };
+            if let Some(t) = timeout {
+                line += &format!(" {t}");
+            }
+            if tcp {
+                line += " ESTABLISHED";
+            }
+            line += &format!(" src={} dst={} sport={} dport={}", ip(a), ip(b), ports[0], ports[1]);
+            if unreplied {
+                line += " [UNREPLIED]";
+            }
+            line += &format!(" src={} dst={} sport={} dport={}", ip(b), ip(a), ports[2], ports[3]);
+            if assured {
+                line += " [ASSURED]";
+            }
+            if let Some((mark, use_count, id)) = tail {
+                line += &format!(" mark={mark} use={use_count}");
+                if let Some(id) = id {
+                    line += &format!(" id={id}");
+                }
+            }
+            let fast = parse_plain_entry(1, line.as_bytes());
+            proptest::prop_assert!(fast.is_some(), "{}", line);
+            proptest::prop_assert_eq!(Ok(fast.unwrap()), parse_any_entry(1, &line));
+        }
+    }
+
+    fn conntrack_word() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("tcp".to_string()),
+            Just("udp".to_string()),
+            Just("icmp".to_string()),
+            Just("6".to_string()),
+            Just("17".to_string()),
+            Just("+6".to_string()),
+            Just("300".to_string()),
+            Just("99999999999999999999".to_string()),
+            Just("ESTABLISHED".to_string()),
+            Just("SYN_SENT".to_string()),
+            Just("[UNREPLIED]".to_string()),
+            Just("[ASSURED]".to_string()),
+            Just("[SEEN_REPLY]".to_string()),
+            Just("[ASSURED".to_string()),
+            "(src|dst)=(10\\.0\\.0\\.[0-9]{1,3}|fd00::[0-9]|1\\.2\\.3|)",
+            "(sport|dport|mark|use|zone|id)=(\\+?[0-9]{0,6}|-1|x)",
+            "(packets|bytes|labels|secctx|delta-time)=(\\+?[0-9]{1,3}|99999999999999999999)",
+            "type=[0-9]",
+        ]
     }
 
     /// Fields the capture machine cannot produce (no SELinux, no flowtable offload), in the
@@ -1148,6 +1376,34 @@ mod tests {
         assert_eq!(
             parse_summary("conntrack v1.4.7 (conntrack-tools): bogus"),
             None
+        );
+    }
+
+    /// Every entry of the captured real listings parses the same by both paths, and the
+    /// plain path takes the plain tcp/udp lines.
+    #[test]
+    fn plain_path_agrees_on_captured_listings() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/raw/conntrack");
+        let mut taken = 0;
+        for name in [
+            "conntrack-L.txt",
+            "conntrack-L-zone7.txt",
+            "conntrack-L-o-extended-id.txt",
+            "conntrack-L-f-ipv6.txt",
+        ] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if let Some(fast) = parse_plain_entry(i + 1, line.as_bytes()) {
+                    taken += 1;
+                    assert_eq!(Ok(fast), parse_any_entry(i + 1, line), "{name}:{}", i + 1);
+                }
+            }
+        }
+        assert!(
+            taken > 10,
+            "the plain path took only {taken} captured lines"
         );
     }
 
