@@ -145,42 +145,30 @@ impl<'a> Builder<'a> {
     }
 
     fn read_jsonl<T: DeserializeOwned>(&mut self, path: &str) -> Vec<(u64, T)> {
-        let mut out = Vec::new();
-        let Some(file) = self.bundle.open_artifact(path) else {
-            return out;
-        };
-        let file = match file {
-            Ok(f) => f,
-            Err(e) => {
-                self.note(format!("{path}: {e}"));
-                return out;
-            }
-        };
-        let mut bad = 0u64;
-        let mut first_bad = None;
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let Ok(line) = line else {
-                bad += 1;
-                continue;
-            };
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(&line) {
-                Ok(v) => out.push((i as u64 + 1, v)),
-                Err(e) => {
-                    bad += 1;
-                    first_bad.get_or_insert_with(|| format!("line {}: {e}", i + 1));
-                }
+        self.take_jsonl(load_jsonl(self.bundle, path))
+    }
+
+    /// Takes the records of a [`load_jsonl`] run on another thread, keeping its note.
+    fn join_jsonl<T>(
+        &mut self,
+        handle: std::thread::ScopedJoinHandle<'_, JsonLines<T>>,
+        path: &str,
+    ) -> Vec<(u64, T)> {
+        match handle.join() {
+            Ok(loaded) => self.take_jsonl(loaded),
+            Err(_) => {
+                self.note(format!("{path}: reading failed unexpectedly"));
+                Vec::new()
             }
         }
-        if bad > 0 {
-            self.note(format!(
-                "{path}: {bad} unreadable line(s), first at {}",
-                first_bad.unwrap_or_default()
-            ));
+    }
+
+    /// Takes the records of a [`load_jsonl`], keeping its note.
+    fn take_jsonl<T>(&mut self, loaded: JsonLines<T>) -> Vec<(u64, T)> {
+        if let Some(n) = loaded.note {
+            self.note(n);
         }
-        out
+        loaded.records
     }
 
     fn lines(&mut self, path: &str) -> Option<impl Iterator<Item = (u64, String)> + use<>> {
@@ -217,16 +205,26 @@ impl<'a> Builder<'a> {
         };
         self.collection();
         self.node_identity();
-        let nodes: Vec<(u64, NodeRecord)> = self.read_jsonl(layout::k8s::NODES);
-        self.node_api(&nodes);
-        self.sysctls();
-        let snapshots = self.netlink();
-        self.host_links(&snapshots);
-        let pods: Vec<(u64, PodRecord)> = self.read_jsonl(layout::k8s::PODS);
-        self.pods(&pods);
-        self.netns_and_links(&snapshots);
-        let services: Vec<(u64, ServiceRecord)> = self.read_jsonl(layout::k8s::SERVICES);
-        let slices: Vec<(u64, EndpointSliceRecord)> = self.read_jsonl(layout::k8s::ENDPOINT_SLICES);
+        // The Service and EndpointSlice lists (the largest API artifacts on a big cluster)
+        // are parsed on other threads while the node and pods are read here.
+        let bundle = self.bundle;
+        let (snapshots, pods, services, slices) = std::thread::scope(|scope| {
+            let services =
+                scope.spawn(|| load_jsonl::<ServiceRecord>(bundle, layout::k8s::SERVICES));
+            let slices = scope
+                .spawn(|| load_jsonl::<EndpointSliceRecord>(bundle, layout::k8s::ENDPOINT_SLICES));
+            let nodes: Vec<(u64, NodeRecord)> = self.read_jsonl(layout::k8s::NODES);
+            self.node_api(&nodes);
+            self.sysctls();
+            let snapshots = self.netlink();
+            self.host_links(&snapshots);
+            let pods: Vec<(u64, PodRecord)> = self.read_jsonl(layout::k8s::PODS);
+            self.pods(&pods);
+            self.netns_and_links(&snapshots);
+            let services = self.join_jsonl(services, layout::k8s::SERVICES);
+            let slices = self.join_jsonl(slices, layout::k8s::ENDPOINT_SLICES);
+            (snapshots, pods, services, slices)
+        });
         self.services(&services, &slices);
         self.cidr_overlaps();
         lap("api");
@@ -1583,6 +1581,54 @@ impl<'a> Builder<'a> {
             }
         }
     }
+}
+
+/// Records of a JSON Lines artifact, with a note when some lines could not be read.
+struct JsonLines<T> {
+    records: Vec<(u64, T)>,
+    note: Option<String>,
+}
+
+/// Reads a JSON Lines artifact (one record per line, numbered from 1); needs no
+/// builder, so the large API lists can be read on other threads.
+fn load_jsonl<T: DeserializeOwned>(bundle: &Bundle, path: &str) -> JsonLines<T> {
+    let mut out = Vec::new();
+    let mut note = None;
+    let Some(file) = bundle.open_artifact(path) else {
+        return JsonLines { records: out, note };
+    };
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            note = Some(format!("{path}: {e}"));
+            return JsonLines { records: out, note };
+        }
+    };
+    let mut bad = 0u64;
+    let mut first_bad = None;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let Ok(line) = line else {
+            bad += 1;
+            continue;
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(&line) {
+            Ok(v) => out.push((i as u64 + 1, v)),
+            Err(e) => {
+                bad += 1;
+                first_bad.get_or_insert_with(|| format!("line {}: {e}", i + 1));
+            }
+        }
+    }
+    if bad > 0 {
+        note = Some(format!(
+            "{path}: {bad} unreadable line(s), first at {}",
+            first_bad.unwrap_or_default()
+        ));
+    }
+    JsonLines { records: out, note }
 }
 
 /// Hash maps for the per-entry lookups of the conntrack pass (a million entries): foldhash
