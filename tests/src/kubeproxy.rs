@@ -463,4 +463,39 @@ mod tests {
         assert!(!omitted.contains("-A KUBE-SERVICES -d 10.96.1.1/32"));
         assert!(omitted.contains("-A KUBE-SEP-"));
     }
+
+    #[test]
+    fn cni_masquerade_lands_in_the_nat_table() {
+        let with = render(
+            &[],
+            &RenderOptions {
+                cluster_cidr: "10.244.0.0/16".into(),
+                cni_nat: Some(CniNat::flannel("10.244.0.0/16", "10.244.3.0/24")),
+                ..Default::default()
+            },
+        );
+        let nat = &with[with.find("*nat").unwrap()..];
+        assert!(nat.contains(":FLANNEL-POSTRTG - [0:0]\n"));
+        assert!(nat.contains(
+            "-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n"
+        ));
+        assert!(nat.contains("-A FLANNEL-POSTRTG -s 10.244.3.0/24 -d 10.244.0.0/16 "));
+        assert!(nat.contains(
+            "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully\n"
+        ));
+        let without = render(&[], &RenderOptions::default());
+        assert!(!without.contains("FLANNEL-POSTRTG"));
+        let calico = render(
+            &[],
+            &RenderOptions {
+                cni_nat: Some(CniNat::calico()),
+                ..Default::default()
+            },
+        );
+        assert!(calico.contains("--match-set cali40masq-ipam-pools src"));
+        assert!(
+            CniNat::calico_ipsets("10.244.0.0/16")
+                .contains("add cali40masq-ipam-pools 10.244.0.0/16")
+        );
+    }
 }
