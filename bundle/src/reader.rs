@@ -205,7 +205,7 @@ impl Bundle {
         Self::from_reader(bytes, kind, options)
     }
 
-    fn from_reader<R: Read>(
+    fn from_reader<R: Read + Send>(
         input: R,
         kind: StreamKind,
         options: &ReaderOptions,
@@ -230,7 +230,12 @@ impl Bundle {
                             detail: e.to_string(),
                         }
                     })?;
-                extract(decoder, &root, options)?
+                // Decompression runs one step ahead on its own thread while this one
+                // parses the tar stream and writes the files.
+                std::thread::scope(|scope| {
+                    let ahead = ReadAhead::start(scope, decoder);
+                    extract(ahead, &root, options)
+                })?
             }
             StreamKind::Tar => extract(input, &root, options)?,
         };
@@ -600,6 +605,97 @@ fn extract<R: Read>(
     Ok(files)
 }
 
+/// A reader whose source is read on another thread, a few blocks ahead of the consumer
+/// (bounded: the source thread waits when [`READ_AHEAD_BLOCKS`] blocks are unread, and
+/// stops when the consumer is dropped).
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<io::Result<Option<Vec<u8>>>>,
+    block: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+/// Blocks in flight between the two threads.
+const READ_AHEAD_BLOCKS: usize = 8;
+/// Bytes per block.
+const READ_AHEAD_BLOCK: usize = 1 << 20;
+
+impl ReadAhead {
+    fn start<'scope, R: Read + Send + 'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        mut source: R,
+    ) -> ReadAhead {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_BLOCKS);
+        scope.spawn(move || {
+            loop {
+                let mut block = vec![0u8; READ_AHEAD_BLOCK];
+                let mut filled = 0;
+                while filled < block.len() {
+                    match source.read(&mut block[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            // What was read before the error still counts: a truncated
+                            // bundle keeps every byte that can be salvaged.
+                            block.truncate(filled);
+                            if !block.is_empty() {
+                                let _ = tx.send(Ok(Some(block)));
+                            }
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    let _ = tx.send(Ok(None));
+                    return;
+                }
+                block.truncate(filled);
+                // The consumer is gone (it stopped on an error): stop reading.
+                if tx.send(Ok(Some(block))).is_err() {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            rx,
+            block: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.block.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(Some(block))) => {
+                    self.block = block;
+                    self.pos = 0;
+                }
+                Ok(Ok(None)) => self.done = true,
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Err(io::Error::other("the decompression thread stopped"));
+                }
+            }
+        }
+        let n = out.len().min(self.block.len() - self.pos);
+        out[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Hashes the extracted files on a helper thread, in the order they are written.
 struct BackgroundHasher {
     tx: std::sync::mpsc::SyncSender<HashMsg>,
@@ -827,4 +923,95 @@ fn check_digest(record: &ArtifactRecord, size: u64, sha: &str) -> Result<(), Rea
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that returns its bytes in odd-sized pieces, then an error.
+    struct Choppy {
+        data: Vec<u8>,
+        pos: usize,
+        fail_at_end: bool,
+    }
+
+    impl Read for Choppy {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.data.len() {
+                return if self.fail_at_end {
+                    Err(io::Error::other("corrupted block"))
+                } else {
+                    Ok(0)
+                };
+            }
+            let n = out.len().min(7919).min(self.data.len() - self.pos);
+            out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn read_ahead_yields_the_source_bytes_across_blocks() {
+        for len in [
+            0,
+            1,
+            READ_AHEAD_BLOCK - 1,
+            READ_AHEAD_BLOCK,
+            3 * READ_AHEAD_BLOCK + 17,
+        ] {
+            let want = data(len);
+            let got = std::thread::scope(|scope| {
+                let mut r = ReadAhead::start(
+                    scope,
+                    Choppy {
+                        data: want.clone(),
+                        pos: 0,
+                        fail_at_end: false,
+                    },
+                );
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).map(|_| got)
+            });
+            assert_eq!(got.ok(), Some(want), "length {len}");
+        }
+    }
+
+    #[test]
+    fn read_ahead_passes_the_source_error_on_after_the_data() {
+        let want = data(READ_AHEAD_BLOCK + 5);
+        let (got, err) = std::thread::scope(|scope| {
+            let mut r = ReadAhead::start(
+                scope,
+                Choppy {
+                    data: want.clone(),
+                    pos: 0,
+                    fail_at_end: true,
+                },
+            );
+            let mut got = Vec::new();
+            let err = r.read_to_end(&mut got).err();
+            (got, err)
+        });
+        // Every byte read before the error is delivered, then the error.
+        assert_eq!(got, want);
+        assert_eq!(err.map(|e| e.to_string()), Some("corrupted block".into()));
+    }
+
+    #[test]
+    fn read_ahead_stops_when_the_consumer_is_dropped() {
+        // An endless source: the scope only ends if the source thread stops once the
+        // reader is dropped.
+        std::thread::scope(|scope| {
+            let mut r = ReadAhead::start(scope, io::repeat(7));
+            let mut buf = [0u8; 10];
+            r.read_exact(&mut buf).unwrap();
+            assert_eq!(buf, [7; 10]);
+        });
+    }
 }
