@@ -2166,23 +2166,48 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
     if !host.routes.iter().any(main_table) || !peers.iter().any(|p| !p.local) {
         return out;
     }
-    let parsed_ips = |p: &Peer| -> Vec<IpAddr> {
-        let set: BTreeSet<IpAddr> = p.pod_ips.iter().filter_map(|i| i.parse().ok()).collect();
-        set.into_iter().collect()
-    };
-    let cidrs_used = peers.iter().all(|p| {
-        parsed_ips(p).iter().all(|ip| {
-            let same_family: Vec<&String> = p
-                .pod_cidrs
+    let ips: Vec<Vec<IpAddr>> = peers
+        .iter()
+        .map(|p| {
+            let set: BTreeSet<IpAddr> = p.pod_ips.iter().filter_map(|i| i.parse().ok()).collect();
+            set.into_iter().collect()
+        })
+        .collect();
+    let nets: Vec<Vec<(IpAddr, u32)>> = peers
+        .iter()
+        .map(|p| {
+            p.pod_cidrs
                 .iter()
-                .filter(|c| parse_prefix(c, "").is_some_and(|(n, _)| n.is_ipv4() == ip.is_ipv4()))
+                .filter_map(|c| parse_prefix(c, ""))
+                .collect()
+        })
+        .collect();
+    let cidrs_used = ips.iter().zip(&nets).all(|(ips, nets)| {
+        ips.iter().all(|ip| {
+            let same: Vec<&(IpAddr, u32)> = nets
+                .iter()
+                .filter(|(n, _)| n.is_ipv4() == ip.is_ipv4())
                 .collect();
-            same_family.is_empty()
-                || same_family
+            same.is_empty()
+                || same
                     .iter()
-                    .any(|c| cidr_contains(c, &ip.to_string()))
+                    .any(|(n, l)| cidr_contains(&format!("{n}/{l}"), &ip.to_string()))
         })
     });
+    // A family with nothing but link-local routes is not in use on this host (a dual-stack
+    // podCIDR the CNI does not route, or IPv6 disabled): its lookups would all fail.
+    let family_routed = |v4: bool| {
+        host.routes.iter().filter(|r| main_table(r)).any(|r| {
+            parse_prefix(&r.dst, &r.family).is_some_and(|(n, _)| {
+                n.is_ipv4() == v4
+                    && match n {
+                        IpAddr::V4(a) => !a.is_link_local() && !a.is_multicast(),
+                        IpAddr::V6(a) => (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_multicast(),
+                    }
+            })
+        })
+    };
+    let routed = [family_routed(false), family_routed(true)];
     let owner: HashMap<IpAddr, &str> = peers
         .iter()
         .flat_map(|p| {
@@ -2205,28 +2230,27 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
                 .map(|l| l.name.clone())
         })
     };
-    // Whether a route also covers pods of a node other than `peer`.
-    let covers_others = |peer: &Peer, rnet: IpAddr, rlen: u32| {
+    // Whether a route also covers pods of a node other than the `i`th.
+    let covers_others = |i: usize, rnet: IpAddr, rlen: u32| {
         let route = format!("{rnet}/{rlen}");
-        peers.iter().filter(|o| o.name != peer.name).any(|o| {
-            o.pod_cidrs.iter().any(|c| {
-                parse_prefix(c, "")
-                    .is_some_and(|(n, l)| l >= rlen && cidr_contains(&route, &n.to_string()))
-            }) || parsed_ips(o)
+        (0..peers.len()).filter(|&o| o != i).any(|o| {
+            nets[o]
                 .iter()
-                .any(|ip| cidr_contains(&route, &ip.to_string()))
+                .any(|(n, l)| *l >= rlen && cidr_contains(&route, &n.to_string()))
+                || ips[o]
+                    .iter()
+                    .any(|ip| cidr_contains(&route, &ip.to_string()))
         })
     };
-    for peer in peers.iter().filter(|p| !p.local) {
-        // (pod range, target kind, pod IP count, prefix length looked up, matched route)
+    for (i, peer) in peers.iter().enumerate().filter(|(_, p)| !p.local) {
         let mut lookups: Vec<Lookup> = Vec::new();
-        if cidrs_used && !peer.pod_cidrs.is_empty() {
-            for c in &peer.pod_cidrs {
-                let Some((net, len)) = parse_prefix(c, "") else {
-                    continue;
-                };
+        if cidrs_used && !nets[i].is_empty() {
+            for &(net, len) in nets[i]
+                .iter()
+                .filter(|(n, _)| routed[usize::from(n.is_ipv4())])
+            {
                 lookups.push(Lookup {
-                    range: c.clone(),
+                    range: format!("{net}/{len}"),
                     target: "pod-cidr",
                     count: 0,
                     len,
@@ -2236,7 +2260,7 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
         } else {
             // Pod IPs matching the same route make one entry: (is IPv4, route) -> IPs.
             let mut groups: BTreeMap<(bool, String), (Vec<IpAddr>, RouteMatch)> = BTreeMap::new();
-            for ip in parsed_ips(peer) {
+            for &ip in ips[i].iter().filter(|ip| routed[usize::from(ip.is_ipv4())]) {
                 let len = if ip.is_ipv4() { 32 } else { 128 };
                 let m = longest_match(&host.routes, ip, len);
                 let route = m
@@ -2299,8 +2323,10 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
                     .iter()
                     .any(|a| a.parse::<IpAddr>().ok() == Some(g))
             });
-            let aggregate = (target == "pod-cidr" && rlen < len)
-                || parse_prefix(&r.dst, &r.family).is_some_and(|(n, l)| covers_others(peer, n, l));
+            let aggregate = || {
+                (target == "pod-cidr" && rlen < len)
+                    || parse_prefix(&r.dst, &r.family).is_some_and(|(n, l)| covers_others(i, n, l))
+            };
             e.kind = if rlen == 0 {
                 "default"
             } else if r.route_type != "unicast" && !r.route_type.is_empty() {
@@ -2309,7 +2335,7 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
                 "tunnel"
             } else if via_peer {
                 "node-gateway"
-            } else if aggregate {
+            } else if aggregate() {
                 "aggregate"
             } else if r.gateway.is_some() {
                 "other-gateway"
@@ -2587,7 +2613,8 @@ mod tests {
             r.route_type = t.into();
         }
         r.dst = w.next().unwrap().into();
-        r.family = if r.dst.contains(':') { "inet6" } else { "inet" }.into();
+        let v6 = r.dst.contains(':') || text.contains("via fd") || text.contains("via fe80");
+        r.family = if v6 { "inet6" } else { "inet" }.into();
         while let Some(t) = w.next() {
             match t {
                 "via" => r.gateway = w.next().map(|g| g.parse().unwrap()),
@@ -2765,57 +2792,66 @@ mod tests {
     }
 
     #[test]
-    fn peer_pod_routes_by_pod_ips_when_ipam_ignores_podcidrs() {
-        // Calico IPAM: pods come from /26 blocks of 192.168.0.0/16, not the podCIDRs.
+    fn peer_pod_routes_skip_families_the_host_does_not_route() {
         let nodes = [
-            peer("node-a", "10.0.0.10", &["10.244.0.0/24"], &["192.168.10.1"]),
+            peer(
+                "node-a",
+                "192.168.1.10",
+                &["10.244.0.0/24", "fd00:10:244::/64"],
+                &[],
+            ),
             peer(
                 "node-b",
-                "10.0.0.11",
-                &["10.244.1.0/24"],
-                &["192.168.20.5", "192.168.20.9"],
+                "192.168.1.11",
+                &["10.244.1.0/24", "fd00:10:244:1::/64"],
+                &[],
             ),
-            peer("node-c", "10.0.0.12", &["10.244.2.0/24"], &["192.168.30.3"]),
-            peer("node-d", "10.0.0.13", &[], &[]),
+            peer("node-c", "192.168.1.12", &[], &[]),
         ];
-        let links = [("eth0", None), ("tunl0", Some("ipip"))];
-        let h = host(
+        let links = [
+            ("eth0", None),
+            ("flannel.1", Some("vxlan")),
+            ("flannel-v6.1", Some("vxlan")),
+        ];
+        // IPv6 has only link-local routes: the v6 podCIDR is not judged.
+        let v4 = host(
             &links,
             &[
-                "default via 10.0.0.1 dev eth0",
-                "blackhole 192.168.10.0/26 proto bird",
-                "192.168.20.0/26 via 10.0.0.11 dev tunl0 proto bird onlink",
+                "default via 192.168.1.1 dev eth0",
+                "fe80::/64 dev eth0",
+                "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink",
             ],
         );
-        let e = route_peers(&nodes, &h, &Source::file("x"));
-        assert_eq!(e.len(), 2, "{e:?}");
         assert_eq!(
-            (e[0].node.as_str(), e[0].kind.as_str(), e[0].target.as_str()),
-            ("node-b", "tunnel", "pod-ips")
+            judged(&nodes, &v4),
+            vec![row("node-b", "10.244.1.0/24", "tunnel", false, false)]
         );
-        assert_eq!(
-            (e[0].pod_cidr.as_str(), e[0].pod_ip_count),
-            ("192.168.20.0/28", 2)
-        );
-        assert_eq!(
-            (e[1].node.as_str(), e[1].kind.as_str(), e[1].missing),
-            ("node-c", "default", true)
-        );
-        assert_eq!(e[1].pod_cidr, "192.168.30.3/32");
-        // BGP without encapsulation: via the node's address on the uplink.
-        let h = host(
+        // Dual-stack routed: the v6 range is looked up too and falls to the v6 default.
+        let dual = host(
             &links,
             &[
-                "default via 10.0.0.1 dev eth0",
-                "192.168.20.0/26 via 10.0.0.11 dev eth0 proto bird",
-                "192.168.30.0/26 via 10.0.0.12 dev eth0 proto bird",
+                "default via 192.168.1.1 dev eth0",
+                "default via fd00::1 dev eth0",
+                "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink",
             ],
         );
-        assert!(
-            route_peers(&nodes, &h, &Source::file("x"))
-                .iter()
-                .all(|e| e.kind == "node-gateway")
+        assert_eq!(
+            judged(&nodes, &dual),
+            vec![
+                row("node-b", "10.244.1.0/24", "tunnel", false, false),
+                row("node-b", "fd00:10:244:1::/64", "default", true, false),
+            ]
         );
+        let dual = host(
+            &links,
+            &[
+                "default via 192.168.1.1 dev eth0",
+                "default via fd00::1 dev eth0",
+                "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink",
+                "fd00:10:244:1::/64 via fd00:10:244:1:: dev flannel-v6.1 onlink",
+            ],
+        );
+        assert!(judged(&nodes, &dual).iter().all(|r| r.2 == "tunnel"));
     }
 
     #[test]
