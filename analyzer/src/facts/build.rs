@@ -2079,14 +2079,30 @@ fn parse_prefix(s: &str, family: &str) -> Option<(IpAddr, u32)> {
     (len <= max).then_some((ip, len))
 }
 
+/// In the main table (id 0 is how an unspecified table is recorded, as `host_links` reads it).
 fn main_table(r: &RouteRecord) -> bool {
     r.table == 254 || r.table == 0
 }
 
-/// The main-table route the kernel picks for a whole prefix: the longest destination that
-/// contains it, ties broken by the lowest metric. Local, broadcast and multicast routes are
-/// not paths to other hosts.
-fn longest_match(routes: &[RouteRecord], net: IpAddr, len: u32) -> RouteMatch<'_> {
+/// `net/len` holds `ip` (numeric: the pod-route join runs it nodes × nodes times).
+fn prefix_holds(net: IpAddr, len: u32, ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            (u32::from(n) & mask) == (u32::from(i) & mask)
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            (u128::from(n) & mask) == (u128::from(i) & mask)
+        }
+        _ => false,
+    }
+}
+
+/// Main-table routes that can carry traffic to other hosts, with their parsed destination.
+/// Local, broadcast and multicast routes are not such paths; blackholes and the like are
+/// kept because the kernel stops at them.
+fn main_routes(routes: &[RouteRecord]) -> Vec<(&RouteRecord, IpAddr, u32)> {
     routes
         .iter()
         .filter(|r| main_table(r))
@@ -2096,13 +2112,21 @@ fn longest_match(routes: &[RouteRecord], net: IpAddr, len: u32) -> RouteMatch<'_
                 "" | "unicast" | "blackhole" | "unreachable" | "prohibit" | "throw"
             )
         })
-        .filter_map(|r| {
-            let (rnet, rlen) = parse_prefix(&r.dst, &r.family)?;
-            (rnet.is_ipv4() == net.is_ipv4()
-                && rlen <= len
-                && cidr_contains(&format!("{rnet}/{rlen}"), &net.to_string()))
-            .then_some((r, rlen))
-        })
+        .filter_map(|r| parse_prefix(&r.dst, &r.family).map(|(n, l)| (r, n, l)))
+        .collect()
+}
+
+/// The route the kernel picks for a whole prefix: the longest destination that contains
+/// it, ties broken by the lowest metric.
+fn longest_match<'r>(
+    routes: &[(&'r RouteRecord, IpAddr, u32)],
+    net: IpAddr,
+    len: u32,
+) -> RouteMatch<'r> {
+    routes
+        .iter()
+        .filter(|(_, rnet, rlen)| *rlen <= len && prefix_holds(*rnet, *rlen, net))
+        .map(|(r, _, rlen)| (*r, *rlen))
         .max_by_key(|(r, rlen)| (*rlen, std::cmp::Reverse(r.metric.unwrap_or(0))))
 }
 
@@ -2188,23 +2212,19 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
                 .iter()
                 .filter(|(n, _)| n.is_ipv4() == ip.is_ipv4())
                 .collect();
-            same.is_empty()
-                || same
-                    .iter()
-                    .any(|(n, l)| cidr_contains(&format!("{n}/{l}"), &ip.to_string()))
+            same.is_empty() || same.iter().any(|(n, l)| prefix_holds(*n, *l, *ip))
         })
     });
     // A family with nothing but link-local routes is not in use on this host (a dual-stack
     // podCIDR the CNI does not route, or IPv6 disabled): its lookups would all fail.
+    let table = main_routes(&host.routes);
     let family_routed = |v4: bool| {
-        host.routes.iter().filter(|r| main_table(r)).any(|r| {
-            parse_prefix(&r.dst, &r.family).is_some_and(|(n, _)| {
-                n.is_ipv4() == v4
-                    && match n {
-                        IpAddr::V4(a) => !a.is_link_local() && !a.is_multicast(),
-                        IpAddr::V6(a) => (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_multicast(),
-                    }
-            })
+        table.iter().any(|(_, n, _)| {
+            n.is_ipv4() == v4
+                && match n {
+                    IpAddr::V4(a) => !a.is_link_local() && !a.is_multicast(),
+                    IpAddr::V6(a) => (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_multicast(),
+                }
         })
     };
     let routed = [family_routed(false), family_routed(true)];
@@ -2232,14 +2252,11 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
     };
     // Whether a route also covers pods of a node other than the `i`th.
     let covers_others = |i: usize, rnet: IpAddr, rlen: u32| {
-        let route = format!("{rnet}/{rlen}");
         (0..peers.len()).filter(|&o| o != i).any(|o| {
             nets[o]
                 .iter()
-                .any(|(n, l)| *l >= rlen && cidr_contains(&route, &n.to_string()))
-                || ips[o]
-                    .iter()
-                    .any(|ip| cidr_contains(&route, &ip.to_string()))
+                .any(|(n, l)| *l >= rlen && prefix_holds(rnet, rlen, *n))
+                || ips[o].iter().any(|ip| prefix_holds(rnet, rlen, *ip))
         })
     };
     for (i, peer) in peers.iter().enumerate().filter(|(_, p)| !p.local) {
@@ -2254,7 +2271,7 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
                     target: "pod-cidr",
                     count: 0,
                     len,
-                    matched: longest_match(&host.routes, net, len),
+                    matched: longest_match(&table, net, len),
                 });
             }
         } else {
@@ -2262,7 +2279,7 @@ fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) -> Vec<PeerPo
             let mut groups: BTreeMap<(bool, String), (Vec<IpAddr>, RouteMatch)> = BTreeMap::new();
             for &ip in ips[i].iter().filter(|ip| routed[usize::from(ip.is_ipv4())]) {
                 let len = if ip.is_ipv4() { 32 } else { 128 };
-                let m = longest_match(&host.routes, ip, len);
+                let m = longest_match(&table, ip, len);
                 let route = m
                     .map(|(r, _)| format!("{} {:?} {:?}", r.dst, dev_name(r), r.gateway))
                     .unwrap_or_default();
@@ -2855,6 +2872,43 @@ mod tests {
     }
 
     #[test]
+    fn peer_pod_routes_scale_to_large_clusters() {
+        // 1500 nodes with 30 pods each, every route via a gateway no node owns: the worst
+        // case, where each lookup scans every other node's pods for an aggregate.
+        let nodes: Vec<Peer> = (0..1500u32)
+            .map(|i| {
+                let (a, b) = (i / 256, i % 256);
+                let net = format!("10.{}.{b}", 100 + a);
+                let pods: Vec<String> = (1..=30).map(|p| format!("{net}.{p}")).collect();
+                let pods: Vec<&str> = pods.iter().map(String::as_str).collect();
+                let cidr = format!("{net}.0/24");
+                let mut p = peer(
+                    &format!("n{i}"),
+                    &format!("172.16.{a}.{b}"),
+                    &[&cidr],
+                    &pods,
+                );
+                p.local = i == 0;
+                p
+            })
+            .collect();
+        let routes: Vec<String> = std::iter::once("default via 172.16.0.1 dev eth0".to_string())
+            .chain((1..1500u32).map(|i| {
+                let (a, b) = (i / 256, i % 256);
+                format!("10.{}.{b}.0/24 via 172.31.{a}.{b} dev eth0", 100 + a)
+            }))
+            .collect();
+        let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+        let h = host(&[("eth0", None)], &routes);
+        let start = std::time::Instant::now();
+        let e = route_peers(&nodes, &h, &Source::file("x"));
+        let took = start.elapsed();
+        assert_eq!(e.len(), 1499);
+        assert!(e.iter().all(|r| r.stale_gateway), "{:?}", e[0]);
+        assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    }
+
+    #[test]
     fn cloud_routed_cnis_are_recognised() {
         let aws = host(&[("ens5", None), ("eni3f2a9c1b7d0", Some("veth"))], &[]);
         assert_eq!(
@@ -3009,6 +3063,19 @@ mod tests {
 
     #[test]
     fn cidr_containment() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(prefix_holds(ip("10.244.0.0"), 16, ip("10.244.3.9")));
+        assert!(!prefix_holds(ip("10.244.0.0"), 16, ip("10.245.0.1")));
+        assert!(prefix_holds(ip("0.0.0.0"), 0, ip("1.2.3.4")));
+        assert!(prefix_holds(ip("10.1.2.3"), 32, ip("10.1.2.3")));
+        assert!(
+            prefix_holds(ip("::"), 0, ip("fd00::5"))
+                && prefix_holds(ip("fd00::"), 64, ip("fd00::5"))
+        );
+        assert!(
+            !prefix_holds(ip("fd00::"), 64, ip("10.0.0.1"))
+                && !prefix_holds(ip("10.0.0.0"), 33, ip("10.0.0.1"))
+        );
         assert!(cidr_contains("10.244.0.0/16", "10.244.3.9"));
         assert!(!cidr_contains("10.244.0.0/16", "10.245.0.1"));
         assert!(cidr_contains("0.0.0.0/0", "1.2.3.4"));
