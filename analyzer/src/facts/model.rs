@@ -192,7 +192,7 @@ pub struct PeerPodRoute {
     pub pod_ip_count: u64,
     /// The node's `InternalIP` addresses.
     pub internal_ips: Vec<String>,
-    /// The node's Ready condition (`None` when it has none).
+    /// The node's Ready condition (null when it reports none).
     pub node_ready: Option<bool>,
     /// Destination of the longest-prefix match (`default` for the default route), if any.
     pub route_dst: Option<String>,
