@@ -125,6 +125,13 @@ fn host_netlink(kind: Kind) -> serde_json::Value {
         links.push(json!({"index": 11, "name": "vethdead0001", "kind": "veth", "mtu": 1500, "oper_state": "UP",
                           "master_index": 5, "link_index": 3, "link_netnsid": 2}));
     }
+    // Broken: flannel lost worker-2's route, so its pods are reached by the default route.
+    let mut routes = vec![
+        json!({"table": 254, "family": "inet", "dst": "default", "gateway": "192.168.10.1", "oif": 2, "dev": "ens5", "route_type": "unicast", "protocol": "dhcp"}),
+    ];
+    if kind != Kind::Broken {
+        routes.push(json!({"table": 254, "family": "inet", "dst": "10.244.2.0/24", "gateway": "10.244.2.0", "oif": 4, "dev": "flannel.1", "route_type": "unicast", "protocol": "boot"}));
+    }
     json!({
         "netns": "host",
         "links": links,
@@ -134,10 +141,7 @@ fn host_netlink(kind: Kind) -> serde_json::Value {
             {"ifindex": 4, "address": "10.244.1.0", "prefix_len": 32, "scope": "global"},
             {"ifindex": 5, "address": "10.244.1.1", "prefix_len": 24, "scope": "global"}
         ],
-        "routes": [
-            {"table": 254, "family": "inet", "dst": "default", "gateway": "192.168.10.1", "oif": 2, "dev": "ens5", "route_type": "unicast", "protocol": "dhcp"},
-            {"table": 254, "family": "inet", "dst": "10.244.2.0/24", "gateway": "10.244.2.0", "oif": 4, "dev": "flannel.1", "route_type": "unicast", "protocol": "boot"}
-        ],
+        "routes": routes,
         "neighbours": {"ipv4": 12, "ipv6": 2, "by_state": {"REACHABLE": 10, "STALE": 4}}
     })
 }
@@ -556,6 +560,26 @@ fn facts_join_services_pods_and_dataplane() {
     assert_eq!(f.conntrack.dns_via_vip, 1);
     assert_eq!(f.conntrack.stale_udp_count, 0);
     assert!(f.links.iter().all(|l| !l.orphan));
+    // worker-2's pod CIDR goes through flannel.1; worker-1 is this node.
+    let peers: Vec<_> = f
+        .node
+        .peer_pod_routes
+        .iter()
+        .map(|r| {
+            (
+                r.node.as_str(),
+                r.pod_cidr.as_str(),
+                r.kind.as_str(),
+                r.missing,
+            )
+        })
+        .collect();
+    assert_eq!(peers, [("worker-2", "10.244.2.0/24", "tunnel", false)]);
+    assert_eq!(
+        f.node.peer_pod_routes[0].gateway.as_deref(),
+        Some("10.244.2.0")
+    );
+    assert_eq!(f.node.cloud_pod_routing, None);
     assert!(f.collection.sources["iptables"].available);
     assert!(!f.collection.sources["ipvs"].available);
     assert!(
@@ -605,6 +629,7 @@ fn broken_node_reports_each_injected_fault() {
     assert!(has("mtu-mismatch", Severity::Error), "{ids:#?}");
     assert!(has("pod-ip-not-in-any-netns", Severity::Error), "{ids:#?}");
     assert!(has("veth-orphan", Severity::Warning), "{ids:#?}");
+    assert!(has("pod-cidr-route-missing", Severity::Error), "{ids:#?}");
     // From the real lab capture appended to the table.
     assert!(has("conntrack-not-dnated", Severity::Error), "{ids:#?}");
     let stale = r

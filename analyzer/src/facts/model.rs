@@ -136,6 +136,14 @@ pub struct NodeFacts {
     /// Address ranges that overlap although they must not: the pod range, the Service range,
     /// the host's own subnets and local bridges such as docker0.
     pub cidr_overlaps: Vec<CidrOverlap>,
+    /// How every other node's pod range is routed from this node's host namespace (main
+    /// table, longest-prefix match): one entry per other node and pod CIDR, or per group of
+    /// its pod IPs when the CNI does not allocate from podCIDRs. Empty without routes.
+    pub peer_pod_routes: Vec<PeerPodRoute>,
+    /// Set when pod traffic between nodes is routed by the cloud network rather than by
+    /// per-node routes on the host (`aws-vpc-cni`, `azure`, `gke`), so the default route
+    /// is the right path to other nodes' pods.
+    pub cloud_pod_routing: Option<String>,
     /// The uplink (device of the default route in the host namespace).
     pub uplink: Option<UplinkFacts>,
     /// Overlay tunnel devices on the host.
@@ -166,6 +174,48 @@ pub struct CidrOverlap {
     pub b_device: Option<String>,
     /// Evidence: the device's netlink record, when one side is a device.
     pub source: Option<Source>,
+}
+
+/// The host route another node's pods are reached by.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerPodRoute {
+    /// The other node's name.
+    pub node: String,
+    /// Its pod range looked up: a `spec.podCIDRs` entry, or the covering prefix of a group of
+    /// its pod IPs (see `target`).
+    pub pod_cidr: String,
+    /// `pod-cidr` (from `spec.podCIDRs`) or `pod-ips` (pod IPs, for nodes without podCIDRs or
+    /// CNIs whose IPAM ignores them, such as Calico or Cilium cluster-pool).
+    pub target: String,
+    /// Pod IPs in the group, for `pod-ips` targets.
+    pub pod_ip_count: u64,
+    /// The node's `InternalIP` addresses.
+    pub internal_ips: Vec<String>,
+    /// The node's Ready condition (null when it reports none).
+    pub node_ready: Option<bool>,
+    /// Destination of the longest-prefix match (`default` for the default route), if any.
+    pub route_dst: Option<String>,
+    /// Output device of the matched route.
+    pub dev: Option<String>,
+    /// Gateway of the matched route.
+    pub gateway: Option<String>,
+    /// The node owning the gateway address, when it is a node's address.
+    pub gateway_node: Option<String>,
+    /// How the match reaches the pods: `tunnel` (overlay or CNI device), `node-gateway` (via
+    /// the node's own address: host-gw, BGP), `aggregate` (a route covering more than this
+    /// node's pods), `direct` (on-link, no gateway), `other-gateway` (via an address that is
+    /// not the node's), `unreachable` (blackhole/unreachable/prohibit), `default`, `none`.
+    pub kind: String,
+    /// Only the default route, an unreachable route or nothing matches.
+    pub missing: bool,
+    /// A route specific to this node goes via a gateway that is not the node's address and
+    /// not through a tunnel device (stale after a node IP change, or pointing at another node).
+    pub stale_gateway: bool,
+    /// Evidence: the host netlink snapshot holding the routes.
+    pub source: Option<Source>,
+    /// Evidence: the node's line in `k8s/nodes.jsonl`.
+    pub node_source: Option<Source>,
 }
 
 /// The uplink interface.
