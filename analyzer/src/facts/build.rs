@@ -244,6 +244,7 @@ impl<'a> Builder<'a> {
             let ipt = self.iptables();
             let ipvs = self.ipvs(&snapshots);
             let nft = self.nft();
+            self.snat();
             lap("netfilter-scan");
             self.join_dataplanes(&ipt, &ipvs, &nft);
             self.proxy_mode(&pods);
@@ -1198,7 +1199,57 @@ impl<'a> Builder<'a> {
         n.no_endpoint_services_count = scan.no_endpoint_services.len() as u64;
         n.kube_proxy_invalid_drop = scan.invalid_drop.is_some();
         n.invalid_drop_source = scan.invalid_drop.clone();
+        self.facts.nft.masquerade_rules = netfilter::nft_masquerade(
+            layout::nft::RULESET,
+            &ruleset,
+            &self.facts.node.cluster_pod_cidrs,
+        );
         Some(scan)
+    }
+
+    /// Joins the masquerade rules of every iptables backend and nftables: the kernel runs
+    /// the legacy, iptables-nft and native nft postrouting hooks alike, so a rule in any
+    /// of them SNATs the packet.
+    fn snat(&mut self) {
+        let ipt = &self.facts.iptables.backends;
+        let nft = &self.facts.nft.masquerade_rules;
+        let rules: Vec<&MasqueradeRule> = ipt
+            .iter()
+            .flat_map(|b| &b.masquerade_rules)
+            .chain(nft)
+            .collect();
+        // Pod egress is judged for IPv4 pods: an ip6tables or `ip6` table rule cannot SNAT it.
+        let v4_pod_egress = ipt
+            .iter()
+            .filter(|b| b.family == "4")
+            .flat_map(|b| &b.masquerade_rules)
+            .chain(
+                nft.iter()
+                    .filter(|r| r.chain.starts_with("ip ") || r.chain.starts_with("inet ")),
+            )
+            .any(|r| r.pod_egress);
+        let cloud = ipt.iter().find_map(|b| {
+            let kind = netfilter::cloud_snat_kind(b.cloud_snat_chain.as_deref()?)?;
+            Some((kind.to_string(), b.cloud_snat_source.clone()))
+        });
+        let mut chains: Vec<String> = Vec::new();
+        for r in &rules {
+            if !chains.contains(&r.chain) {
+                chains.push(r.chain.clone());
+            }
+        }
+        self.facts.snat = SnatFacts {
+            collected: !ipt.is_empty() || self.facts.nft.collected,
+            pod_egress_masquerade: v4_pod_egress,
+            masquerade_chains: chains,
+            without_random_fully: rules
+                .iter()
+                .filter(|r| (r.pod_egress || r.mark_only) && !r.random_fully)
+                .map(|r| (*r).clone())
+                .collect(),
+            routable_pod_cni: cloud.as_ref().map(|c| c.0.clone()),
+            routable_pod_cni_source: cloud.and_then(|c| c.1),
+        };
     }
 
     fn join_dataplanes(
