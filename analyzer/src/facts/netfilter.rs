@@ -459,13 +459,8 @@ pub fn scan_iptables(
             .next()
             .unwrap_or_default();
         // The POSTROUTING tree: CNI and agent chains are small; of kube-proxy's thousands
-        // of nat rules only KUBE-POSTROUTING (and any stray SNAT) matters.
-        if table == "nat"
-            && (!chain.starts_with("KUBE-")
-                || chain == "KUBE-POSTROUTING"
-                || body.contains(" MASQUERADE")
-                || body.contains(" SNAT"))
-        {
+        // of nat rules only KUBE-POSTROUTING's are on it.
+        if table == "nat" && (!chain.starts_with("KUBE-") || chain == "KUBE-POSTROUTING") {
             nat_rules.push(NatRule { line: n, body });
         }
         let wanted = table == "filter"
