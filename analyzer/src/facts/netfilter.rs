@@ -1,7 +1,8 @@
 //! Dataplane extraction for the fact builder: a narrow one-pass scan of
 //! iptables-save for per-backend summaries (hooks, hint/canary chains, FORWARD
-//! policy, localnet and INVALID DROPs, duplicates, incompatible tables), and adapters over
-//! `crate::parse` for the Service joins (iptables and nftables kube-proxy models, IPVS).
+//! policy, localnet and INVALID DROPs, nat POSTROUTING masquerades, duplicates, incompatible
+//! tables), and adapters over `crate::parse` for the Service joins (iptables and nftables
+//! kube-proxy models, IPVS) and the nft postrouting masquerades.
 //!
 //! They read only what the fact model needs (Service rules, DNAT targets,
 //! counters), line by line, keeping line numbers for evidence, and never
