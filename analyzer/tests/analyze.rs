@@ -708,6 +708,37 @@ fn redact(text: &str) -> String {
     text.to_string()
 }
 
+/// The lab nodes behind `fixtures/bundles` program kube-proxy's rules but not flannel's
+/// pod masquerade (FLANNEL_IPMASQ=true is written, FLANNEL-POSTRTG is not): the facts say
+/// so, and `pod-egress-masquerade-missing` fires on those bundles until the lab adds it.
+#[test]
+fn lab_fixture_snat_facts() {
+    let p = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/bundles/healthy-flannel.tar.zst"
+    ));
+    if !p.exists() {
+        return;
+    }
+    let f = Facts::from_bundle(&Bundle::open(p, &ReaderOptions::default()).unwrap());
+    assert!(f.snat.collected);
+    assert!(!f.snat.pod_egress_masquerade);
+    assert_eq!(f.snat.masquerade_chains, ["KUBE-POSTROUTING"]);
+    assert!(f.snat.without_random_fully.is_empty());
+    assert_eq!(f.snat.routable_pod_cni, None);
+    let kube = &f
+        .iptables
+        .backends
+        .iter()
+        .find(|b| b.backend == "nft" && b.family == "4")
+        .unwrap()
+        .masquerade_rules[0];
+    assert!(kube.mark_only && kube.random_fully && !kube.pod_egress);
+    assert_eq!(kube.source.as_ref().unwrap().line, Some(61));
+    // nft's view of the iptables-nft tables is not counted twice.
+    assert!(f.nft.collected && f.nft.masquerade_rules.is_empty());
+}
+
 /// Every example bundle shipped under fixtures/bundles/ (from the lab) is analyzed and its
 /// reports snapshotted; the directory may not exist yet.
 #[test]

@@ -243,6 +243,7 @@ impl<'a> Builder<'a> {
             let ipt = self.iptables();
             let ipvs = self.ipvs(&snapshots);
             let nft = self.nft();
+            self.snat();
             lap("netfilter-scan");
             self.join_dataplanes(&ipt, &ipvs, &nft);
             self.proxy_mode(&pods);
@@ -1262,7 +1263,16 @@ impl<'a> Builder<'a> {
         n.no_endpoint_services_count = scan.no_endpoint_services.len() as u64;
         n.kube_proxy_invalid_drop = scan.invalid_drop.is_some();
         n.invalid_drop_source = scan.invalid_drop.clone();
+        self.facts.nft.masquerade_rules = netfilter::nft_masquerade(
+            layout::nft::RULESET,
+            &ruleset,
+            &self.facts.node.cluster_pod_cidrs,
+        );
         Some(scan)
+    }
+
+    fn snat(&mut self) {
+        self.facts.snat = snat_facts(&self.facts.iptables.backends, &self.facts.nft);
     }
 
     fn join_dataplanes(
@@ -2529,6 +2539,50 @@ fn strip_prefix_len(a: &str) -> String {
     a.split('/').next().unwrap_or(a).to_string()
 }
 
+/// Joins the masquerade rules of every iptables backend and nftables: the kernel runs the
+/// legacy, iptables-nft and native nft postrouting hooks alike, so a rule in any of them
+/// SNATs the packet.
+fn snat_facts(ipt: &[IptablesBackendFacts], nft: &NftFacts) -> SnatFacts {
+    let rules: Vec<&MasqueradeRule> = ipt
+        .iter()
+        .flat_map(|b| &b.masquerade_rules)
+        .chain(&nft.masquerade_rules)
+        .collect();
+    // Pod egress is judged for IPv4 pods: an ip6tables or `ip6` table rule cannot SNAT it.
+    let v4_pod_egress = ipt
+        .iter()
+        .filter(|b| b.family == "4")
+        .flat_map(|b| &b.masquerade_rules)
+        .chain(
+            nft.masquerade_rules
+                .iter()
+                .filter(|r| r.chain.starts_with("ip ") || r.chain.starts_with("inet ")),
+        )
+        .any(|r| r.pod_egress);
+    let cloud = ipt.iter().find_map(|b| {
+        let kind = netfilter::cloud_snat_kind(b.cloud_snat_chain.as_deref()?)?;
+        Some((kind.to_string(), b.cloud_snat_source.clone()))
+    });
+    let mut chains: Vec<String> = Vec::new();
+    for r in &rules {
+        if !chains.contains(&r.chain) {
+            chains.push(r.chain.clone());
+        }
+    }
+    SnatFacts {
+        collected: !ipt.is_empty() || nft.collected,
+        pod_egress_masquerade: v4_pod_egress,
+        masquerade_chains: chains,
+        without_random_fully: rules
+            .iter()
+            .filter(|r| (r.pod_egress || r.mark_only) && !r.random_fully)
+            .map(|r| (*r).clone())
+            .collect(),
+        routable_pod_cni: cloud.as_ref().map(|c| c.0.clone()),
+        routable_pod_cni_source: cloud.and_then(|c| c.1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3105,6 +3159,56 @@ mod tests {
         assert_eq!(a, b);
         let want: Vec<u16> = (1..5).chain(100..104).collect();
         assert_eq!(a.ports.iter().map(|p| p.1).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn snat_join_over_backends_and_families() {
+        let rule = |chain: &str, pod: bool, mark: bool, rf: bool| MasqueradeRule {
+            chain: chain.into(),
+            target: "MASQUERADE".into(),
+            pod_egress: pod,
+            mark_only: mark,
+            random_fully: rf,
+            source: Some(Source::line("p", 1)),
+        };
+        let backend = |family: &str, rules: Vec<MasqueradeRule>| IptablesBackendFacts {
+            family: family.into(),
+            masquerade_rules: rules,
+            ..Default::default()
+        };
+        // kube-proxy in both backends, a source-less v6 masquerade: no IPv4 pod egress.
+        let ipt = vec![
+            backend("4", vec![rule("KUBE-POSTROUTING", false, true, false)]),
+            backend("6", vec![rule("POSTROUTING", true, false, true)]),
+        ];
+        let s = snat_facts(&ipt, &NftFacts::default());
+        assert!(s.collected && !s.pod_egress_masquerade);
+        assert_eq!(s.masquerade_chains, ["KUBE-POSTROUTING", "POSTROUTING"]);
+        assert_eq!(s.without_random_fully.len(), 1);
+        assert_eq!(s.without_random_fully[0].chain, "KUBE-POSTROUTING");
+        // A native nft inet table counts for IPv4; an ip6 table does not.
+        let mut nft = NftFacts {
+            collected: true,
+            masquerade_rules: vec![rule("ip6 nat/postrouting", true, false, true)],
+            ..Default::default()
+        };
+        assert!(!snat_facts(&[], &nft).pod_egress_masquerade);
+        nft.masquerade_rules
+            .push(rule("inet nat/postrouting", true, false, false));
+        let s = snat_facts(&[], &nft);
+        assert!(s.collected && s.pod_egress_masquerade);
+        assert_eq!(s.without_random_fully[0].chain, "inet nat/postrouting");
+        // The cloud hint comes from the chain name.
+        let aws = IptablesBackendFacts {
+            family: "4".into(),
+            cloud_snat_chain: Some("AWS-SNAT-CHAIN-0".into()),
+            cloud_snat_source: Some(Source::line("ipt", 4)),
+            ..Default::default()
+        };
+        let s = snat_facts(&[aws], &NftFacts::default());
+        assert_eq!(s.routable_pod_cni.as_deref(), Some("aws-vpc-cni"));
+        assert_eq!(s.routable_pod_cni_source, Some(Source::line("ipt", 4)));
+        assert!(!snat_facts(&[], &NftFacts::default()).collected);
     }
 
     #[test]

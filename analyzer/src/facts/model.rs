@@ -69,6 +69,8 @@ pub struct Facts {
     pub iptables: IptablesFacts,
     /// nftables summary.
     pub nft: NftFacts,
+    /// Source NAT of pod egress: masquerade rules and the judgments over them.
+    pub snat: SnatFacts,
     /// IPVS summary.
     pub ipvs: IpvsFacts,
     /// DNS probes and cluster DNS.
@@ -758,6 +760,12 @@ pub struct IptablesBackendFacts {
     pub kube_forward_invalid_drop: bool,
     /// Evidence for the INVALID drop rule.
     pub invalid_drop_source: Option<Source>,
+    /// `MASQUERADE`/`SNAT` rules reachable from nat `POSTROUTING`.
+    pub masquerade_rules: Vec<MasqueradeRule>,
+    /// A cloud CNI's or masquerade agent's nat chain (`AWS-SNAT-CHAIN-0`, `IP-MASQ`, …), if any.
+    pub cloud_snat_chain: Option<String>,
+    /// Evidence: the chain's declaration.
+    pub cloud_snat_source: Option<Source>,
     /// Tables printed as `# Table `x' is incompatible`.
     pub incompatible_tables: Vec<String>,
     /// Most repetitions of one identical rule.
@@ -786,8 +794,52 @@ pub struct NftFacts {
     pub kube_proxy_invalid_drop: bool,
     /// Evidence for the INVALID drop rule.
     pub invalid_drop_source: Option<Source>,
+    /// `masquerade`/`snat` rules reachable from `type nat hook postrouting` chains (tables
+    /// managed by iptables-nft are left out: their iptables save already lists them).
+    pub masquerade_rules: Vec<MasqueradeRule>,
     /// Evidence.
     pub source: Option<Source>,
+}
+
+/// A source-NAT rule on the nat postrouting path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasqueradeRule {
+    /// Chain holding it (iptables chain, or `family table/chain` for nftables).
+    pub chain: String,
+    /// `MASQUERADE` or `SNAT`.
+    pub target: String,
+    /// Applies to pod egress: its source (`-s`/`saddr`) contains or lies in a pod CIDR, is
+    /// an ipset/nft set or absent; no positive destination, mark or local-source match; and
+    /// the jumps leading to it pass pod traffic too.
+    pub pod_egress: bool,
+    /// Applies only to marked packets: kube-proxy's `KUBE-POSTROUTING`/`masquerading`,
+    /// which SNATs the Service traffic it marked (0x4000), not pod egress.
+    pub mark_only: bool,
+    /// `--random-fully` (iptables) or `fully-random` (nftables).
+    pub random_fully: bool,
+    /// Evidence.
+    pub source: Option<Source>,
+}
+
+/// Source NAT of pod egress, joined over every iptables backend and nftables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnatFacts {
+    /// An iptables save or the nft ruleset was read.
+    pub collected: bool,
+    /// Some IPv4 rule masquerades pod egress (any backend: legacy, iptables-nft and native
+    /// nftables `ip`/`inet` tables all see the packet).
+    pub pod_egress_masquerade: bool,
+    /// Chains holding any masquerade/SNAT rule, in evidence order, each once (for messages).
+    pub masquerade_chains: Vec<String>,
+    /// Pod-egress and kube-proxy mark-based rules without `--random-fully`/`fully-random`.
+    pub without_random_fully: Vec<MasqueradeRule>,
+    /// A CNI or agent whose pod IPs are VPC-routable or that decides itself what to SNAT:
+    /// `aws-vpc-cni` (`AWS-SNAT-CHAIN-*`), `ip-masq-agent` (`IP-MASQ`/`IP-MASQ-AGENT`, GKE and AKS).
+    pub routable_pod_cni: Option<String>,
+    /// Evidence for the CNI hint.
+    pub routable_pod_cni_source: Option<Source>,
 }
 
 /// IPVS.

@@ -1,7 +1,8 @@
 //! Dataplane extraction for the fact builder: a narrow one-pass scan of
 //! iptables-save for per-backend summaries (hooks, hint/canary chains, FORWARD
-//! policy, localnet and INVALID DROPs, duplicates, incompatible tables), and adapters over
-//! `crate::parse` for the Service joins (iptables and nftables kube-proxy models, IPVS).
+//! policy, localnet and INVALID DROPs, nat POSTROUTING masquerades, duplicates, incompatible
+//! tables), and adapters over `crate::parse` for the Service joins (iptables and nftables
+//! kube-proxy models, IPVS) and the nft postrouting masquerades.
 //!
 //! They read only what the fact model needs (Service rules, DNAT targets,
 //! counters), line by line, keeping line numbers for evidence, and never
@@ -13,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use super::build::{cidr_contains, service_key};
-use super::model::{IptablesBackendFacts, Source};
+use super::model::{IptablesBackendFacts, MasqueradeRule, Source};
 
 /// Splits an iptables-save rule into words, keeping double-quoted strings whole (quotes
 /// removed); words without quotes borrow from the line.
@@ -98,13 +99,31 @@ struct RuleArgs<'a> {
     chain: &'a str,
     dst: Option<&'a str>,
     src: Option<&'a str>,
+    /// `! -s`.
+    not_src: Option<&'a str>,
     jump: Option<&'a str>,
     comment: Option<&'a str>,
     has_mark_0x4000: bool,
+    /// `--mark` (any value, not negated).
+    mark: bool,
+    /// `! --mark`.
+    not_mark: bool,
     /// `--ctstate` lists `INVALID` (not negated).
     ctstate_invalid: bool,
     in_if: Option<&'a str>,
     out_if: Option<&'a str>,
+    /// `--match-set NAME src…` (not negated).
+    set_src: bool,
+    /// `! --match-set NAME src…`.
+    not_set_src: bool,
+    /// `--match-set NAME dst…` (not negated).
+    set_dst: bool,
+    /// `--src-type LOCAL` (not negated): host-originated packets only.
+    src_type_local: bool,
+    /// `--random-fully`.
+    random_fully: bool,
+    /// Options other than `-A`, `-s`, `-m`, `--comment` and the jump: anything that narrows.
+    narrowing: u32,
 }
 
 fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
@@ -119,6 +138,22 @@ fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
                 *slot = next;
             }
         };
+        if w.starts_with('-')
+            && !matches!(
+                w,
+                "-A" | "-s"
+                    | "--source"
+                    | "-j"
+                    | "--jump"
+                    | "-g"
+                    | "--goto"
+                    | "-m"
+                    | "--match"
+                    | "--comment"
+            )
+        {
+            a.narrowing += 1;
+        }
         match w {
             "!" => {
                 negate = true;
@@ -127,7 +162,13 @@ fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
             }
             "-A" => a.chain = next.unwrap_or_default(),
             "-d" | "--destination" => take(&mut a.dst),
-            "-s" | "--source" => take(&mut a.src),
+            "-s" | "--source" => {
+                if negate {
+                    a.not_src = next;
+                } else {
+                    a.src = next;
+                }
+            }
             "-j" | "--jump" | "-g" | "--goto" => a.jump = next,
             "--comment" => a.comment = next,
             "-i" | "--in-interface" => take(&mut a.in_if),
@@ -138,9 +179,36 @@ fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
                 }
             }
             "--mark" => {
-                if !negate && next.is_some_and(|m| m.starts_with("0x4000")) {
-                    a.has_mark_0x4000 = true;
+                if negate {
+                    a.not_mark = true;
+                } else {
+                    a.mark = true;
+                    if next.is_some_and(|m| m.starts_with("0x4000")) {
+                        a.has_mark_0x4000 = true;
+                    }
                 }
+            }
+            "--match-set" => {
+                // `--match-set NAME src,dst`: the first flag is what the set's first
+                // dimension is matched against.
+                let dir = words.get(i + 2).map(AsRef::as_ref).unwrap_or_default();
+                match (dir.split(',').next(), negate) {
+                    (Some("src"), false) => a.set_src = true,
+                    (Some("src"), true) => a.not_set_src = true,
+                    (Some("dst"), false) => a.set_dst = true,
+                    _ => {}
+                }
+            }
+            "--src-type" => {
+                if !negate && next == Some("LOCAL") {
+                    a.src_type_local = true;
+                }
+            }
+            "--random-fully" => {
+                a.random_fully = true;
+                negate = false;
+                i += 1;
+                continue;
             }
             _ => {
                 negate = false;
@@ -152,6 +220,150 @@ fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
         i += 2;
     }
     a
+}
+
+/// Parses `a.b.c.d/len` (or a bare address) into the network text and prefix length.
+fn prefix(cidr: &str) -> Option<(&str, u32)> {
+    let (net, len) = cidr.split_once('/').unwrap_or((cidr, ""));
+    let full = if net.contains(':') { 128 } else { 32 };
+    let len = if len.is_empty() {
+        full
+    } else {
+        len.parse().ok()?
+    };
+    Some((net, len))
+}
+
+/// True when CIDR (or address) `outer` contains one of the pod CIDRs whole.
+fn covers_pod_range(outer: &str, pod_cidrs: &[String]) -> bool {
+    let Some((net, len)) = prefix(outer) else {
+        return false;
+    };
+    let outer = format!("{net}/{len}");
+    pod_cidrs
+        .iter()
+        .any(|p| prefix(p).is_some_and(|(pnet, plen)| plen >= len && cidr_contains(&outer, pnet)))
+}
+
+/// True when a source match selects pods: it contains a pod CIDR, or lies inside one (the
+/// bridge plugin's `ipMasq` jumps per pod, `-s <pod IP>/32 -j CNI-…`).
+fn pod_source_range(src: &str, pod_cidrs: &[String]) -> bool {
+    covers_pod_range(src, pod_cidrs)
+        || prefix(src).is_some_and(|(net, len)| {
+            pod_cidrs
+                .iter()
+                .any(|p| prefix(p).is_some_and(|(_, plen)| plen <= len && cidr_contains(p, net)))
+        })
+}
+
+/// A nat rule of the POSTROUTING tree candidates, kept from the single pass.
+struct NatRule<'a> {
+    line: u64,
+    body: &'a str,
+}
+
+/// Walks nat `POSTROUTING` and the chains it reaches, classifying every `MASQUERADE`/`SNAT`.
+///
+/// A chain is "pod-reached" when a jump that pod egress can take leads to it: the jump has
+/// no positive destination, mark or local-source match and its source (if any) holds a pod
+/// CIDR. Inside a chain, `! --mark X -j RETURN` (kube-proxy's KUBE-POSTROUTING) lets only
+/// marked packets reach the rules after it, and a bare or pod-source `RETURN` lets none.
+fn postrouting_masquerade(
+    path: &str,
+    rules: &[NatRule<'_>],
+    pod_cidrs: &[String],
+) -> Vec<MasqueradeRule> {
+    let parsed: Vec<(u64, Vec<Cow<'_, str>>)> = rules
+        .iter()
+        .map(|r| (r.line, split_words(r.body)))
+        .collect();
+    let mut by_chain: HashMap<&str, Vec<(u64, RuleArgs<'_>)>> = HashMap::new();
+    for (line, words) in &parsed {
+        let a = rule_args(words);
+        by_chain.entry(a.chain).or_default().push((*line, a));
+    }
+    let pod_source = |a: &RuleArgs<'_>| {
+        a.src.is_none_or(|s| pod_source_range(s, pod_cidrs))
+            && !a.not_src.is_some_and(|s| covers_pod_range(s, pod_cidrs))
+            && !a.not_set_src
+    };
+    // A RETURN stops all pod egress only when its source holds every pod (or is absent).
+    let all_pods =
+        |a: &RuleArgs<'_>| a.narrowing == 0 && a.src.is_none_or(|s| covers_pod_range(s, pod_cidrs));
+    let pod_traffic = |a: &RuleArgs<'_>| {
+        pod_source(a) && a.dst.is_none() && !a.set_dst && !a.mark && !a.src_type_local
+    };
+    // Chain -> reached by pod egress; iterate to a fixpoint (jumps may point backwards).
+    let mut reached: BTreeMap<&str, bool> = BTreeMap::new();
+    reached.insert("POSTROUTING", true);
+    loop {
+        let mut changed = false;
+        let snapshot: Vec<(&str, bool)> = reached.iter().map(|(c, p)| (*c, *p)).collect();
+        for (chain, pod) in snapshot {
+            let mut gated = false;
+            for (_, a) in by_chain.get(chain).into_iter().flatten() {
+                let Some(target) = a.jump else { continue };
+                // In nat, ACCEPT ends the traversal as RETURN does.
+                if target == "RETURN" || target == "ACCEPT" {
+                    gated |= a.not_mark || all_pods(a);
+                    continue;
+                }
+                if !by_chain.contains_key(target) {
+                    continue;
+                }
+                let pod_here = pod && !gated && pod_traffic(a);
+                let entry = reached.entry(target).or_insert_with(|| {
+                    changed = true;
+                    pod_here
+                });
+                if pod_here && !*entry {
+                    *entry = true;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for (chain, pod) in &reached {
+        let (mut mark_gated, mut pod_gated) = (false, false);
+        for (line, a) in by_chain.get(chain).into_iter().flatten() {
+            let target = a.jump.unwrap_or_default();
+            if target == "RETURN" || target == "ACCEPT" {
+                mark_gated |= a.not_mark;
+                pod_gated |= all_pods(a);
+                continue;
+            }
+            if target != "MASQUERADE" && target != "SNAT" {
+                continue;
+            }
+            let mark_only = mark_gated || a.mark;
+            out.push(MasqueradeRule {
+                chain: chain.to_string(),
+                target: target.to_string(),
+                pod_egress: *pod && !mark_only && !pod_gated && pod_traffic(a),
+                mark_only,
+                random_fully: a.random_fully,
+                source: Some(Source::line(path, *line)),
+            });
+        }
+    }
+    out.sort_by_key(|r| r.source.as_ref().and_then(|s| s.line));
+    out
+}
+
+/// The CNI or agent owning a nat chain whose pod IPs are VPC-routable or which decides
+/// itself what to SNAT (`aws-vpc-cni`, `ip-masq-agent`).
+pub fn cloud_snat_kind(chain: &str) -> Option<&'static str> {
+    if chain.starts_with("AWS-SNAT-CHAIN") {
+        Some("aws-vpc-cni")
+    } else if chain == "IP-MASQ" || chain.starts_with("IP-MASQ-AGENT") {
+        Some("ip-masq-agent")
+    } else {
+        None
+    }
 }
 
 /// Scans one `iptables-save` output: per-backend summaries in one narrow pass, then the
@@ -172,6 +384,7 @@ pub fn scan_iptables(
     // Hashes every rule's text: foldhash, not SipHash.
     let mut dup: foldhash::HashMap<(&str, &str), (u64, u64)> = foldhash::HashMap::default();
     let (mut kube_forward_accept, mut forward_to_kube_forward) = (false, false);
+    let mut nat_rules: Vec<NatRule<'_>> = Vec::new();
     let in_pod_range = |c: &str| {
         let addr = c.split('/').next().unwrap_or(c);
         pod_cidrs
@@ -214,6 +427,10 @@ pub fn scan_iptables(
             if chain == "KUBE-PROXY-CANARY" {
                 f.proxy_canary = true;
             }
+            if table == "nat" && f.cloud_snat_chain.is_none() && cloud_snat_kind(chain).is_some() {
+                f.cloud_snat_chain = Some(chain.to_string());
+                f.cloud_snat_source = Some(Source::line(path, n));
+            }
             if table == "filter" && chain == "FORWARD" {
                 f.forward_policy = Some(policy.to_string());
                 f.forward_source = Some(Source::line(path, n));
@@ -243,6 +460,11 @@ pub fn scan_iptables(
             .split_ascii_whitespace()
             .next()
             .unwrap_or_default();
+        // The POSTROUTING tree: CNI and agent chains are small; of kube-proxy's thousands
+        // of nat rules only KUBE-POSTROUTING's are on it.
+        if table == "nat" && (!chain.starts_with("KUBE-") || chain == "KUBE-POSTROUTING") {
+            nat_rules.push(NatRule { line: n, body });
+        }
         let wanted = table == "filter"
             || chain == "KUBE-FIREWALL"
             || (table == "nat" && (chain == "PREROUTING" || chain == "OUTPUT"));
@@ -303,6 +525,7 @@ pub fn scan_iptables(
     if kube_forward_accept && forward_to_kube_forward {
         f.forward_accepts_pods = true;
     }
+    f.masquerade_rules = postrouting_masquerade(path, &nat_rules, pod_cidrs);
     if let Some((count, first)) = dup
         .values()
         .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
@@ -562,6 +785,205 @@ fn is_ct_invalid_drop(rule: &str) -> bool {
     states.first() != Some(&"!=") && states.contains(&"invalid") && words.contains(&"drop")
 }
 
+/// What one nft rule says about source NAT of pod egress.
+#[derive(Debug, Default, PartialEq)]
+struct NftNatRule {
+    /// `masquerade` or `snat` statement.
+    target: Option<&'static str>,
+    /// Matches marked packets (`meta mark 0x4000`, `meta mark & 0x4000 != 0`).
+    mark: bool,
+    /// Matches unmarked packets (`meta mark & 0x4000 == 0`): as a `return`, it lets only
+    /// marked packets reach the rules after it.
+    unmarked: bool,
+    /// Ends in `return` (or `accept`, which also ends the nat traversal).
+    ret: bool,
+    /// Nothing but a pod-source match (or nothing at all) before the verdict.
+    bare: bool,
+    /// Pod egress can match it: source is a pod range, a set or absent, no positive
+    /// destination, no mark, not local-only.
+    pod_traffic: bool,
+    /// `fully-random`.
+    random_fully: bool,
+}
+
+fn nft_nat_rule(text: &str, pod_cidrs: &[String]) -> NftNatRule {
+    // Comments may say "masquerade"; only statements count.
+    let unquoted: String = text
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, p)| p)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words: Vec<&str> = unquoted
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut r = NftNatRule::default();
+    let (mut src_ok, mut dst_pos, mut local) = (true, false, false);
+    // The source match, if any, holds every pod (for a `return` that stops all pod egress).
+    let mut src_all = true;
+    // Words other than the family, a plain pod-source match, counters and the verdict.
+    let mut other = 0;
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let next = words.get(i + 1).copied().unwrap_or_default();
+        match w {
+            "counter" => {
+                // `counter packets N bytes M`.
+                i += if next == "packets" { 5 } else { 1 };
+                continue;
+            }
+            "ip" | "ip6" => {}
+            "masquerade" => r.target = Some("MASQUERADE"),
+            "snat" => r.target = Some("SNAT"),
+            "return" | "accept" => r.ret = true,
+            "saddr" if i > 0 && words[i - 1] == "fib" => {
+                // `fib saddr type local`: host-originated traffic only.
+                local |= words.get(i + 2) == Some(&"local");
+                other += 1;
+            }
+            "saddr" => {
+                let (neg, value) = if next == "!=" {
+                    (true, words.get(i + 2).copied().unwrap_or_default())
+                } else {
+                    (false, next)
+                };
+                // Named or anonymous sets: their members are the CNI's pod pools.
+                let set = value.starts_with('@') || value.starts_with('{');
+                src_ok &= if neg {
+                    !set && !covers_pod_range(value, pod_cidrs)
+                } else {
+                    set || pod_source_range(value, pod_cidrs)
+                };
+                src_all &= !neg && !set && covers_pod_range(value, pod_cidrs);
+                if neg || set {
+                    other += 1;
+                }
+                i += if neg { 3 } else { 2 };
+                continue;
+            }
+            "daddr" => {
+                dst_pos |= next != "!=";
+                other += 1;
+            }
+            // Not the value of a `mark set …` statement.
+            "mark" if next != "set" && !words[..i].contains(&"set") => {
+                // `mark [& MASK] [==|!=] VALUE`.
+                let mut j = i + 1;
+                if words.get(j) == Some(&"&") {
+                    j += 2;
+                }
+                let op = match words.get(j) {
+                    Some(&o) if o == "==" || o == "!=" => {
+                        j += 1;
+                        o
+                    }
+                    _ => "==",
+                };
+                let value = words.get(j).copied().unwrap_or_default();
+                let digits = value.trim_start_matches("0x");
+                let zero = !digits.is_empty() && digits.chars().all(|c| c == '0');
+                if zero != (op == "!=") {
+                    r.unmarked = true;
+                } else {
+                    r.mark = true;
+                }
+                other += 1;
+                i = j + 1;
+                continue;
+            }
+            w if w.contains("fully-random") => r.random_fully = true,
+            _ => other += 1,
+        }
+        i += 1;
+    }
+    r.bare = src_all && other == 0;
+    r.pod_traffic = src_ok && !dst_pos && !r.mark && !r.unmarked && !local;
+    r
+}
+
+/// `masquerade`/`snat` rules reachable from nat postrouting base chains, classified as
+/// [`postrouting_masquerade`] does for iptables. Tables that iptables-nft manages are
+/// skipped: their save lists the same rules.
+pub fn nft_masquerade(
+    path: &str,
+    ruleset: &crate::parse::nft::NftRuleset,
+    pod_cidrs: &[String],
+) -> Vec<MasqueradeRule> {
+    let mut out = Vec::new();
+    for t in ruleset.tables.iter().filter(|t| t.iptables_nft.is_none()) {
+        let mut reached: BTreeMap<&str, bool> = t
+            .chains
+            .iter()
+            .filter(|c| {
+                c.hook
+                    .as_ref()
+                    .is_some_and(|h| h.chain_type == "nat" && h.hook == "postrouting")
+            })
+            .map(|c| (c.name.as_str(), true))
+            .collect();
+        if reached.is_empty() {
+            continue;
+        }
+        loop {
+            let mut changed = false;
+            let snapshot: Vec<(&str, bool)> = reached.iter().map(|(c, p)| (*c, *p)).collect();
+            for (name, pod) in snapshot {
+                let Some(chain) = t.chain(name) else { continue };
+                let mut gated = false;
+                for rule in &chain.rules {
+                    let r = nft_nat_rule(&rule.text, pod_cidrs);
+                    if r.ret {
+                        gated |= r.unmarked || r.bare;
+                        continue;
+                    }
+                    for target in &rule.targets {
+                        let Some(tc) = t.chain(target) else { continue };
+                        let pod_here = pod && !gated && r.pod_traffic;
+                        let entry = reached.entry(tc.name.as_str()).or_insert_with(|| {
+                            changed = true;
+                            pod_here
+                        });
+                        if pod_here && !*entry {
+                            *entry = true;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        for (name, pod) in &reached {
+            let Some(chain) = t.chain(name) else { continue };
+            let (mut mark_gated, mut pod_gated) = (false, false);
+            for rule in &chain.rules {
+                let r = nft_nat_rule(&rule.text, pod_cidrs);
+                if r.ret {
+                    mark_gated |= r.unmarked;
+                    pod_gated |= r.bare;
+                    continue;
+                }
+                let Some(target) = r.target else { continue };
+                let mark_only = mark_gated || r.mark;
+                out.push(MasqueradeRule {
+                    chain: format!("{} {}/{}", t.family, t.name, chain.name),
+                    target: target.to_string(),
+                    pod_egress: *pod && !mark_only && !pod_gated && r.pod_traffic,
+                    mark_only,
+                    random_fully: r.random_fully,
+                    source: Some(Source::line(path, rule.line as u64)),
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| r.source.as_ref().and_then(|s| s.line));
+    out
+}
+
 /// `service-HASH-ns/svc/proto/port` -> `ns/svc/proto/port`.
 fn chain_identity<'a>(chain: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = chain.strip_prefix(prefix)?;
@@ -651,6 +1073,322 @@ table ip filter {
         let rs = crate::parse::nft::parse_nft_ruleset(&other);
         let model = crate::parse::nft::kube_proxy::kube_proxy_nft_model(&rs);
         assert_eq!(nft_from_model("nft", &rs, &model).invalid_drop, None);
+    }
+
+    fn pods() -> Vec<String> {
+        vec!["10.244.0.0/24".into(), "10.244.1.0/24".into()]
+    }
+
+    fn masq(save: &str) -> Vec<MasqueradeRule> {
+        scan_iptables("ipt", "nft", "4", save, &pods())
+            .facts
+            .masquerade_rules
+    }
+
+    #[test]
+    fn flannel_postrouting_masquerade_is_pod_egress() {
+        // flannel v0.25 with kube-proxy, `iptables-save -c`.
+        let save = r#"*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [31:2140]
+:FLANNEL-POSTRTG - [0:0]
+:KUBE-POSTROUTING - [0:0]
+[31:2140] -A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+[31:2140] -A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
+[0:0] -A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN
+[2:120] -A FLANNEL-POSTRTG -s 10.244.0.0/24 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN
+[0:0] -A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.0.0/24 -m comment --comment "flanneld masq" -j RETURN
+[0:0] -A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/24 -m comment --comment "flanneld masq" -j RETURN
+[9:540] -A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully
+[0:0] -A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully
+[31:2140] -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+[0:0] -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+[0:0] -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+COMMIT
+"#;
+        let m = masq(save);
+        assert_eq!(m.len(), 3, "{m:?}");
+        let flannel: Vec<_> = m.iter().filter(|r| r.chain == "FLANNEL-POSTRTG").collect();
+        assert!(flannel[0].pod_egress && flannel[0].random_fully && !flannel[0].mark_only);
+        assert_eq!(flannel[0].source, Some(Source::line("ipt", 12)));
+        // Host-to-pod masquerade (`! -s` pods, `-d` pods) is not pod egress.
+        assert!(!flannel[1].pod_egress);
+        let kube = m.iter().find(|r| r.chain == "KUBE-POSTROUTING").unwrap();
+        assert!(kube.mark_only && !kube.pod_egress && kube.random_fully);
+        assert_eq!(kube.target, "MASQUERADE");
+    }
+
+    #[test]
+    fn kube_proxy_alone_masquerades_no_pod_egress() {
+        for file in [
+            "kube-proxy-v1.20-legacy.txt",
+            "kube-proxy-v1.29-legacy-counters.txt",
+            "kube-proxy-v1.29-nft.txt",
+        ] {
+            let path = format!(
+                "{}/../fixtures/raw/iptables/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(&path).unwrap();
+            let m = masq(&text);
+            assert_eq!(m.len(), 1, "{file}: {m:?}");
+            assert!(m[0].mark_only && !m[0].pod_egress, "{file}");
+            assert_eq!(m[0].chain, "KUBE-POSTROUTING");
+            assert!(m[0].random_fully, "{file}");
+        }
+        // Pre-1.20 kube-proxy: the mark is on the MASQUERADE rule itself; no --random-fully.
+        let old = "*nat\n-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -m mark --mark 0x4000/0x4000 -j MASQUERADE\nCOMMIT\n";
+        let m = masq(old);
+        assert!(m[0].mark_only && !m[0].pod_egress && !m[0].random_fully);
+    }
+
+    #[test]
+    fn cni_masquerade_forms() {
+        // Calico: ipset of IPAM pools, reached from cali-POSTROUTING.
+        let calico = r#"*nat
+:POSTROUTING ACCEPT [0:0]
+:cali-POSTROUTING - [0:0]
+:cali-nat-outgoing - [0:0]
+-A POSTROUTING -m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING
+-A cali-POSTROUTING -m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-fip-snat
+-A cali-POSTROUTING -m comment --comment "cali:nYKhEzDlr11Jccal" -j cali-nat-outgoing
+-A cali-nat-outgoing -m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully
+COMMIT
+"#;
+        let m = masq(calico);
+        assert_eq!(m.len(), 1);
+        assert!(m[0].pod_egress && m[0].random_fully);
+        assert_eq!(m[0].chain, "cali-nat-outgoing");
+        // ip-masq-agent: RETURNs for non-masquerade CIDRs, then a bare MASQUERADE.
+        let agent = r#"*nat
+:POSTROUTING ACCEPT [0:0]
+:IP-MASQ - [0:0]
+-A POSTROUTING -m comment --comment "ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom IP-MASQ chain" -m addrtype ! --dst-type LOCAL -j IP-MASQ
+-A IP-MASQ -d 10.0.0.0/8 -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -j RETURN
+-A IP-MASQ -d 169.254.0.0/16 -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -j RETURN
+-A IP-MASQ -m comment --comment "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE
+COMMIT
+"#;
+        let f = scan_iptables("ipt", "legacy", "4", agent, &pods()).facts;
+        assert!(f.masquerade_rules[0].pod_egress && !f.masquerade_rules[0].random_fully);
+        assert_eq!(f.cloud_snat_chain.as_deref(), Some("IP-MASQ"));
+        assert_eq!(f.cloud_snat_source, Some(Source::line("ipt", 3)));
+        // AWS VPC CNI: SNAT to the primary address in its chained AWS-SNAT-CHAIN-*.
+        let aws = r#"*nat
+:POSTROUTING ACCEPT [0:0]
+:AWS-SNAT-CHAIN-0 - [0:0]
+:AWS-SNAT-CHAIN-1 - [0:0]
+-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0
+-A AWS-SNAT-CHAIN-0 ! -d 172.31.0.0/16 -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-1
+-A AWS-SNAT-CHAIN-1 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL -j SNAT --to-source 172.31.20.5 --random-fully
+COMMIT
+"#;
+        let f = scan_iptables("ipt", "legacy", "4", aws, &pods()).facts;
+        assert_eq!(f.masquerade_rules.len(), 1);
+        let r = &f.masquerade_rules[0];
+        assert!(r.pod_egress && r.random_fully && r.target == "SNAT");
+        assert_eq!(
+            cloud_snat_kind(f.cloud_snat_chain.as_deref().unwrap()),
+            Some("aws-vpc-cni")
+        );
+        // kube-router: ipset source, no --random-fully.
+        let kr = "*nat\n-A POSTROUTING -m set --match-set kube-router-pod-subnets src -m set ! --match-set kube-router-pod-subnets dst -m comment --comment \"SNAT for pod egress\" -j MASQUERADE\nCOMMIT\n";
+        let m = masq(kr);
+        assert!(m[0].pod_egress && !m[0].random_fully);
+        // The bridge plugin's ipMasq: one chain per pod, entered with the pod's /32.
+        let bridge = r#"*nat
+:POSTROUTING ACCEPT [0:0]
+:CNI-3b1e8f5bdc3b4a5c2a2a1d6b - [0:0]
+-A POSTROUTING -s 10.244.1.7/32 -m comment --comment "name: \"cbr0\" id: \"f0c4a1\"" -j CNI-3b1e8f5bdc3b4a5c2a2a1d6b
+-A CNI-3b1e8f5bdc3b4a5c2a2a1d6b -d 10.244.1.0/24 -m comment --comment "name: \"cbr0\" id: \"f0c4a1\"" -j ACCEPT
+-A CNI-3b1e8f5bdc3b4a5c2a2a1d6b ! -d 224.0.0.0/4 -m comment --comment "name: \"cbr0\" id: \"f0c4a1\"" -j MASQUERADE
+COMMIT
+"#;
+        let m = masq(bridge);
+        assert!(m[0].pod_egress && !m[0].random_fully, "{m:?}");
+        // Old flannel and a hand-written rule straight in POSTROUTING.
+        for save in [
+            "*nat\n-A POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -j RETURN\n-A POSTROUTING -s 10.244.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE\nCOMMIT\n",
+            "*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n",
+            "*nat\n-A POSTROUTING -s 10.0.0.0/8 ! -d 10.0.0.0/8 -j SNAT --to-source 192.0.2.7\nCOMMIT\n",
+        ] {
+            let m = masq(save);
+            assert!(m.iter().any(|r| r.pod_egress), "{save}");
+        }
+    }
+
+    #[test]
+    fn masquerade_not_covering_pods() {
+        for save in [
+            // EX-11: Docker's bridge only.
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\nCOMMIT\n",
+            // Another range that merely overlaps nothing of the pods'.
+            "*nat\n-A POSTROUTING -s 10.245.0.0/16 -j MASQUERADE\nCOMMIT\n",
+            // A positive destination: only traffic to that range.
+            "*nat\n-A POSTROUTING -s 10.244.0.0/16 -d 192.168.50.0/24 -j MASQUERADE\nCOMMIT\n",
+            // Host-originated traffic only.
+            "*nat\n-A POSTROUTING -m addrtype --src-type LOCAL -j MASQUERADE\nCOMMIT\n",
+            // The jump into the chain is restricted to Docker's range.
+            "*nat\n-A POSTROUTING -s 172.17.0.0/16 -j MY-MASQ\n-A MY-MASQ -j MASQUERADE\nCOMMIT\n",
+            // Unreachable: nothing jumps to the chain.
+            "*nat\n-A CNI-ORPHAN -s 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n",
+            // A pod-source RETURN (or ACCEPT) first.
+            "*nat\n-A POSTROUTING -s 10.244.0.0/16 -j RETURN\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n",
+            "*nat\n-A POSTROUTING -j ACCEPT\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n",
+            // Wrong table.
+            "*filter\n-A POSTROUTING -s 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n",
+        ] {
+            let m = masq(save);
+            assert!(!m.iter().any(|r| r.pod_egress), "{save}: {m:?}");
+        }
+        assert!(masq("*nat\n-A CNI-ORPHAN -s 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n").is_empty());
+        // One pod's RETURN leaves the others masqueraded.
+        let one = "*nat\n-A POSTROUTING -s 10.244.1.7/32 -j RETURN\n-A POSTROUTING -s 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n";
+        assert!(masq(one)[0].pod_egress);
+        // Without pod CIDRs only source-less rules can be judged.
+        let f = scan_iptables(
+            "ipt",
+            "nft",
+            "4",
+            "*nat\n-A POSTROUTING -s 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n",
+            &[],
+        )
+        .facts;
+        assert!(!f.masquerade_rules[0].pod_egress);
+    }
+
+    #[test]
+    fn pod_range_coverage() {
+        let p = pods();
+        assert!(covers_pod_range("10.244.0.0/16", &p));
+        assert!(covers_pod_range("10.244.1.0/24", &p));
+        assert!(covers_pod_range("0.0.0.0/0", &p));
+        assert!(!covers_pod_range("10.244.1.0/25", &p));
+        assert!(pod_source_range("10.244.1.0/25", &p));
+        assert!(pod_source_range("10.244.1.7/32", &p));
+        assert!(pod_source_range("10.0.0.0/8", &p));
+        assert!(!pod_source_range("10.245.0.0/16", &p));
+        assert!(!pod_source_range("172.17.0.0/16", &p));
+        assert!(!covers_pod_range("172.17.0.0/16", &p));
+        assert!(!covers_pod_range("10.244.1.7", &p));
+        assert!(!covers_pod_range("fd00::/8", &p));
+        assert!(!covers_pod_range("garbage/xx", &p));
+    }
+
+    fn nft_masq(ruleset: &str) -> Vec<MasqueradeRule> {
+        nft_masquerade(
+            "nft",
+            &crate::parse::nft::parse_nft_ruleset(ruleset),
+            &pods(),
+        )
+    }
+
+    #[test]
+    fn nft_flannel_and_kube_proxy_masquerade() {
+        // flannel's nftables mode (v0.25+) next to kube-proxy's nftables mode.
+        let ruleset = "table ip flannel-ipv4 {
+\tcomment \"rules for flanneld\"
+\tchain postrtg {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tmeta mark 0x00004000 return
+\t\tip saddr 10.244.0.0/24 ip daddr 10.244.0.0/16 return
+\t\tip saddr 10.244.0.0/16 ip daddr 10.244.0.0/24 return
+\t\tip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/24 return
+\t\tip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random
+\t\tip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random
+\t}
+}
+table ip kube-proxy {
+\tchain masquerading {
+\t\tmeta mark & 0x00004000 == 0x00000000 return
+\t\tmeta mark set meta mark ^ 0x00004000
+\t\tmasquerade fully-random
+\t}
+\tchain nat-postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tjump masquerading
+\t}
+}
+";
+        let m = nft_masq(ruleset);
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m[0].chain, "ip flannel-ipv4/postrtg");
+        assert!(m[0].pod_egress && m[0].random_fully);
+        assert_eq!(m[0].source, Some(Source::line("nft", 9)));
+        assert!(!m[1].pod_egress);
+        assert_eq!(m[2].chain, "ip kube-proxy/masquerading");
+        assert!(m[2].mark_only && !m[2].pod_egress);
+        // Without fully-random, and with counters and a comment naming the verdict.
+        let plain = "table inet nat {
+\tchain postrouting {
+\t\ttype nat hook postrouting priority 100; policy accept;
+\t\tip saddr 10.244.0.0/16 oifname \"eth0\" counter packets 12 bytes 720 masquerade comment \"pod egress\"
+\t}
+}
+";
+        let m = nft_masq(plain);
+        assert!(m[0].pod_egress && !m[0].random_fully);
+        let commented = plain
+            .replace("masquerade comment", "accept comment")
+            .replace("pod egress", "masquerade fully-random");
+        assert!(nft_masq(&commented).is_empty());
+    }
+
+    #[test]
+    fn nft_fixture_rulesets() {
+        let dir = format!("{}/../fixtures/raw/nft", env!("CARGO_MANIFEST_DIR"));
+        // kube-proxy nftables mode: only its mark-gated masquerade.
+        let text = std::fs::read_to_string(format!("{dir}/kube-proxy-v1.31.txt")).unwrap();
+        let m = nft_masq(&text);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].mark_only && m[0].random_fully && !m[0].pod_egress);
+        // iptables-nft's tables are left to the iptables save.
+        let text = std::fs::read_to_string(format!("{dir}/iptables-nft-tables.txt")).unwrap();
+        assert!(nft_masq(&text).is_empty());
+    }
+
+    #[test]
+    fn nft_rule_words() {
+        let p = pods();
+        let r = nft_nat_rule(
+            "ip saddr @cali40masq-ipam-pools ip daddr != @cali40all-ipam-pools masquerade",
+            &p,
+        );
+        assert!(r.pod_traffic && r.target == Some("MASQUERADE") && !r.random_fully);
+        let r = nft_nat_rule("fib saddr type local masquerade", &p);
+        assert!(!r.pod_traffic);
+        let r = nft_nat_rule("oifname \"eth0\" snat ip to 192.0.2.7 fully-random", &p);
+        assert!(r.pod_traffic && r.target == Some("SNAT") && r.random_fully);
+        let r = nft_nat_rule("counter packets 3 bytes 180 return", &p);
+        assert!(r.ret && r.bare);
+        let r = nft_nat_rule("ip saddr 10.244.0.0/16 return", &p);
+        assert!(r.ret && r.bare);
+        let r = nft_nat_rule("ip saddr 10.244.1.7 return", &p);
+        assert!(r.ret && !r.bare);
+        let r = nft_nat_rule("meta l4proto tcp return", &p);
+        assert!(r.ret && !r.bare);
+        for (rule, mark, unmarked) in [
+            ("meta mark 0x00004000 return", true, false),
+            ("meta mark & 0x00004000 == 0x00000000 return", false, true),
+            (
+                "meta mark & 0x00004000 != 0x00004000 counter packets 9 bytes 324 return",
+                false,
+                true,
+            ),
+            ("meta mark & 0x00004000 != 0x00000000 return", true, false),
+            ("ct mark 0x0 return", false, true),
+        ] {
+            let r = nft_nat_rule(rule, &p);
+            assert_eq!((r.mark, r.unmarked), (mark, unmarked), "{rule}");
+        }
+        let r = nft_nat_rule("ip saddr != 10.244.0.0/16 masquerade", &p);
+        assert!(!r.pod_traffic);
+        let r = nft_nat_rule("ip saddr { 10.244.0.0/16, 10.245.0.0/16 } masquerade", &p);
+        assert!(r.pod_traffic);
+        let r = nft_nat_rule("meta mark set meta mark ^ 0x00004000", &p);
+        assert!(!r.mark && !r.unmarked);
+        let r = nft_nat_rule("ip daddr 10.244.0.0/16 accept", &p);
+        assert!(r.ret && !r.bare);
     }
 
     #[test]

@@ -103,6 +103,16 @@ pub const DATA_SOURCES: &[DataSource] = &[
         paths: &[layout::nft::RULESET],
     },
     DataSource {
+        id: "netfilter",
+        description: "An iptables-save of any backend or nft list ruleset",
+        paths: &[
+            layout::iptables::SAVE,
+            layout::iptables::LEGACY_SAVE,
+            layout::iptables::NFT_SAVE,
+            layout::nft::RULESET,
+        ],
+    },
+    DataSource {
         id: "ipvs",
         description: "ipvsadm -Ln",
         paths: &[layout::ipvs::LIST, layout::ipvs::PROC],

@@ -463,6 +463,7 @@ pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
         conntrack,
         iptables,
         nft,
+        snat,
         ipvs,
         dns,
         kernel_log,
@@ -478,6 +479,7 @@ pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
     add("conntrack", to_node(conntrack))?;
     add("iptables", to_node(iptables))?;
     add("nft", to_node(nft))?;
+    add("snat", to_node(snat))?;
     add("ipvs", to_node(ipvs))?;
     add("dns", to_node(dns))?;
     add("kernel_log", to_node(kernel_log))?;
