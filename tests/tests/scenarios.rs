@@ -487,3 +487,17 @@ fn egress_reply_destination(node: &LabNode, pod: &netsnap_lab::LabPod) -> String
         .unwrap()
         .to_string()
 }
+
+#[test]
+fn pod_egress_masquerade_missing() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().pods(1).build().unwrap();
+    let pod = node.pods()[0].clone();
+    let node_ip = node.node_ip().to_string();
+    // Healthy: flannel's FLANNEL-POSTRTG masquerades the pod's egress to the node IP.
+    assert_eq!(egress_reply_destination(&node, &pod), node_ip);
+    node.remove_pod_masquerade().unwrap();
+    // Really broken: the packet leaves with the pod IP, which the outside cannot route back.
+    assert_eq!(egress_reply_destination(&node, &pod), pod.ip.to_string());
+    expect(&analyze(&node, &bin), &["pod-egress-masquerade-missing"]);
+}
