@@ -721,20 +721,45 @@ fn lab_fixture_snat_facts() {
         return;
     }
     let f = Facts::from_bundle(&Bundle::open(p, &ReaderOptions::default()).unwrap());
+    // The lab node programs flannel's FLANNEL-POSTRTG (pod egress) beside kube-proxy's
+    // mark-based KUBE-POSTROUTING masquerade, both with --random-fully.
     assert!(f.snat.collected);
-    assert!(!f.snat.pod_egress_masquerade);
-    assert_eq!(f.snat.masquerade_chains, ["KUBE-POSTROUTING"]);
+    assert!(f.snat.pod_egress_masquerade);
+    assert_eq!(
+        f.snat.masquerade_chains,
+        ["FLANNEL-POSTRTG", "KUBE-POSTROUTING"]
+    );
     assert!(f.snat.without_random_fully.is_empty());
     assert_eq!(f.snat.routable_pod_cni, None);
-    let kube = &f
+    let rules = &f
         .iptables
         .backends
         .iter()
         .find(|b| b.backend == "nft" && b.family == "4")
         .unwrap()
-        .masquerade_rules[0];
-    assert!(kube.mark_only && kube.random_fully && !kube.pod_egress);
-    assert_eq!(kube.source.as_ref().unwrap().line, Some(61));
+        .masquerade_rules;
+    let summary: Vec<(&str, bool, bool, bool, Option<u64>)> = rules
+        .iter()
+        .map(|r| {
+            (
+                r.chain.as_str(),
+                r.pod_egress,
+                r.mark_only,
+                r.random_fully,
+                r.source.as_ref().and_then(|s| s.line),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            // `-s 10.244.0.0/16 ! -d 224.0.0.0/4`: the pods' egress.
+            ("FLANNEL-POSTRTG", true, false, true, Some(64)),
+            // `! -s 10.244.0.0/16 -d 10.244.0.0/16`: traffic into the pods, not egress.
+            ("FLANNEL-POSTRTG", false, false, true, Some(65)),
+            ("KUBE-POSTROUTING", false, true, true, Some(69)),
+        ]
+    );
     // nft's view of the iptables-nft tables is not counted twice.
     assert!(f.nft.collected && f.nft.masquerade_rules.is_empty());
 }
