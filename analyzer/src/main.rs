@@ -278,14 +278,25 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             fail_on,
             color,
         } => {
-            let set = rules.load()?;
-            let mut opened = Vec::new();
-            for path in &bundles {
-                let b = open
-                    .open(path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                opened.push((path.display().to_string(), b));
-            }
+            // Compiling the rules' CEL takes tens of milliseconds: do it while the bundles
+            // are extracted. A rule error still wins over a bundle error, as before.
+            let (set, opened) = std::thread::scope(|scope| {
+                let set = scope.spawn(|| rules.load());
+                let opened: Vec<anyhow::Result<(String, Bundle)>> = bundles
+                    .iter()
+                    .map(|path| {
+                        open.open(path)
+                            .with_context(|| format!("opening {}", path.display()))
+                            .map(|b| (path.display().to_string(), b))
+                    })
+                    .collect();
+                let set = set.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("loading the rules failed unexpectedly"))
+                });
+                (set, opened)
+            });
+            let set = set?;
+            let opened = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
             let refs: Vec<(String, &Bundle)> = opened.iter().map(|(p, b)| (p.clone(), b)).collect();
             let rep = report::analysis::analyze(&refs, &set).context("evaluating rules")?;
             let text = match format {
