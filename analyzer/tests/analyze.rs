@@ -708,9 +708,9 @@ fn redact(text: &str) -> String {
     text.to_string()
 }
 
-/// The lab nodes behind `fixtures/bundles` program kube-proxy's rules but not flannel's
-/// pod masquerade (FLANNEL_IPMASQ=true is written, FLANNEL-POSTRTG is not): the facts say
-/// so, and `pod-egress-masquerade-missing` fires on those bundles until the lab adds it.
+/// The lab nodes behind `fixtures/bundles` program flannel's pod masquerade beside
+/// kube-proxy's rules: the snat facts find the pod egress rule, tell it from the
+/// inbound and the mark-only ones, and keep their lines as evidence.
 #[test]
 fn lab_fixture_snat_facts() {
     let p = Path::new(concat!(

@@ -272,7 +272,7 @@ fn format_1_0_bundle_without_resource_usage_still_opens() {
     // A real bundle written by the collector before format 1.1 added `resource_usage`.
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/bundles/healthy-flannel.tar.zst"
+        "/../fixtures/compat/format-1.0-healthy-flannel.tar.zst"
     );
     let b = Bundle::open(std::path::Path::new(path), &ReaderOptions::default()).expect("open");
     assert_eq!(b.manifest().format_version, "1.0");
