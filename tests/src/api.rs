@@ -351,48 +351,59 @@ impl LabNode {
             .unwrap_or_default()
             .trim()
             .to_string();
-        out.nodes.push(json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": self.name(),
-                "uid": rand_uuid(),
-                "resourceVersion": "900",
-                "creationTimestamp": ts,
-                "labels": {
-                    "beta.kubernetes.io/arch": "amd64",
-                    "beta.kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "kubernetes.io/hostname": self.name(),
-                    "kubernetes.io/os": "linux"
+        // This node, and the other node of the cluster (API only: its pod subnet is routed
+        // over flannel.1, via its address, or learnt over BGP, by style).
+        let node_object = |name: &str, pod_cidr: &str, ip: std::net::Ipv4Addr| {
+            json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "uid": rand_uuid(),
+                    "resourceVersion": "900",
+                    "creationTimestamp": ts,
+                    "labels": {
+                        "beta.kubernetes.io/arch": "amd64",
+                        "beta.kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux"
+                    }
+                },
+                "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+                "status": {
+                    "addresses": [
+                        {"address": ip.to_string(), "type": "InternalIP"},
+                        {"address": name, "type": "Hostname"}
+                    ],
+                    "conditions": [
+                        {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet has sufficient memory available"},
+                        {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet has no disk pressure"},
+                        {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet has sufficient PID available"},
+                        {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet is posting ready status"}
+                    ],
+                    "nodeInfo": {
+                        "architecture": "amd64",
+                        "bootID": rand_uuid(),
+                        "containerRuntimeVersion": "containerd://1.7.24",
+                        "kernelVersion": kernel,
+                        "kubeProxyVersion": "v1.34.1",
+                        "kubeletVersion": "v1.34.1",
+                        "machineID": rand_hex(32),
+                        "operatingSystem": "linux",
+                        "osImage": "Debian GNU/Linux 12 (bookworm)",
+                        "systemUUID": rand_uuid()
+                    }
                 }
-            },
-            "spec": {"podCIDR": self.pod_cidr(), "podCIDRs": [self.pod_cidr()]},
-            "status": {
-                "addresses": [
-                    {"address": self.node_ip().to_string(), "type": "InternalIP"},
-                    {"address": self.name(), "type": "Hostname"}
-                ],
-                "conditions": [
-                    {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet has sufficient memory available"},
-                    {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet has no disk pressure"},
-                    {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet has sufficient PID available"},
-                    {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "message": "kubelet is posting ready status"}
-                ],
-                "nodeInfo": {
-                    "architecture": "amd64",
-                    "bootID": rand_uuid(),
-                    "containerRuntimeVersion": "containerd://1.7.24",
-                    "kernelVersion": kernel,
-                    "kubeProxyVersion": "v1.34.1",
-                    "kubeletVersion": "v1.34.1",
-                    "machineID": rand_hex(32),
-                    "operatingSystem": "linux",
-                    "osImage": "Debian GNU/Linux 12 (bookworm)",
-                    "systemUUID": rand_uuid()
-                }
-            }
-        }));
+            })
+        };
+        out.nodes
+            .push(node_object(self.name(), &self.pod_cidr(), self.node_ip()));
+        out.nodes.push(node_object(
+            &self.peer_name(),
+            &self.peer_pod_cidr(),
+            self.peer_ip(),
+        ));
         let mode = if self.backends().is_empty() {
             ""
         } else {

@@ -640,6 +640,29 @@ impl LabNode {
         Ipv4Addr::new(10, 244, self.subnet, 1)
     }
 
+    /// The other node of the cluster (served by the API, no processes): its pod subnet, the
+    /// next /24 after this node's.
+    pub fn peer_pod_cidr(&self) -> String {
+        format!("10.244.{}.0/24", self.subnet.wrapping_add(1))
+    }
+
+    /// The other node's name.
+    pub fn peer_name(&self) -> String {
+        format!("{}-peer", self.name)
+    }
+
+    /// The other node's InternalIP (on this node's uplink subnet).
+    pub fn peer_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(172, 18, 0, 11)
+    }
+
+    /// Fault: the route to the other node's pod subnet is gone (flannel missed the node, BIRD
+    /// lost the session), so that subnet falls through to the default route.
+    pub fn remove_peer_route(&self) -> LabResult<()> {
+        self.run_in_node(&["ip", "route", "del", &self.peer_pod_cidr()])?;
+        Ok(())
+    }
+
     /// The uplink: `eth0` in the node, a veth whose peer `gw0` (172.18.0.1) sits in an
     /// "outside" netns held by a harness process outside the node's PID namespace (like a
     /// kind node's eth0). This kernel has no `dummy` driver, so a veth it is.
@@ -781,6 +804,15 @@ impl LabNode {
                     "ip link add cni0 type bridge\nip link set cni0 mtu {mtu}\nip addr add {gw}/24 dev cni0\nip link set cni0 up\n",
                     mtu = self.pod_mtu
                 ));
+                if !vxlan {
+                    // Without an overlay the other node's pods are reached through it
+                    // (flannel host-gw).
+                    script.push_str(&format!(
+                        "ip route add {} via {} dev eth0\n",
+                        self.peer_pod_cidr(),
+                        self.peer_ip()
+                    ));
+                }
                 if vxlan {
                     let peer = self.subnet.wrapping_add(1);
                     script.push_str(&format!(
@@ -799,9 +831,13 @@ impl LabNode {
                 }
             }
             NetStyle::Routed => {
+                // calico: a blackhole for this node's block, the other node's block learnt
+                // over BGP via its address.
                 script.push_str(&format!(
-                    "ip route add blackhole 10.244.{}.0/24 proto 80\n",
-                    self.subnet
+                    "ip route add blackhole 10.244.{}.0/24 proto 80\nip route add {} via {} dev eth0 proto bird\n",
+                    self.subnet,
+                    self.peer_pod_cidr(),
+                    self.peer_ip()
                 ));
             }
         }

@@ -149,6 +149,8 @@ fn healthy_flannel_node_has_no_finding() {
         "service-missing-from-iptables",
         "pod-ip-not-in-any-netns",
         "dns-vip-failing",
+        "pod-cidr-route-missing",
+        "pod-egress-masquerade-missing",
     ] {
         assert!(!skipped.contains(id), "{id} not evaluated");
     }
@@ -164,6 +166,16 @@ fn healthy_routed_node_has_no_finding() {
     assert_eq!(
         egress_reply_destination(&node, &client),
         node.node_ip().to_string()
+    );
+    // The other node's block is learnt over BGP via its address.
+    let peer_pod = node.peer_pod_cidr().replace(".0/24", ".5");
+    let route = node
+        .run_in_node(&["ip", "route", "get", &peer_pod])
+        .unwrap()
+        .stdout;
+    assert!(
+        route.contains(&format!("via {} dev eth0", node.peer_ip())),
+        "{route}"
     );
     expect(&analyze(&node, &bin), &[]);
 }
@@ -500,4 +512,37 @@ fn pod_egress_masquerade_missing() {
     // Really broken: the packet leaves with the pod IP, which the outside cannot route back.
     assert_eq!(egress_reply_destination(&node, &pod), pod.ip.to_string());
     expect(&analyze(&node, &bin), &["pod-egress-masquerade-missing"]);
+}
+
+#[test]
+fn route_to_the_other_nodes_pods_missing() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(1).build().unwrap();
+    // A pod address on the other node (served by the API with its podCIDR and InternalIP).
+    let peer_pod = node.peer_pod_cidr().replace(".0/24", ".5");
+    let route_get = || {
+        node.run_in_node(&["ip", "route", "get", &peer_pod])
+            .unwrap()
+            .stdout
+    };
+    assert!(route_get().contains("dev flannel.1"), "{}", route_get());
+    node.remove_peer_route().unwrap();
+    // Really broken: the other node's pods now go to the default gateway.
+    let now = route_get();
+    assert!(now.contains("via 172.18.0.1 dev eth0"), "{now}");
+    let report = analyze(&node, &bin);
+    expect(&report, &["pod-cidr-route-missing"]);
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == "pod-cidr-route-missing")
+        .unwrap();
+    assert!(
+        finding["subject"]
+            .as_str()
+            .unwrap()
+            .contains(&node.peer_pod_cidr()),
+        "{finding}"
+    );
 }
