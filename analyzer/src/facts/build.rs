@@ -374,6 +374,9 @@ impl<'a> Builder<'a> {
         {
             ct.usage_ratio = Some(c as f64 / m as f64);
         }
+        self.facts.node.local_port_range_width = map
+            .get("net.ipv4.ip_local_port_range")
+            .and_then(|v| port_range_width(v));
         self.facts.node.sysctls = map;
     }
 
@@ -1604,12 +1607,14 @@ impl<'a> Builder<'a> {
             .iter()
             .filter_map(|i| i.parse().ok())
             .collect();
+        let pod_nets = ipv4_nets(&self.facts.node.cluster_pod_cidrs);
         Some(ConntrackTableJob {
             path,
             chunks: std::sync::Mutex::new(ChunkReader::new(file)),
             udp_services,
             live_pod_by_ip,
             dns_vips,
+            pod_nets,
         })
     }
 
@@ -1720,6 +1725,8 @@ struct ConntrackTableJob {
     udp_services: FastMap<(IpAddr, u16), (String, FastSet<IpAddr>)>,
     live_pod_by_ip: HashMap<String, String>,
     dns_vips: FastSet<IpAddr>,
+    /// The cluster's IPv4 pod ranges as (network, mask), for the SNAT tally.
+    pod_nets: Vec<(u32, u32)>,
 }
 
 /// What the table pass found: the table-derived fields of [`ConntrackFacts`], and notes.
@@ -1737,6 +1744,8 @@ struct ConntrackPartial {
     backends: FastMap<IpAddr, BackendTally>,
     /// Original destination port -> `[UNREPLIED]` UDP entries.
     unreplied_udp: FastMap<u16, u64>,
+    /// (protocol, destination after DNAT, port) of SNATed pod flows -> (entries, first line).
+    snat: FastMap<(parse::conntrack::Protocol, IpAddr, u16), (u64, u64)>,
     unparsed: u64,
     error: Option<String>,
 }
@@ -1776,6 +1785,32 @@ impl BackendTally {
             (a, b) => a.or(b),
         };
     }
+}
+
+/// SNATed pod flows to one destination below this are not listed.
+const SNAT_DESTINATION_MIN: u64 = 100;
+/// SNAT destinations listed.
+const SNAT_DESTINATION_TOP: usize = 20;
+
+/// The IPv4 CIDRs among `cidrs` as (network, mask).
+fn ipv4_nets(cidrs: &[String]) -> Vec<(u32, u32)> {
+    cidrs
+        .iter()
+        .filter_map(|c| {
+            let (addr, len) = c.split_once('/')?;
+            let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+            let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            Some((u32::from(addr) & mask, mask))
+        })
+        .collect()
+}
+
+/// Ports in an `ip_local_port_range` value (`32768\t60999`).
+fn port_range_width(v: &str) -> Option<u64> {
+    let mut it = v.split_whitespace().map(|p| p.parse::<u64>().ok());
+    let (lo, hi) = (it.next()??, it.next()??);
+    (hi >= lo).then(|| hi - lo + 1)
 }
 
 /// Bytes per chunk: large enough that handing chunks out costs nothing, small enough
@@ -1863,6 +1898,7 @@ impl ConntrackTableJob {
             dests,
             backends,
             unreplied_udp,
+            snat,
             unparsed,
             ..
         } = part;
@@ -1898,6 +1934,24 @@ impl ConntrackTableJob {
                 *c += 1;
             } else if dests.len() < CONNTRACK_DEST_CAP {
                 dests.insert(dest, 1);
+            }
+            // SNAT rewrites the reply destination; a pod source so rewritten holds one of the
+            // node's source ports for the destination it really reaches (the reply source).
+            if e.reply.dst != e.original.src
+                && let IpAddr::V4(src) = e.original.src
+                && self
+                    .pod_nets
+                    .iter()
+                    .any(|(net, mask)| u32::from(src) & mask == *net)
+            {
+                let line = e.line as u64 + line_offset;
+                let key = (e.protocol, e.reply.src, e.reply.sport.unwrap_or(0));
+                if let Some(v) = snat.get_mut(&key) {
+                    v.0 += 1;
+                    v.1 = v.1.min(line);
+                } else if snat.len() < CONNTRACK_DEST_CAP {
+                    snat.insert(key, (1, line));
+                }
             }
             let udp = e.protocol == parse::conntrack::Protocol::Udp;
             let syn_sent = e.protocol == parse::conntrack::Protocol::Tcp
@@ -1976,6 +2030,8 @@ impl ConntrackTableJob {
         let mut dests: FastMap<(parse::conntrack::Protocol, IpAddr, u16), u64> = FastMap::default();
         let mut backends: FastMap<IpAddr, BackendTally> = FastMap::default();
         let mut unreplied_udp: FastMap<u16, u64> = FastMap::default();
+        let mut snat: FastMap<(parse::conntrack::Protocol, IpAddr, u16), (u64, u64)> =
+            FastMap::default();
         let mut unparsed = 0;
         let mut notes = Vec::new();
         for p in parts {
@@ -2010,6 +2066,14 @@ impl ConntrackTableJob {
             }
             for (k, v) in p.unreplied_udp {
                 *unreplied_udp.entry(k).or_default() += v;
+            }
+            for (k, (n, first)) in p.snat {
+                if let Some(v) = snat.get_mut(&k) {
+                    v.0 += n;
+                    v.1 = v.1.min(first);
+                } else if snat.len() < CONNTRACK_DEST_CAP {
+                    snat.insert(k, (n, first));
+                }
             }
             unparsed += p.unparsed;
             if let Some(e) = p.error {
@@ -2078,6 +2142,27 @@ impl ConntrackTableJob {
                     ports: t.ports.iter().map(|(p, n)| format!("{p}/{n}")).collect(),
                     source: t.first_line.map(|l| Source::line(path, l)),
                 }
+            })
+            .collect();
+        let mut crowded: Vec<(String, u64, u64)> = snat
+            .into_iter()
+            .filter(|(_, (n, _))| *n >= SNAT_DESTINATION_MIN)
+            .map(|((proto, dst, port), (n, first))| {
+                let key = match dst {
+                    IpAddr::V4(a) => format!("{} {a}:{port}", proto.as_str()),
+                    IpAddr::V6(a) => format!("{} [{a}]:{port}", proto.as_str()),
+                };
+                (key, n, first)
+            })
+            .collect();
+        crowded.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ct.snat_destinations = crowded
+            .into_iter()
+            .take(SNAT_DESTINATION_TOP)
+            .map(|(key, flows, first)| SnatDestination {
+                key,
+                flows,
+                source: Some(Source::line(path, first)),
             })
             .collect();
         ConntrackTableResult { facts: ct, notes }
@@ -2650,8 +2735,78 @@ mod tests {
             udp_services,
             live_pod_by_ip: HashMap::new(),
             dns_vips: FastSet::default(),
+            pod_nets: ipv4_nets(&["10.244.0.0/16".to_string()]),
         };
         (f, job)
+    }
+
+    #[test]
+    fn snat_destinations_count_pod_flows_per_real_destination() {
+        let mut lines: Vec<String> = Vec::new();
+        // 150 pod flows masqueraded to an external API.
+        for i in 0..150 {
+            lines.push(format!("tcp      6 117 TIME_WAIT src=10.244.1.{} dst=93.184.216.34 sport={} dport=443 src=93.184.216.34 dst=172.18.0.10 sport=443 dport={} [ASSURED] mark=0 use=1", i % 200, 40000 + i, 30000 + i));
+        }
+        // 120 pod flows to the kubernetes VIP, DNATed to the apiserver and SNATed: counted
+        // under the real destination.
+        for i in 0..120 {
+            lines.push(format!("tcp      6 86000 ESTABLISHED src=10.244.2.{} dst=10.96.0.1 sport={} dport=443 src=172.18.0.20 dst=172.18.0.10 sport=6443 dport={} [ASSURED] mark=0 use=1", i % 200, 40000 + i, 31000 + i));
+        }
+        // Not counted: pod flows without SNAT, SNATed flows from a non-pod source, and a
+        // destination with too few flows.
+        for i in 0..200 {
+            lines.push(format!("udp      17 20 src=10.244.1.{} dst=1.1.1.1 sport={} dport=53 src=1.1.1.1 dst=10.244.1.{} sport=53 dport={} mark=0 use=1", i % 200, 40000 + i, i % 200, 40000 + i));
+            lines.push(format!("tcp      6 100 ESTABLISHED src=192.168.5.5 dst=93.184.216.34 sport={} dport=443 src=93.184.216.34 dst=172.18.0.10 sport=443 dport={} [ASSURED] mark=0 use=1", 40000 + i, 32000 + i));
+        }
+        for i in 0..50 {
+            lines.push(format!("udp      17 20 src=10.244.1.{} dst=8.8.8.8 sport={} dport=53 src=8.8.8.8 dst=172.18.0.10 sport=53 dport={} mark=0 use=1", i, 40000 + i, 33000 + i));
+        }
+        let text = lines.join("\n") + "\n";
+        let (_f, job) = job(&text);
+        // Two workers, each with half of the table, finished in reverse order.
+        let half = lines[..200].join("\n") + "\n";
+        let rest = lines[200..].join("\n") + "\n";
+        let (mut a, mut b) = (ConntrackPartial::default(), ConntrackPartial::default());
+        job.chunk(half.as_bytes(), 0, &mut a);
+        job.chunk(rest.as_bytes(), 200, &mut b);
+        let shared = job.finish(vec![b, a]).facts.snat_destinations;
+        let (_f2, one) = self::job(&text);
+        let sequential = one.finish(vec![one.work()]).facts.snat_destinations;
+        assert_eq!(shared, sequential);
+        let got: Vec<(&str, u64, Option<u64>)> = shared
+            .iter()
+            .map(|d| {
+                (
+                    d.key.as_str(),
+                    d.flows,
+                    d.source.as_ref().and_then(|s| s.line),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("tcp 93.184.216.34:443", 150, Some(1)),
+                ("tcp 172.18.0.20:6443", 120, Some(151)),
+            ]
+        );
+    }
+
+    #[test]
+    fn port_range_and_pod_networks() {
+        assert_eq!(port_range_width("32768\t60999"), Some(28232));
+        assert_eq!(port_range_width("1024 65535"), Some(64512));
+        assert_eq!(port_range_width("60999 32768"), None);
+        assert_eq!(port_range_width("32768"), None);
+        assert_eq!(
+            ipv4_nets(&[
+                "10.244.0.0/16".into(),
+                "fd00::/64".into(),
+                "0.0.0.0/0".into(),
+                "bad".into()
+            ]),
+            [(0x0af4_0000, 0xffff_0000), (0, 0)]
+        );
     }
 
     /// The table pass run by one worker taking every chunk, and by two workers taking

@@ -130,6 +130,9 @@ pub struct NodeFacts {
     pub addresses: Vec<String>,
     /// Net sysctls of the host namespace (dotted keys), merged with conntrack sysctls.
     pub sysctls: BTreeMap<String, String>,
+    /// Ports in `net.ipv4.ip_local_port_range` (high - low + 1): the source ports SNAT has
+    /// per destination and node address.
+    pub local_port_range_width: Option<u64>,
     /// Where the sysctls came from.
     pub sysctls_source: Option<Source>,
     /// Smallest prefixes covering every Service ClusterIP, per family: a lower bound of the
@@ -651,6 +654,11 @@ pub struct ConntrackFacts {
     /// 10 unreplied TCP `SYN_SENT` or UDP entries: those with no replied entry first, then
     /// by unreplied count (at most 100; the pass tracks at most 10,000 distinct backends).
     pub unreplied_backends: Vec<UnrepliedBackend>,
+    /// Destinations (`proto ip:port`, after DNAT) that pod sources reach through SNAT or
+    /// masquerade (original source in the cluster pod range, reply destination rewritten)
+    /// with at least 100 entries, top 20 by count: each such flow holds one port of the
+    /// node's `ip_local_port_range` for that destination.
+    pub snat_destinations: Vec<SnatDestination>,
 }
 
 /// A DNAT target (Service backend) and how many of this node's connections to it went unanswered.
@@ -672,6 +680,18 @@ pub struct UnrepliedBackend {
     /// Unreplied `proto/port` pairs (backend side), the 8 lowest.
     pub ports: Vec<String>,
     /// Evidence: the first unreplied entry to it.
+    pub source: Option<Source>,
+}
+
+/// A destination that many SNATed pod flows go to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnatDestination {
+    /// `proto ip:port` as the node sends it (after DNAT).
+    pub key: String,
+    /// SNATed entries from pod sources to it.
+    pub flows: u64,
+    /// Evidence: the first such entry.
     pub source: Option<Source>,
 }
 

@@ -163,6 +163,9 @@ pub struct TestExpect {
     /// The rule must be reported as not evaluated (missing data).
     #[serde(default)]
     pub not_evaluated: bool,
+    /// Text every finding's message must contain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_contains: Vec<String>,
 }
 
 /// True for a kebab-case id: lower-case ASCII letters and digits in dash-separated words.

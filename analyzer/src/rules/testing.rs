@@ -99,6 +99,16 @@ pub fn run_rule(set: &RuleSet, rule: &Rule) -> Vec<CaseResult> {
                             "expected severity {sev}, got {} for {}",
                             bad.severity, bad.subject
                         );
+                    } else if let Some((x, want)) = f.iter().find_map(|x| {
+                        e.message_contains
+                            .iter()
+                            .find(|w| !x.message.contains(w.as_str()))
+                            .map(|w| (x, w))
+                    }) {
+                        res.detail = format!(
+                            "expected the message of {} to contain {want:?}, got {:?}",
+                            x.subject, x.message
+                        );
                     } else {
                         res.passed = true;
                     }
