@@ -1619,21 +1619,45 @@ impl<'a> Builder<'a> {
     }
 
     fn merge_conntrack_table(&mut self, r: ConntrackTableResult) {
+        // Spelled out without `..`: a field added to the table pass cannot be forgotten here.
+        let ConntrackFacts {
+            count: _,
+            max: _,
+            usage_ratio: _,
+            count_source: _,
+            stats: _,
+            stats_sources: _,
+            stats_delta: _,
+            entries,
+            by_protocol,
+            by_state,
+            unreplied,
+            unreplied_expecting_reply,
+            top_destinations,
+            stale_udp,
+            stale_udp_count,
+            not_dnated,
+            not_dnated_count,
+            dns_via_vip,
+            unreplied_udp_ports,
+            unreplied_backends,
+            snat_destinations,
+        } = r.facts;
         let ct = &mut self.facts.conntrack;
-        let t = r.facts;
-        ct.entries = t.entries;
-        ct.by_protocol = t.by_protocol;
-        ct.by_state = t.by_state;
-        ct.unreplied = t.unreplied;
-        ct.unreplied_expecting_reply = t.unreplied_expecting_reply;
-        ct.top_destinations = t.top_destinations;
-        ct.stale_udp = t.stale_udp;
-        ct.stale_udp_count = t.stale_udp_count;
-        ct.not_dnated = t.not_dnated;
-        ct.not_dnated_count = t.not_dnated_count;
-        ct.dns_via_vip = t.dns_via_vip;
-        ct.unreplied_udp_ports = t.unreplied_udp_ports;
-        ct.unreplied_backends = t.unreplied_backends;
+        ct.entries = entries;
+        ct.by_protocol = by_protocol;
+        ct.by_state = by_state;
+        ct.unreplied = unreplied;
+        ct.unreplied_expecting_reply = unreplied_expecting_reply;
+        ct.top_destinations = top_destinations;
+        ct.stale_udp = stale_udp;
+        ct.stale_udp_count = stale_udp_count;
+        ct.not_dnated = not_dnated;
+        ct.not_dnated_count = not_dnated_count;
+        ct.dns_via_vip = dns_via_vip;
+        ct.unreplied_udp_ports = unreplied_udp_ports;
+        ct.unreplied_backends = unreplied_backends;
+        ct.snat_destinations = snat_destinations;
         self.facts.collection.notes.extend(r.notes);
     }
 
