@@ -22,6 +22,8 @@ pub struct CtEntry {
     pub dport: u16,
     /// Reply source (the DNAT endpoint) and its port, when the flow was DNATed.
     pub reply_src: Option<(Ipv4Addr, u16)>,
+    /// Reply destination (the SNAT address) and its port, when the flow was SNATed.
+    pub reply_dst: Option<(Ipv4Addr, u16)>,
     /// Timeout in seconds.
     pub timeout: u32,
 }
@@ -36,7 +38,23 @@ impl CtEntry {
             sport,
             dport,
             reply_src: None,
+            reply_dst: None,
             timeout: 3600,
+        }
+    }
+
+    /// An ESTABLISHED TCP flow masqueraded to `snat:port` (what pod egress through
+    /// MASQUERADE leaves behind).
+    pub fn tcp_snat(
+        src: Ipv4Addr,
+        sport: u16,
+        dst: Ipv4Addr,
+        dport: u16,
+        snat: (Ipv4Addr, u16),
+    ) -> CtEntry {
+        CtEntry {
+            reply_dst: Some(snat),
+            ..CtEntry::tcp(src, sport, dst, dport)
         }
     }
 
@@ -55,6 +73,7 @@ impl CtEntry {
             sport,
             dport,
             reply_src: Some(endpoint),
+            reply_dst: None,
             timeout: 120,
         }
     }
@@ -69,11 +88,12 @@ impl CtEntry {
             self.sport,
             self.dport
         );
-        if let Some((rip, rport)) = self.reply_src {
+        if self.reply_src.is_some() || self.reply_dst.is_some() {
+            let (rsrc, rsport) = self.reply_src.unwrap_or((self.dst, self.dport));
+            let (rdst, rdport) = self.reply_dst.unwrap_or((self.src, self.sport));
             let _ = write!(
                 s,
-                " -r {rip} -q {} --reply-port-src {rport} --reply-port-dst {}",
-                self.src, self.sport
+                " -r {rsrc} -q {rdst} --reply-port-src {rsport} --reply-port-dst {rdport}"
             );
         }
         if self.proto == Proto::Tcp {
@@ -123,6 +143,20 @@ mod tests {
         .to_load_line();
         assert!(
             nat.contains("-r 10.244.0.9 -q 10.244.0.5 --reply-port-src 53 --reply-port-dst 40000")
+        );
+        let snat = CtEntry::tcp_snat(
+            Ipv4Addr::new(10, 244, 0, 5),
+            40000,
+            Ipv4Addr::new(93, 184, 216, 34),
+            443,
+            (Ipv4Addr::new(172, 18, 0, 10), 33000),
+        )
+        .to_load_line();
+        assert!(
+            snat.contains(
+                "-r 93.184.216.34 -q 172.18.0.10 --reply-port-src 443 --reply-port-dst 33000"
+            ),
+            "{snat}"
         );
     }
 }

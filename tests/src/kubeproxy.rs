@@ -210,8 +210,10 @@ pub struct CniNat {
 impl CniNat {
     /// flanneld with `--ip-masq` (kube-flannel's default): `FLANNEL-POSTRTG` masquerades
     /// pod traffic leaving the cluster range and leaves pod-to-pod traffic alone.
-    pub fn flannel(cluster_cidr: &str, node_subnet: &str) -> CniNat {
+    pub fn flannel(cluster_cidr: &str, node_subnet: &str, random_fully: bool) -> CniNat {
         let c = "-m comment --comment \"flanneld masq\"";
+        // flanneld adds --random-fully only when its iptables supports it (1.6.2+).
+        let rf = if random_fully { " --random-fully" } else { "" };
         CniNat {
             chains: vec!["FLANNEL-POSTRTG".into()],
             rules: vec![
@@ -221,10 +223,10 @@ impl CniNat {
                 format!("-A FLANNEL-POSTRTG -s {cluster_cidr} -d {node_subnet} {c} -j RETURN"),
                 format!("-A FLANNEL-POSTRTG ! -s {cluster_cidr} -d {node_subnet} {c} -j RETURN"),
                 format!(
-                    "-A FLANNEL-POSTRTG -s {cluster_cidr} ! -d 224.0.0.0/4 {c} -j MASQUERADE --random-fully"
+                    "-A FLANNEL-POSTRTG -s {cluster_cidr} ! -d 224.0.0.0/4 {c} -j MASQUERADE{rf}"
                 ),
                 format!(
-                    "-A FLANNEL-POSTRTG ! -s {cluster_cidr} -d {cluster_cidr} {c} -j MASQUERADE --random-fully"
+                    "-A FLANNEL-POSTRTG ! -s {cluster_cidr} -d {cluster_cidr} {c} -j MASQUERADE{rf}"
                 ),
             ],
         }
@@ -470,7 +472,7 @@ mod tests {
             &[],
             &RenderOptions {
                 cluster_cidr: "10.244.0.0/16".into(),
-                cni_nat: Some(CniNat::flannel("10.244.0.0/16", "10.244.3.0/24")),
+                cni_nat: Some(CniNat::flannel("10.244.0.0/16", "10.244.3.0/24", true)),
                 ..Default::default()
             },
         );
@@ -485,6 +487,9 @@ mod tests {
         ));
         let without = render(&[], &RenderOptions::default());
         assert!(!without.contains("FLANNEL-POSTRTG"));
+        let old_iptables = CniNat::flannel("10.244.0.0/16", "10.244.3.0/24", false).rules;
+        assert!(old_iptables.iter().any(|r| r.ends_with("-j MASQUERADE")));
+        assert!(!old_iptables.iter().any(|r| r.contains("--random-fully")));
         let calico = render(
             &[],
             &RenderOptions {

@@ -365,6 +365,7 @@ impl LabNodeBuilder {
             services: Vec::new(),
             omitted: BTreeSet::new(),
             pod_masquerade: true,
+            masquerade_random_fully: true,
             backends: Vec::new(),
             dns: None,
             children: Vec::new(),
@@ -401,6 +402,8 @@ pub struct LabNode {
     omitted: BTreeSet<String>,
     /// Whether the CNI's pod egress masquerade rules are programmed (the default).
     pod_masquerade: bool,
+    /// Whether the CNI's masquerade rules carry `--random-fully` (the default).
+    masquerade_random_fully: bool,
     backends: Vec<Backend>,
     dns: Option<DnsState>,
     children: Vec<Child>,
@@ -1047,9 +1050,11 @@ impl LabNode {
                 cluster_cidr: CLUSTER_CIDR.into(),
                 omit_from_services: self.omitted.clone(),
                 cni_nat: self.pod_masquerade.then(|| match self.style {
-                    NetStyle::Bridge { .. } => {
-                        kubeproxy::CniNat::flannel(CLUSTER_CIDR, &self.pod_cidr())
-                    }
+                    NetStyle::Bridge { .. } => kubeproxy::CniNat::flannel(
+                        CLUSTER_CIDR,
+                        &self.pod_cidr(),
+                        self.masquerade_random_fully,
+                    ),
                     NetStyle::Routed => kubeproxy::CniNat::calico(),
                 }),
             },
@@ -1093,6 +1098,16 @@ impl LabNode {
     /// `cali-nat-outgoing`), in every applied backend; kube-proxy's rules stay.
     pub fn remove_pod_masquerade(&mut self) -> LabResult<()> {
         self.pod_masquerade = false;
+        for b in self.backends.clone() {
+            self.apply_iptables(b)?;
+        }
+        Ok(())
+    }
+
+    /// Fault: flannel's masquerade rules without `--random-fully` (as flanneld writes them
+    /// with an iptables older than 1.6.2), in every applied backend.
+    pub fn set_masquerade_random_fully(&mut self, on: bool) -> LabResult<()> {
+        self.masquerade_random_fully = on;
         for b in self.backends.clone() {
             self.apply_iptables(b)?;
         }

@@ -546,3 +546,56 @@ fn route_to_the_other_nodes_pods_missing() {
         "{finding}"
     );
 }
+
+#[test]
+fn snat_without_random_fully_and_source_ports_running_short() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().pods(2).build().unwrap();
+    node.set_masquerade_random_fully(false).unwrap();
+    let backend = node.backends()[0];
+    let nat = node
+        .run_in_node(&[backend.save(), "-t", "nat"])
+        .unwrap()
+        .stdout;
+    assert!(
+        nat.contains("! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE\n"),
+        "{nat}"
+    );
+    // 15,000 pod flows masqueraded to one external API: more than half of the node's
+    // 28,232 source ports (ip_local_port_range) toward it.
+    assert_eq!(
+        node.sysctl("net.ipv4.ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["32768", "60999"]
+    );
+    let api = Ipv4Addr::new(93, 184, 216, 34);
+    let pods: Vec<Ipv4Addr> = node.pods().iter().map(|p| p.ip).collect();
+    let flows: Vec<CtEntry> = (0..15_000u16)
+        .map(|i| {
+            CtEntry::tcp_snat(
+                pods[usize::from(i) % pods.len()],
+                20_000 + i,
+                api,
+                443,
+                (node.node_ip(), 32_768 + i),
+            )
+        })
+        .collect();
+    node.conntrack_insert(&flows).unwrap();
+    // Really there: the kernel's table holds them, SNATed to the node IP.
+    let listed = node
+        .run_in_node(&["conntrack", "-L", "-p", "tcp", "-d", "93.184.216.34"])
+        .unwrap()
+        .stdout;
+    let snated = listed
+        .lines()
+        .filter(|l| l.contains(&format!("dst={} sport=443", node.node_ip())))
+        .count();
+    assert_eq!(snated, 15_000);
+    expect(
+        &analyze(&node, &bin),
+        &["snat-masquerade-without-random-fully"],
+    );
+}
