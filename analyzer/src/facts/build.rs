@@ -1811,6 +1811,14 @@ impl BackendTally {
     }
 }
 
+/// `proto ip:port` (`[ip]:port` for IPv6), the key of a destination tally.
+fn destination_key(proto: parse::conntrack::Protocol, ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{} {a}:{port}", proto.as_str()),
+        IpAddr::V6(a) => format!("{} [{a}]:{port}", proto.as_str()),
+    }
+}
+
 /// SNATed pod flows to one destination below this are not listed.
 const SNAT_DESTINATION_MIN: u64 = 100;
 /// SNAT destinations listed.
@@ -2115,13 +2123,7 @@ impl ConntrackTableJob {
         }
         let mut top: Vec<(String, u64)> = dests
             .into_iter()
-            .map(|((proto, dst, dport), n)| {
-                let key = match dst {
-                    IpAddr::V4(a) => format!("{} {a}:{dport}", proto.as_str()),
-                    IpAddr::V6(a) => format!("{} [{a}]:{dport}", proto.as_str()),
-                };
-                (key, n)
-            })
+            .map(|((proto, dst, dport), n)| (destination_key(proto, dst, dport), n))
             .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ct.top_destinations = top
@@ -2171,13 +2173,7 @@ impl ConntrackTableJob {
         let mut crowded: Vec<(String, u64, u64)> = snat
             .into_iter()
             .filter(|(_, (n, _))| *n >= SNAT_DESTINATION_MIN)
-            .map(|((proto, dst, port), (n, first))| {
-                let key = match dst {
-                    IpAddr::V4(a) => format!("{} {a}:{port}", proto.as_str()),
-                    IpAddr::V6(a) => format!("{} [{a}]:{port}", proto.as_str()),
-                };
-                (key, n, first)
-            })
+            .map(|((proto, dst, port), (n, first))| (destination_key(proto, dst, port), n, first))
             .collect();
         crowded.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ct.snat_destinations = crowded

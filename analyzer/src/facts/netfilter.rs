@@ -311,15 +311,7 @@ fn postrouting_masquerade(
                 if !by_chain.contains_key(target) {
                     continue;
                 }
-                let pod_here = pod && !gated && pod_traffic(a);
-                let entry = reached.entry(target).or_insert_with(|| {
-                    changed = true;
-                    pod_here
-                });
-                if pod_here && !*entry {
-                    *entry = true;
-                    changed = true;
-                }
+                changed |= mark_reached(&mut reached, target, pod && !gated && pod_traffic(a));
             }
         }
         if !changed {
@@ -941,15 +933,11 @@ pub fn nft_masquerade(
                     }
                     for target in &rule.targets {
                         let Some(tc) = t.chain(target) else { continue };
-                        let pod_here = pod && !gated && r.pod_traffic;
-                        let entry = reached.entry(tc.name.as_str()).or_insert_with(|| {
-                            changed = true;
-                            pod_here
-                        });
-                        if pod_here && !*entry {
-                            *entry = true;
-                            changed = true;
-                        }
+                        changed |= mark_reached(
+                            &mut reached,
+                            tc.name.as_str(),
+                            pod && !gated && r.pod_traffic,
+                        );
                     }
                 }
             }
@@ -988,6 +976,22 @@ pub fn nft_masquerade(
 fn chain_identity<'a>(chain: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = chain.strip_prefix(prefix)?;
     rest.split_once('-').map(|(_, id)| id)
+}
+
+/// Records that the POSTROUTING walk reaches `chain`, and whether pod traffic can reach
+/// it; true when that is news (the walk repeats until nothing changes).
+fn mark_reached<'a>(reached: &mut BTreeMap<&'a str, bool>, chain: &'a str, pod: bool) -> bool {
+    match reached.get_mut(chain) {
+        None => {
+            reached.insert(chain, pod);
+            true
+        }
+        Some(seen) if pod && !*seen => {
+            *seen = true;
+            true
+        }
+        Some(_) => false,
+    }
 }
 
 #[cfg(test)]
