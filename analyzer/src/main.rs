@@ -245,13 +245,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
         } => {
             let b = open.open(&bundle)?;
+            let coverage = facts::coverage::parse_coverage(&b);
             let text = match format {
-                DataFormat::Text => report::manifest::render_text(b.manifest()),
+                DataFormat::Text => {
+                    report::manifest::render_text(b.manifest())
+                        + &report::coverage::render_text(&coverage)
+                }
                 DataFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&report::manifest::summary(&b))
+                    let mut doc = serde_json::to_value(report::manifest::summary(&b))
                         .context("serializing manifest summary")?;
-                    s.push('\n');
-                    s
+                    report::coverage::add_to_json(&mut doc, &coverage);
+                    json_line(&doc)?
                 }
             };
             write_stdout(&text)?;
