@@ -208,3 +208,90 @@ fn analyze_lists_artifacts_with_unparsed_lines_in_every_format() {
         layout::conntrack::TABLE
     )));
 }
+
+/// Issue 19: a bundle whose iptables-save holds garbled DNAT targets (the version-skew
+/// fixture) gets the `iptables-dnat-garbled-version-skew` finding, citing each garbled
+/// rule's line; the intact capture of the same rule set does not.
+#[test]
+fn garbled_dnat_targets_are_a_finding_with_their_lines() {
+    let fixture = |name: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/raw/iptables")
+                .join(name),
+        )
+        .unwrap()
+    };
+    for (name, expect) in [
+        ("garbled-dnat-version-skew.txt", true),
+        ("kube-proxy-v1.29-nft.txt", false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.tar.zst");
+        let w = BundleWriter::create(&path, WriterOptions::default()).unwrap();
+        w.add_bytes(
+            ArtifactSpec::raw_command(
+                layout::iptables::SAVE,
+                layout::content::IPTABLES_SAVE,
+                &["iptables-save", "-c"],
+            )
+            .with_attribute("backend", "nft"),
+            fixture(name).as_bytes(),
+            ok(),
+        )
+        .unwrap();
+        let t = chrono::Utc::now();
+        w.finish(
+            ToolInfo {
+                name: "netsnap-collect".into(),
+                version: "0.1.0".into(),
+            },
+            NodeInfo {
+                name: Some("node-g".into()),
+                hostname: "node-g".into(),
+                kernel_release: "6.1.0".into(),
+                machine: None,
+            },
+            CollectionInfo {
+                started_at: t,
+                finished_at: t,
+                outcome: CollectionOutcome::Complete,
+                options: serde_json::json!({}),
+                notes: vec![],
+                resource_usage: None,
+            },
+        )
+        .unwrap();
+        let (_, json, err) = run(&["analyze", path.to_str().unwrap(), "--format", "json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {err}"));
+        let hits: Vec<&serde_json::Value> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule_id"] == "iptables-dnat-garbled-version-skew")
+            .collect();
+        assert_eq!(hits.len(), usize::from(expect), "{name}: {json}");
+        if expect {
+            let lines: Vec<u64> = hits[0]["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["line"].as_u64().unwrap())
+                .collect();
+            assert_eq!(lines, [93, 97, 103, 109]);
+            assert!(
+                hits[0]["evidence"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--to-destination --random")
+            );
+            assert!(
+                hits[0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("4 NAT rule(s)")
+            );
+        }
+    }
+}
