@@ -110,8 +110,7 @@ fn manifest_shows_unparsed_counts_per_artifact() {
     // The coverage table comes after the artifact list: the last line naming the path.
     let row = |path: &str| {
         out.lines()
-            .filter(|l| l.starts_with(path))
-            .last()
+            .rfind(|l| l.starts_with(path))
             .unwrap()
             .to_string()
     };
