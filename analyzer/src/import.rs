@@ -616,7 +616,7 @@ pub fn import(src: &Path, out: &Path) -> Result<ImportSummary, ImportError> {
                     // Skipped, not unavailable: unavailable means "absent on the node"
                     // and rules would then run on the empty data.
                     ArtifactStatus::Skipped,
-                    &format!(
+                    format!(
                         "not in {source_name}: it holds no `{}` output",
                         t.argv.join(" ")
                     ),
