@@ -153,6 +153,19 @@ proptest::proptest! {
         let r = dns::parse_resolv_conf(&text);
         proptest::prop_assert!(r.ndots() <= 15);
     }
+
+    #[test]
+    fn nslookup_never_panics_and_keeps_line_numbers(text in "((Server:|Address( [0-9])?:|Name:|\\*\\* server can't find|;;|[a-z. =]{0,12})[ \t]{0,2}[A-Za-z0-9#.:' -]{0,24}\n){0,12}") {
+        let n = dns::parse_nslookup(&text);
+        let lines = text.lines().count();
+        for u in &n.unparsed {
+            proptest::prop_assert!(u.line >= 1 && u.line <= lines);
+        }
+        for a in &n.answers {
+            proptest::prop_assert!(a.line >= 1 && a.line <= lines);
+        }
+        let _ = n.outcome();
+    }
 }
 
 /// Issue 19: dig prints `; (1 server found)` when the server is given by name
