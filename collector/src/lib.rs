@@ -27,6 +27,7 @@ pub mod options;
 pub mod progress;
 pub mod runner;
 pub mod secrets;
+pub mod spool;
 
 pub use cancel::{Cancel, StopReason};
 pub use options::Options;
