@@ -497,12 +497,17 @@ impl Step for KernelLogStep {
         Box::pin(async move {
             let start = Instant::now();
             let mut tally = Tally::default();
-            let kmsg = tokio::task::spawn_blocking(|| {
+            // Its own thread, abandoned at the timeout (then `dmesg` is tried).
+            let kmsg = run_bounded_async("/dev/kmsg", ctx.options.timeout, &ctx.cancel, || {
                 let mut f = LogFilter::new(KERNEL_LOG_TAIL);
-                read_kmsg(Path::new("/dev/kmsg"), &mut f).map(|_| f)
+                read_kmsg(Path::new("/dev/kmsg"), &mut f)
+                    .map(|_| f)
+                    .map_err(|e| crate::fileio::ReadError::Io {
+                        path: "/dev/kmsg".into(),
+                        err: e.to_string(),
+                    })
             })
-            .await
-            .map_err(|e| StepError::Other(e.to_string()))?;
+            .await;
             let spec =
                 ArtifactSpec::raw_file(layout::node::KERNEL_LOG, layout::content::KERNEL_LOG);
             let (filter, spec) = match kmsg {
