@@ -192,18 +192,24 @@ impl Step for ConntrackStatsStep {
             tally.add(c?.record());
 
             let host = ctx.host.clone();
-            let map = crate::fileio::run_bounded_async(
+            // A few small files: bounded by the timeout only, so a stop that arrives
+            // meanwhile does not lose them (an empty map would read as "all absent").
+            let read = crate::fileio::run_bounded_async(
                 "conntrack sysctls",
                 ctx.options.timeout,
-                &ctx.cancel,
+                None,
                 move || {
                     let root = crate::fileio::RootDir::host(&host)?;
                     Ok(read_conntrack_sysctls(&root))
                 },
             )
-            .await
-            .unwrap_or_default();
-            tally.add_result(ctx.writer.add_json(sys_spec, &map, Duration::ZERO));
+            .await;
+            tally.add_result(match read {
+                Ok(map) => ctx.writer.add_json(sys_spec, &map, Duration::ZERO),
+                Err(e) => {
+                    crate::fileio::record_read_error(&ctx.writer, sys_spec, &e, Duration::ZERO)
+                }
+            });
 
             // Second sample, so rates (drops, insert_failed) can be told from old totals.
             let second = stat(layout::conntrack::PROC_STAT_2);

@@ -412,13 +412,22 @@ pub fn run_bounded<T: Send + 'static>(
     }
 }
 
-/// Async [`run_bounded`]: also abandoned when the run is stopped (deadline, signal).
-pub async fn run_bounded_async<T: Send + 'static>(
+/// Async [`run_bounded`]; with `cancel`, also abandoned when the run is stopped
+/// (deadline, signal). Work that must still land after a stop (the small reads
+/// of steps that run when stopped) passes None.
+pub async fn run_bounded_async<'a, T: Send + 'static>(
     what: &str,
     timeout: Duration,
-    cancel: &Cancel,
+    cancel: impl Into<Option<&'a Cancel>>,
     work: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
 ) -> Result<T, ReadError> {
+    let cancel: Option<&Cancel> = cancel.into();
+    let stopped = async {
+        match cancel {
+            Some(c) => c.stopped().await,
+            None => std::future::pending().await,
+        }
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("netsnap-read".into())
@@ -436,7 +445,7 @@ pub async fn run_bounded_async<T: Send + 'static>(
         _ = tokio::time::sleep(timeout) => Err(ReadError::TimedOut(format!(
             "{what}: read abandoned after {:.1}s", timeout.as_secs_f64()
         ))),
-        r = cancel.stopped() => Err(ReadError::TimedOut(format!("{what}: read abandoned: {}", r.as_str()))),
+        r = stopped => Err(ReadError::TimedOut(format!("{what}: read abandoned: {}", r.as_str()))),
     }
 }
 

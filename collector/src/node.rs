@@ -210,10 +210,11 @@ impl Step for NodeSysctlsStep {
             let start = Instant::now();
             let host = ctx.host.clone();
             // Its own thread, abandoned at the timeout: a hung read never holds the run.
+            // Not abandoned on a stop: this step runs after one, on purpose.
             let (map, absent) = run_bounded_async(
                 "node sysctls",
                 ctx.options.timeout,
-                &ctx.cancel,
+                None,
                 move || Ok(node_sysctls(&RootDir::host(&host)?)),
             )
             .await
