@@ -177,9 +177,13 @@ impl RootDir {
                 ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS
             }
         };
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
-            .resolve(resolve);
+        // openat2 refuses O_PATH combined with anything but O_DIRECTORY/O_NOFOLLOW/O_CLOEXEC.
+        let extra = if flags.contains(OFlag::O_PATH) {
+            OFlag::O_CLOEXEC
+        } else {
+            OFlag::O_CLOEXEC | OFlag::O_NOCTTY
+        };
+        let how = OpenHow::new().flags(flags | extra).resolve(resolve);
         let shown = self.display(abs);
         // EAGAIN: a concurrent rename raced the scoped lookup; the kernel asks for a retry.
         let mut tries = 0;
@@ -309,8 +313,10 @@ impl RootDir {
         self.openat(abs, OFlag::O_PATH | OFlag::O_DIRECTORY).is_ok()
     }
 
-    /// Regular files under directory `abs` (recursively, symlinks not followed),
-    /// as paths relative to it, sorted; at most `max`.
+    /// Everything but directories under directory `abs` (recursively; symlinked
+    /// directories are not descended), as paths relative to it, sorted; at most
+    /// `max`. Symlinks, FIFOs and devices are listed too, so that reading them
+    /// (inside the root) or refusing them is recorded, never silently skipped.
     pub fn list_tree(&self, abs: &str, max: usize) -> Result<Vec<String>, ReadError> {
         let base = abs.trim_end_matches('/').to_string();
         // Fails only for the top directory; an unreadable subdirectory is skipped.
@@ -319,7 +325,7 @@ impl RootDir {
         while let Some((mut entries, rel)) = stack.pop() {
             // Sorted, so the cap keeps the same files on every run.
             entries.sort();
-            for (name, is_dir, is_file) in entries {
+            for (name, is_dir, _) in entries {
                 let r = if rel.is_empty() {
                     name
                 } else {
@@ -329,7 +335,7 @@ impl RootDir {
                     if let Ok(sub) = self.read_dir(&format!("{base}/{r}")) {
                         stack.push((sub, r));
                     }
-                } else if is_file && out.len() < max {
+                } else if out.len() < max {
                     out.push(r);
                 }
             }
@@ -696,16 +702,25 @@ mod tests {
     }
 
     #[test]
-    fn trees_list_regular_files_only() {
+    fn trees_list_everything_but_directories() {
         let t = tree();
         std::fs::create_dir_all(t.path().join("etc/sub")).expect("mkdir");
         std::fs::write(t.path().join("etc/sub/x.conf"), "{}").expect("write");
         let root = RootDir::open(t.path(), RootKind::Host).expect("root");
         assert_eq!(
             root.list_tree("/etc", 100).expect("list"),
-            vec!["big", "real.conf", "sub/x.conf"]
+            vec![
+                "abs-link",
+                "big",
+                "fifo",
+                "real.conf",
+                "rel-link",
+                "sub/x.conf",
+                "up-link"
+            ]
         );
-        assert_eq!(root.list_tree("/etc", 1).expect("list"), vec!["big"]);
+        assert_eq!(root.list_tree("/etc", 1).expect("list"), vec!["abs-link"]);
+        assert!(root.is_dir("/etc/sub") && !root.is_dir("/etc/big") && !root.is_dir("/nope"));
         assert!(matches!(
             root.list_tree("/nope", 10),
             Err(ReadError::NotFound(_))

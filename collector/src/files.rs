@@ -9,7 +9,8 @@
 //! replaced by `<withheld: …>` markers, a kubeconfig does not land at all; the
 //! record's `withheld*` attributes say what and why.
 //!
-//! An absent file or directory is recorded `unavailable` (a node without
+//! Symlinks in the trees resolve inside the host root; FIFOs, sockets and
+//! devices are recorded as refused. An absent file or directory is recorded `unavailable` (a node without
 //! flannel has no subnet.env: information, not an error).
 
 use std::sync::Arc;

@@ -211,14 +211,12 @@ impl Step for NodeSysctlsStep {
             let host = ctx.host.clone();
             // Its own thread, abandoned at the timeout: a hung read never holds the run.
             // Not abandoned on a stop: this step runs after one, on purpose.
-            let (map, absent) = run_bounded_async(
-                "node sysctls",
-                ctx.options.timeout,
-                None,
-                move || Ok(node_sysctls(&RootDir::host(&host)?)),
-            )
-            .await
-            .map_err(|e| StepError::Other(e.to_string()))?;
+            let (map, absent) =
+                run_bounded_async("node sysctls", ctx.options.timeout, None, move || {
+                    Ok(node_sysctls(&RootDir::host(&host)?))
+                })
+                .await
+                .map_err(|e| StepError::Other(e.to_string()))?;
             let mut spec = ArtifactSpec::native(layout::node::SYSCTLS, ArtifactSource::File);
             if !absent.is_empty() {
                 spec = spec.with_attribute("absent", absent.join(","));

@@ -277,6 +277,19 @@ fn cni_and_kubelet_secrets_never_reach_the_bundle() {
     );
     assert!(!kubelet_before.contains("withheld"));
 
+    // Sysfs is read inside the root too: the pod's veth on cni0, hairpin on.
+    let ports: serde_json::Value =
+        serde_json::from_str(&b.read_text(layout::node::BRIDGE_PORTS).unwrap().unwrap()).unwrap();
+    let veth = &node.pods()[0].host_veth;
+    assert!(
+        ports["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == veth.as_str() && p["bridge"] == "cni0" && p["hairpin"] == true),
+        "{ports}"
+    );
+
     // A file without secrets is still byte for byte.
     let flannel = node
         .run_in_node(&["cat", "/etc/cni/net.d/10-flannel.conflist"])
