@@ -1,7 +1,7 @@
 //! `netsnap-collect`: thin CLI over the `netsnap_collector` library.
 //!
 //! Parses flags once into `Options`, lowers the process priority before any
-//! thread exists, wires Ctrl-C/SIGTERM to the cancellation token, runs the
+//! thread exists, wires Ctrl-C/SIGTERM/SIGHUP to the cancellation token, runs the
 //! collection and prints the closing summary. Exit codes: 0 a bundle was
 //! written (possibly partial), 2 no bundle could be written.
 
@@ -25,11 +25,17 @@ It runs at low CPU and I/O priority (nice 10, best-effort I/O 7).
 
 Every command and every namespace read has a timeout (--timeout) and the whole \
 run a deadline (--deadline). A step that fails or times out is recorded in the \
-manifest with its reason and the rest still lands. Ctrl-C writes a valid partial bundle.
+manifest with its reason and the rest still lands. Ctrl-C, SIGTERM and SIGHUP write \
+a valid partial bundle.
+
+NO SECRETS: files are read inside the node's (or the pod's) root, regular files \
+only; credentials in CNI and kubelet files (tokens, passwords, keys, certificates, \
+kubeconfigs) are withheld and the manifest says where. An existing --output file \
+is refused unless --force.
 
 Exit codes:
   0  a bundle was written (it may be partial: see the warning summary on stderr)
-  2  no bundle could be written (bad option, unwritable output path)
+  2  no bundle could be written (bad option, existing output without --force, unwritable output path)
 
 Progress and logs go to stderr; stdout only receives the bundle path.";
 
@@ -40,6 +46,9 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Bundle to write [default: netsnap-<node>-<UTC>.tar.zst in the current directory].
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Replace the file at --output if one exists (without it, an existing file is refused).
+        #[arg(long)]
+        force: bool,
         /// Do not contact the Kubernetes API (node-local data only).
         #[arg(long)]
         no_api: bool,
@@ -124,6 +133,7 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 netns_workers: self.netns_workers.clamp(1, 64),
                 max_ip_text_netns: self.max_ip_text_netns,
                 ipvs_conn_max_lines: self.ipvs_max_connections.max(1),
+                force: self.force,
                 ..Options::default()
             })
         }
@@ -180,6 +190,16 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
 
     fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let mut options = cli.options()?;
+        if let Some(out) = &options.output
+            && !options.force
+            && out.as_os_str() != "-"
+            && std::fs::symlink_metadata(out).is_ok()
+        {
+            anyhow::bail!(
+                "{} already exists; refusing to overwrite it (use --force to replace it)",
+                out.display()
+            );
+        }
         let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
         for (key, value) in [
             ("kubeconfig", serde_json::json!(cli.kubeconfig)),
@@ -221,6 +241,8 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             use tokio::signal::unix::{SignalKind, signal};
             let mut int = signal(SignalKind::interrupt()).ok();
             let mut term = signal(SignalKind::terminate()).ok();
+            // SIGHUP: the SSH session dropped; same as SIGTERM (a partial bundle).
+            let mut hup = signal(SignalKind::hangup()).ok();
             tokio::spawn(async move {
                 async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
                     match s.as_mut() {
@@ -233,15 +255,23 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 tokio::select! {
                     _ = recv(&mut int) => {}
                     _ = recv(&mut term) => {}
+                    _ = recv(&mut hup) => {}
                 }
-                eprintln!(
+                sig.stop(StopReason::Interrupted);
+                // Never eprintln! here: after a hangup stderr may be gone, and a failed
+                // write must not panic the handler.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "netsnap-collect: interrupted, writing a partial bundle (Ctrl-C again to abort)"
                 );
-                sig.stop(StopReason::Interrupted);
                 tokio::select! {
                     _ = recv(&mut int) => {}
                     _ = recv(&mut term) => {}
+                    _ = recv(&mut hup) => {}
                 }
+                // exit() runs no destructor: remove the spool (0700, artifacts inside) first.
+                netsnap_bundle::remove_live_spools();
                 std::process::exit(130);
             });
             let mut steps = netsnap_collector::default_steps();
