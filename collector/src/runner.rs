@@ -414,7 +414,8 @@ pub async fn collect(
             .cloned()
             .collect();
         step_failures.extend(run_phase(&ctx, in_phase).await);
-        if phase == Phase::Capture {
+        // Without a discovery step (the API-only cluster pass) there is no namespace index.
+        if phase == Phase::Capture && steps.iter().any(|s| s.phase() == Phase::Discover) {
             write_netns_index(&ctx);
         }
     }
