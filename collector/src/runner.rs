@@ -404,7 +404,11 @@ pub async fn collect(
         })
     };
 
-    crate::node::check_privileges(&ctx);
+    // The API-only cluster pass (no discovery step) reads nothing of the node.
+    let node_local = steps.iter().any(|s| s.phase() == Phase::Discover);
+    if node_local {
+        crate::node::check_privileges(&ctx);
+    }
 
     let mut step_failures = Vec::new();
     for phase in [Phase::Discover, Phase::Capture, Phase::Derive] {
@@ -414,8 +418,7 @@ pub async fn collect(
             .cloned()
             .collect();
         step_failures.extend(run_phase(&ctx, in_phase).await);
-        // Without a discovery step (the API-only cluster pass) there is no namespace index.
-        if phase == Phase::Capture && steps.iter().any(|s| s.phase() == Phase::Discover) {
+        if phase == Phase::Capture && node_local {
             write_netns_index(&ctx);
         }
     }

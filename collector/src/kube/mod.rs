@@ -89,6 +89,12 @@ pub struct KubeOptions {
     pub deadline: Option<tokio::time::Instant>,
 }
 
+/// Requests one `node`-scope collection sends when nothing fails and its pods fit
+/// one page: `/version`, its Node, its pods, the kube-dns Service and EndpointSlices,
+/// the kube-proxy ConfigMap. Independent of the cluster's size; `429` retries come
+/// on top, at most `--api-max-retries`.
+pub const NODE_SCOPE_REQUESTS: u64 = 6;
+
 /// Default `--api-qps`.
 pub const DEFAULT_QPS: f64 = 5.0;
 /// Default `--api-burst`.
