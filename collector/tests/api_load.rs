@@ -589,3 +589,75 @@ fn binary_cluster_pass_writes_an_api_only_cluster_bundle() {
     assert_eq!(lines::<PodRecord>(&b, layout::k8s::PODS).len(), 2_000);
     drop(server);
 }
+
+/// The README's "API load of each collection path" table: requests and bytes one
+/// collection costs the API server, per path and cluster size (30 pods per node).
+/// `cargo test -p netsnap-collector --test api_load -- --ignored --nocapture api_load_figures`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints the README figures; minutes in a debug build"]
+async fn api_load_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    println!("| pods (nodes) | path | requests | bytes |");
+    println!("|---|---|---:|---:|");
+    for pods in [1_500usize, 15_000, 150_000] {
+        let nodes = pods / 30;
+        let mut spec = SimSpec::new(pods, nodes);
+        spec.ignore_limit_at_rv0 = false;
+        let (server, _) = sim_server(spec).await;
+        let cost = |token: &str| {
+            let s = served_by(&server, token);
+            (s.len(), s.iter().map(|s| s.bytes).sum::<u64>())
+        };
+        let (out, _) = collect(
+            dir.path(),
+            server.port,
+            "full",
+            |o| o.request_timeout = Duration::from_secs(600),
+            ApiScope::Full,
+            Some("node-1"),
+            false,
+        )
+        .await;
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let (fr, fb) = cost("full");
+        let (out, _) = collect(
+            dir.path(),
+            server.port,
+            "node",
+            |_| {},
+            ApiScope::Node,
+            Some("node-1"),
+            false,
+        )
+        .await;
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let (nr, nb) = cost("node");
+        let (out, _) = collect(
+            dir.path(),
+            server.port,
+            "cluster",
+            |o| o.request_timeout = Duration::from_secs(600),
+            ApiScope::Cluster,
+            None,
+            false,
+        )
+        .await;
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let (cr, cb) = cost("cluster");
+        let n = nodes as u64;
+        let label = format!("{pods} ({nodes})");
+        println!("| {label} | full, one node (before: every node) | {fr} | {fb} |");
+        println!("| {label} | node scope, one node | {nr} | {nb} |");
+        println!("| {label} | cluster pass, once per run | {cr} | {cb} |");
+        println!(
+            "| {label} | fan-out before: {nodes} x full | {} | {} |",
+            fr as u64 * n,
+            fb * n
+        );
+        println!(
+            "| {label} | fan-out after: {nodes} x node + 1 cluster pass | {} | {} |",
+            nr as u64 * n + cr as u64,
+            nb * n + cb
+        );
+    }
+}
