@@ -569,6 +569,11 @@ impl ArtifactSink {
         self.kept
     }
 
+    /// Sets a record attribute known only once the content is written (e.g. what it cost).
+    pub fn set_attribute(&mut self, key: &str, value: impl Into<String>) {
+        self.spec.attributes.insert(key.to_string(), value.into());
+    }
+
     /// Marks the artifact as cut by a producer-side cap (e.g. at most N lines).
     pub fn mark_entry_cap(&mut self) {
         self.truncated.get_or_insert(TruncationReason::EntryCap);

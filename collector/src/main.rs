@@ -91,6 +91,29 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Kubeconfig context to use [default: its current-context].
         #[arg(long, value_name = "NAME")]
         context: Option<String>,
+        /// Which API data to collect: full (cluster lists + this node, alone), node (only
+        /// this node's objects, for fan-out), cluster (only the cluster lists, once per run).
+        #[arg(long, default_value = "full", value_name = "SCOPE", value_parser = ["full", "node", "cluster"])]
+        api_scope: String,
+        /// Id shared by the node bundles and the cluster bundle of one collection run.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        /// Client-side API request rate after the burst (requests per second, 0 = unlimited).
+        #[arg(long, default_value_t = netsnap_collector::kube::DEFAULT_QPS, value_name = "QPS")]
+        api_qps: f64,
+        /// API requests allowed back to back before --api-qps applies.
+        #[arg(long, default_value_t = netsnap_collector::kube::DEFAULT_BURST, value_name = "N")]
+        api_burst: u32,
+        /// Hard cap on API response bytes [default: 32 MiB for node scope, 2 GiB otherwise].
+        #[arg(long, value_name = "BYTES")]
+        api_max_bytes: Option<u64>,
+        /// Most retries after `429 Too Many Requests` (each waits Retry-After, within the deadline).
+        #[arg(long, default_value_t = netsnap_collector::kube::DEFAULT_MAX_RETRIES, value_name = "N")]
+        api_max_retries: u32,
+        /// Delay the first API request by this node's share of DURATION (e.g. 30s), so a
+        /// DaemonSet's collectors do not all ask at once. Bounded by half the deadline.
+        #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+        start_jitter: Duration,
         /// Pod namespaces to send DNS probes from: `all`, a number N, or `namespace/pod` (plus the host).
         #[arg(long, default_value = "3", value_name = "WHICH")]
         dns_from: String,
@@ -106,6 +129,28 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// More logging (-v info, -vv debug).
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
+    }
+
+    /// `30s`, `500ms`, `2m` or plain seconds.
+    fn parse_duration(v: &str) -> Result<Duration, String> {
+        let v = v.trim();
+        let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
+            Some(i) => v.split_at(i),
+            None => (v, "s"),
+        };
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("{v:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            _ => return Err(format!("{v:?}: unknown unit {unit:?} (ms, s or m)")),
+        };
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(format!("{v:?} must be a non-negative duration"));
+        }
+        Ok(Duration::from_secs_f64(secs))
     }
 
     fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -153,6 +198,13 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 node_name: options.node_name.clone(),
+                scope: self.api_scope.parse().map_err(anyhow::Error::msg)?,
+                run_id: self.run_id.clone().filter(|s| !s.is_empty()),
+                qps: self.api_qps,
+                burst: self.api_burst,
+                max_bytes: self.api_max_bytes,
+                max_retries: self.api_max_retries,
+                start_jitter: self.start_jitter,
                 ..Default::default()
             }
             .with_environment();
@@ -201,12 +253,41 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             );
         }
         let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
+        let cluster_pass = kube_opts.scope == netsnap_bundle::k8s::ApiScope::Cluster;
+        if cluster_pass {
+            anyhow::ensure!(
+                !options.no_api,
+                "--api-scope cluster collects only from the API: it cannot be combined with --no-api"
+            );
+            // A cluster bundle describes no node.
+            options.node_name = None;
+            if options.output.is_none() {
+                let label = match &kube_opts.run_id {
+                    Some(id) => format!("cluster-{id}"),
+                    None => "cluster".to_string(),
+                };
+                options.output = Some(PathBuf::from(netsnap_bundle::layout::default_bundle_name(
+                    &label,
+                    chrono::Utc::now(),
+                )));
+            }
+        }
         for (key, value) in [
             ("kubeconfig", serde_json::json!(cli.kubeconfig)),
             ("context", serde_json::json!(cli.context)),
             ("dns_from", serde_json::json!(cli.dns_from)),
             ("dns_names", serde_json::json!(cli.dns_name)),
             ("dns_timeout", serde_json::json!(cli.dns_timeout)),
+            ("api_scope", serde_json::json!(kube_opts.scope)),
+            ("run_id", serde_json::json!(kube_opts.run_id)),
+            ("api_qps", serde_json::json!(cli.api_qps)),
+            ("api_burst", serde_json::json!(cli.api_burst)),
+            ("api_max_bytes", serde_json::json!(cli.api_max_bytes)),
+            ("api_max_retries", serde_json::json!(cli.api_max_retries)),
+            (
+                "start_jitter",
+                serde_json::json!(cli.start_jitter.as_secs_f64()),
+            ),
         ] {
             options.step_options.insert(key.to_string(), value);
         }
@@ -274,10 +355,17 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 netsnap_bundle::remove_live_spools();
                 std::process::exit(130);
             });
-            let mut steps = netsnap_collector::default_steps();
             let (kube_step, pods_step) = netsnap_collector::kube::step::steps(kube_opts, dns_opts);
+            // The cluster pass captures nothing node-local: only the API lists.
+            let mut steps: Vec<std::sync::Arc<dyn netsnap_collector::Step>> = if cluster_pass {
+                Vec::new()
+            } else {
+                netsnap_collector::default_steps()
+            };
             steps.push(kube_step);
-            steps.push(pods_step);
+            if !cluster_pass {
+                steps.push(pods_step);
+            }
             netsnap_collector::collect(options, steps, cancel, progress).await
         })?;
         runtime.shutdown_timeout(Duration::from_millis(200));

@@ -409,7 +409,11 @@ pub async fn collect(
         })
     };
 
-    crate::node::check_privileges(&ctx);
+    // The API-only cluster pass (no discovery step) reads nothing of the node.
+    let node_local = steps.iter().any(|s| s.phase() == Phase::Discover);
+    if node_local {
+        crate::node::check_privileges(&ctx);
+    }
     for p in stale {
         ctx.note(format!(
             "removed the spool of an earlier run that was killed: {}",
@@ -425,7 +429,7 @@ pub async fn collect(
             .cloned()
             .collect();
         step_failures.extend(run_phase(&ctx, in_phase).await);
-        if phase == Phase::Capture {
+        if phase == Phase::Capture && node_local {
             write_netns_index(&ctx);
         }
     }
