@@ -139,7 +139,7 @@ pub struct AnalyzeArgs {
 
 /// Runs a parsed command line; data (bundle paths, the table) goes to `out`,
 /// progress and errors to stderr. Returns the exit code.
-pub async fn run(cli: Cli, cancel: CancellationToken, out: &mut dyn Write) -> u8 {
+pub async fn run(cli: Cli, cancel: CancellationToken, out: &mut (dyn Write + Send)) -> u8 {
     let result = match cli.command {
         Command::Collect(args) => collect(&cli.global, args, cancel, out).await,
         Command::Analyze(args) => analyze(args),
@@ -195,7 +195,7 @@ async fn collect(
     global: &GlobalArgs,
     args: CollectArgs,
     cancel: CancellationToken,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<u8> {
     let schedule_timeout = secs("pod-timeout", args.pod_timeout)?;
     let collect_timeout = secs("collect-timeout", args.collect_timeout)?;

@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams, DeleteParams, PostParams, WatchEvent, WatchParams};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::pod::{self, ApiMode, PodPlan};
@@ -455,6 +455,11 @@ pub fn pod_state(pod: &Pod) -> PodState {
             ));
         }
     }
+    if container.is_none() && status.conditions.as_ref().is_none_or(|c| c.is_empty()) {
+        return PodState::Waiting(format!(
+            "{phase}, not picked up by the node's kubelet: node down or unreachable?"
+        ));
+    }
     let condition = status
         .conditions
         .as_ref()
@@ -637,45 +642,85 @@ async fn receive(
             "exec without stdout/stderr/status".to_string(),
         ));
     };
-    let copy = async {
-        let n = tokio::io::copy(&mut stdout, &mut file)
-            .await
-            .map_err(io_err)?;
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(io_err)?;
-        file.sync_all().await.map_err(io_err)?;
-        Ok::<u64, NodeError>(n)
-    };
-    let errors = async {
-        let mut tail = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match stderr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    tail.extend_from_slice(&buf[..n]);
-                    if tail.len() > STDERR_TAIL * 2 {
-                        tail.drain(..tail.len() - STDERR_TAIL);
+    let tail = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let stderr_task = tokio::spawn({
+        let tail = tail.clone();
+        async move {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut t) = tail.lock() {
+                    t.extend_from_slice(&buf[..n]);
+                    if t.len() > STDERR_TAIL * 2 {
+                        let cut = t.len() - STDERR_TAIL;
+                        t.drain(..cut);
                     }
                 }
             }
         }
-        String::from_utf8_lossy(&tail).into_owned()
+    });
+    // kube's exec task does not close the stdout pipe when the connection breaks, so
+    // the end of the task (the status future resolving without a status) also ends
+    // the copy, after draining what was already received.
+    let mut status_future = std::pin::pin!(status);
+    let mut status: Option<Option<Status>> = None;
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            biased;
+            read = stdout.read(&mut buf) => {
+                let n = read.map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                file.write_all(&buf[..n]).await.map_err(io_err)?;
+                bytes += n as u64;
+            }
+            got = &mut status_future, if status.is_none() => {
+                if got.is_none() {
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_millis(100), stdout.read(&mut buf)).await
+                    {
+                        if n == 0 {
+                            break;
+                        }
+                        file.write_all(&buf[..n]).await.map_err(io_err)?;
+                        bytes += n as u64;
+                    }
+                    status = Some(None);
+                    break;
+                }
+                status = Some(got);
+            }
+        }
+    }
+    file.flush().await.map_err(io_err)?;
+    file.sync_all().await.map_err(io_err)?;
+    let status = match status {
+        Some(s) => s,
+        None => status_future.await,
     };
-    let (copied, stderr_text) = tokio::join!(copy, errors);
-    let bytes = copied?;
+    let transport = tokio::time::timeout(Duration::from_secs(5), process.join()).await;
+    let stderr_abort = stderr_task.abort_handle();
+    let _ = tokio::time::timeout(Duration::from_millis(500), stderr_task).await;
+    stderr_abort.abort();
+    let stderr_text = tail
+        .lock()
+        .map(|t| String::from_utf8_lossy(&t).into_owned())
+        .unwrap_or_default();
     for line in stderr_text.lines().filter(|l| !l.trim().is_empty()) {
         tracing::debug!(pod = %pod_name, "collector: {line}");
     }
-    let status = status.await;
-    let transport = process.join().await;
     match status {
         None => Err(NodeError::StreamCut {
             bytes,
             cause: match transport {
-                Err(e) => e.to_string(),
-                Ok(()) => "connection closed".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(())) => "connection closed".to_string(),
+                Err(_) => "connection stalled".to_string(),
             },
         }),
         Some(s) if s.status.as_deref() == Some("Success") => Ok(bytes),
