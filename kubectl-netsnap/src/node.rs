@@ -260,7 +260,11 @@ pub async fn collect_node(
 ) -> PodRun {
     let plan = session.plan(&node);
     let pod_name = plan.name.clone();
+    // The node bundle, as soon as it is in place: Ctrl-C during the shared job keeps it.
+    let (node_done, mut node_received) = tokio::sync::oneshot::channel::<Received>();
+    let owns_job = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let work = {
+        let owns_job = owns_job.clone();
         let session = session.clone();
         let node = node.clone();
         let dest = dest.clone();
@@ -277,7 +281,9 @@ pub async fn collect_node(
                 session.collect_timeout,
             )
             .await?;
+            let _ = node_done.send(received.clone());
             if let Some((job, left)) = shared.and_then(|j| j.claim().map(|left| (j, left))) {
+                owns_job.store(true, std::sync::atomic::Ordering::SeqCst);
                 let r = stream_bundle(
                     &session.pods,
                     &plan.name,
@@ -297,24 +303,24 @@ pub async fn collect_node(
         r = work => r.unwrap_or_else(|e| Err(NodeError::Internal(format!("collecting task ended: {e}")))),
         _ = cancel.cancelled() => {
             abort.abort();
-            Err(NodeError::Interrupted)
+            node_received.try_recv().map_err(|_| NodeError::Interrupted)
         }
     };
     if result.is_err() {
         remove_quietly(&partial_path(&dest)).await;
     }
-    if let Some(job) = &shared {
-        // A job whose pod was interrupted mid-run must not stay "running" forever.
-        if let Ok(mut state) = job.state.lock()
-            && matches!(*state, JobState::Running)
-            && matches!(
-                result,
-                Err(NodeError::Interrupted) | Err(NodeError::Internal(_))
-            )
-        {
-            *state = JobState::Done(Err(NodeError::Interrupted));
-        }
-        if matches!(result, Err(NodeError::Interrupted)) {
+    if let Some(job) = &shared
+        && owns_job.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        // This pod's task ended (Ctrl-C, panic) while it ran the shared job: settle it.
+        let stuck = match job.state.lock() {
+            Ok(mut state) if matches!(*state, JobState::Running) => {
+                *state = JobState::Done(Err(NodeError::Interrupted));
+                true
+            }
+            _ => false,
+        };
+        if stuck {
             remove_quietly(&partial_path(&job.dest)).await;
         }
     }

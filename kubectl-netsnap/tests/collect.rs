@@ -781,3 +781,106 @@ fn analyze_passes_every_bundle_of_the_directory_and_the_exit_code() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("holds no .tar.zst bundle"));
 }
+
+/// The real `netsnap-analyze` next to the plugin (Cargo's target dir), over bundles the
+/// plugin would have received. It is another package's binary: build it first
+/// (`cargo build -p netsnap-analyzer`); with NETSNAP_REQUIRE_LAB=1 (CI) it must be there.
+#[test]
+fn analyze_runs_the_real_analyzer_next_to_the_plugin() {
+    let plugin = PathBuf::from(env!("CARGO_BIN_EXE_kubectl-netsnap"));
+    let analyzer = plugin.with_file_name("netsnap-analyze");
+    let analyzer_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../analyzer/src");
+    let fresh = |bin: &Path| -> bool {
+        let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+            return false;
+        };
+        let mut stack = vec![analyzer_src.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m > built)
+                {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    if !fresh(&analyzer) {
+        assert!(
+            std::env::var_os("NETSNAP_REQUIRE_LAB").is_none(),
+            "{} is missing or older than analyzer/src: cargo build -p netsnap-analyzer",
+            analyzer.display()
+        );
+        eprintln!("skipping: no fresh {}", analyzer.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for node in ["n1", "n2"] {
+        std::fs::write(
+            tmp.path().join(format!("{node}.tar.zst")),
+            make_bundle(node, node == "n2"),
+        )
+        .expect("bundle");
+    }
+    let output = std::process::Command::new(&plugin)
+        .env_remove("NETSNAP_ANALYZE")
+        .arg("analyze")
+        .arg(tmp.path())
+        .args(["--format", "json"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("the analyzer's JSON report");
+    let nodes: Vec<&str> = report["bundles"]
+        .as_array()
+        .expect("bundles")
+        .iter()
+        .filter_map(|b| b["node"].as_str())
+        .collect();
+    assert_eq!(nodes, ["n1", "n2"], "both bundles analyzed together");
+    // n2's failed artifact reaches the report as a collection error.
+    assert!(
+        report["collection_errors"]
+            .to_string()
+            .contains("iptables-save"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_finishes_times_out_and_the_pod_is_deleted() {
+    let server = FakeApiServer::start(vec![fake_node("hang", Behaviour::Hang)], vec![]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut s = Arc::unwrap_or_clone(session(&server, tmp.path(), Duration::from_secs(10)).await);
+    s.collect_timeout = Duration::from_secs(1);
+    let dest = tmp.path().join("hang.tar.zst");
+    let run = node::collect_node(
+        Arc::new(s),
+        "hang".into(),
+        ApiMode::None,
+        dest.clone(),
+        None,
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        matches!(run.result, Err(NodeError::CollectTimeout { secs: 1 })),
+        "{:?}",
+        run.result
+    );
+    assert_eq!(run.cleanup, Cleanup::Deleted);
+    assert!(!dest.exists() && !partial_path(&dest).exists());
+    assert_all_pods_deleted(&server);
+}
