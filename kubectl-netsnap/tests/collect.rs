@@ -884,3 +884,71 @@ async fn a_collector_that_never_finishes_times_out_and_the_pod_is_deleted() {
     assert!(!dest.exists() && !partial_path(&dest).exists());
     assert_all_pods_deleted(&server);
 }
+
+/// The krew template, with krew-release-bot's placeholders filled in, is a krew
+/// `Plugin` whose platforms install the plugin and the analyzer it execs.
+#[test]
+fn krew_manifest_template_is_well_formed() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("krew/netsnap.yaml"))
+            .expect("krew/netsnap.yaml");
+    let sha = "0".repeat(64);
+    let filled: String = template
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            match line.trim_start().strip_prefix("{{addURIAndSha \"") {
+                Some(rest) => {
+                    let uri = rest
+                        .split('"')
+                        .next()
+                        .unwrap_or_default()
+                        .replace("{{ .TagName }}", "v0.1.0");
+                    format!("{indent}uri: {uri}\n{indent}sha256: \"{sha}\"")
+                }
+                None => line.replace("{{ .TagName }}", "v0.1.0"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!filled.contains("{{"), "unfilled placeholder");
+    let m: Value = serde_yaml_ng::from_str(&filled).expect("YAML");
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(m["kind"], "Plugin");
+    assert_eq!(
+        m["metadata"]["name"], "netsnap",
+        "installs as `kubectl netsnap`"
+    );
+    assert_eq!(m["spec"]["version"], "v0.1.0");
+    assert!(
+        m["spec"]["shortDescription"]
+            .as_str()
+            .is_some_and(|s| s.len() <= 60)
+    );
+    let platforms = m["spec"]["platforms"].as_array().expect("platforms");
+    let arches: Vec<&str> = platforms
+        .iter()
+        .filter_map(|p| p["selector"]["matchLabels"]["arch"].as_str())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for p in platforms {
+        assert_eq!(p["bin"], "kubectl-netsnap");
+        assert!(
+            p["uri"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("https://") && u.ends_with(".tar.gz"))
+        );
+        assert_eq!(p["sha256"].as_str().map(str::len), Some(64));
+        let files: Vec<&str> = p["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter_map(|f| f["from"].as_str())
+            .collect();
+        assert_eq!(files, ["kubectl-netsnap", "netsnap-analyze"]);
+    }
+}
