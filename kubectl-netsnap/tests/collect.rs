@@ -452,7 +452,7 @@ async fn all_nodes_with_injected_failures_show_the_right_table() {
             "--parallel",
             "5",
             "--pod-timeout",
-            "1",
+            "3",
             "--run-id",
             "t24",
             "-o",

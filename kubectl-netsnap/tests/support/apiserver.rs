@@ -251,19 +251,19 @@ impl FakeApiServer {
             .filter_map(|r| r.body)
             .collect()
     }
-    /// Waits (up to 10 s) until `n` exec sessions have started.
+    /// Waits (up to 30 s) until `n` exec sessions have started.
     pub async fn wait_execs(&self, n: usize) {
         self.wait_until(|i| i.execs.len() >= n, "exec sessions")
             .await;
     }
-    /// Waits (up to 10 s) until `n` pods have been created.
+    /// Waits (up to 30 s) until `n` pods have been created.
     pub async fn wait_created(&self, n: usize) {
         self.wait_until(|i| i.created.len() >= n, "pod creations")
             .await;
     }
 
     async fn wait_until(&self, done: impl Fn(&Inner) -> bool, what: &str) {
-        for _ in 0..1000 {
+        for _ in 0..3000 {
             if done(&self.lock()) {
                 return;
             }
