@@ -6,6 +6,7 @@
 
 pub mod exit;
 pub mod facts;
+pub mod import;
 pub mod inspect;
 pub mod join;
 pub mod parse;

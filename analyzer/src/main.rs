@@ -66,6 +66,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
     },
+    /// Turn a sosreport (directory or tarball) or a directory of hand-collected command
+    /// outputs into a bundle (see docs/import.md for the file names).
+    Import {
+        /// sosreport directory or tarball, or a directory of outputs named after their commands.
+        src: PathBuf,
+        /// Bundle to write (.tar.zst).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Print the fact document rules are evaluated over (JSON).
     Facts {
         /// Bundle (not needed with --docs or --schema).
@@ -248,13 +257,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
         } => {
             let b = open.open(&bundle)?;
+            let coverage = facts::coverage::parse_coverage(&b);
             let text = match format {
-                DataFormat::Text => report::manifest::render_text(b.manifest()),
+                DataFormat::Text => {
+                    report::manifest::render_text(b.manifest())
+                        + &report::coverage::render_text(&coverage)
+                }
                 DataFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&report::manifest::summary(&b))
+                    let mut doc = serde_json::to_value(report::manifest::summary(&b))
                         .context("serializing manifest summary")?;
-                    s.push('\n');
-                    s
+                    report::coverage::add_to_json(&mut doc, &coverage);
+                    json_line(&doc)?
                 }
             };
             write_stdout(&text)?;
@@ -340,6 +353,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Command::Rules { command } => run_rules(command),
+        Command::Import { src, output } => {
+            let s = netsnap_analyzer::import::import(&src, &output)?;
+            eprintln!(
+                "netsnap-analyze: wrote {} from {:?} {}: {} artifact(s) imported, {} not in the source",
+                s.bundle.display(),
+                s.kind,
+                src.display(),
+                s.imported.len(),
+                s.missing.len()
+            );
+            Ok(exit::OK)
+        }
     }
 }
 
