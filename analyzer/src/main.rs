@@ -43,6 +43,9 @@ enum Command {
     },
     /// Analyze bundles (one per node) and report findings with evidence.
     ///
+    /// The node bundles of a fan-out run (--api-scope node) are joined with the
+    /// cluster bundle of the same run id when it is given too.
+    ///
     /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
     /// 2 on usage errors, unreadable bundles or invalid rules.
     Analyze {
@@ -310,6 +313,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             });
             let set = set?;
             let opened = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+            // Node bundles of a fan-out run take the cluster lists from its cluster bundle.
+            let (opened, joined) = netsnap_analyzer::join::join_runs(opened)?;
+            for (node, cluster) in &joined.joined {
+                tracing::info!("{node}: cluster lists from {cluster}");
+            }
             let refs: Vec<(String, &Bundle)> = opened.iter().map(|(p, b)| (p.clone(), b)).collect();
             let rep = report::analysis::analyze(&refs, &set).context("evaluating rules")?;
             let text = match format {
