@@ -6,6 +6,7 @@
 
 pub mod exit;
 pub mod facts;
+pub mod inert;
 pub mod inspect;
 pub mod parse;
 pub mod report;
