@@ -15,9 +15,10 @@
 
 use std::borrow::Cow;
 
-/// True for a character that must never reach a terminal as is.
+/// True for a character that must never reach a terminal as is. A tab is kept, as `cat -v`
+/// keeps it: it moves the cursor forward only.
 fn is_unsafe(c: char) -> bool {
-    c.is_control() || is_invisible_format(c)
+    (c.is_control() && c != '\t') || is_invisible_format(c)
 }
 
 /// Bidi embeddings/overrides/isolates, implicit marks and the Unicode line separators.
@@ -50,8 +51,9 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
-/// One field for a terminal: every control character (newlines and tabs included) and every
-/// bidi override is shown escaped, so a field can neither drive the terminal nor fake a line.
+/// One field for a terminal: every control character but the tab (newlines included) and
+/// every bidi override is shown escaped, so a field can neither drive the terminal nor fake
+/// a line.
 pub fn terminal(s: &str) -> Cow<'_, str> {
     if !s.chars().any(is_unsafe) {
         return Cow::Borrowed(s);
@@ -157,7 +159,7 @@ mod tests {
 
     #[test]
     fn terminal_escapes_like_cat_v() {
-        assert_eq!(terminal("a\x1b[2Jb\r\n\t\x7f"), "a^[[2Jb^M^J^I^?");
+        assert_eq!(terminal("a\x1b[2Jb\r\n\t\x7f"), "a^[[2Jb^M^J\t^?");
         assert_eq!(terminal("x\u{9b}31m"), "xM-^[31m");
         assert_eq!(terminal("abc\u{202E}fdp.exe"), "abc\\u{202E}fdp.exe");
         assert!(matches!(terminal("plain-pod-1 10.0.0.1"), Cow::Borrowed(_)));

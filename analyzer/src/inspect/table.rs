@@ -23,8 +23,9 @@ impl Table {
         let mut cells: Vec<String> = cells
             .into_iter()
             .map(|c| match crate::inert::terminal(&c) {
-                std::borrow::Cow::Borrowed(_) => c,
-                std::borrow::Cow::Owned(o) => o,
+                // A tab would break the alignment: shown as `cat -vT` does.
+                std::borrow::Cow::Borrowed(_) if !c.contains('\t') => c,
+                other => other.replace('\t', "^I"),
             })
             .collect();
         cells.resize(self.headers.len(), String::new());
@@ -148,9 +149,12 @@ mod tests {
     #[test]
     fn cells_are_inert_and_aligned() {
         let mut t = Table::new(&["NAME", "IP"]);
-        t.row(vec!["e\x1b[2J\r".into(), "1".into()]);
+        t.row(vec!["e\x1b[2J\r\t".into(), "1".into()]);
         t.row(vec!["b".into(), "2".into()]);
-        assert_eq!(t.render(), "NAME       IP\ne^[[2J^M   1\nb          2\n");
+        assert_eq!(
+            t.render(),
+            "NAME         IP\ne^[[2J^M^I   1\nb            2\n"
+        );
     }
 
     #[test]
