@@ -1,0 +1,386 @@
+//! Bundles are untrusted input: every string a pod or a crafted bundle controls (pod and
+//! Service names, iptables comments, interface names, process names, kernel log lines, the
+//! manifest's own notes and reasons) carries terminal escapes, carriage returns, bidi
+//! overrides and Markdown/HTML here, and no text output may pass them on raw. Also: the
+//! extraction directory is private and removed when the analyzer is killed.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::Digest;
+
+/// What a hostile pod or bundle puts in a name: clear screen, set title, carriage return,
+/// a C1 CSI, a bidi override, a Markdown heading/link/HTML/code span/table cell. No space
+/// or quote, so the files stay parseable.
+const HOSTILE: &str = "\x1b[2J\x1b]0;pwn\x07\r#_[x](http://e.vil)<img>`|*\u{9b}31m\u{202e}";
+/// The JSON-only part: a newline that would fake a line or a heading.
+const HOSTILE_JSON_EXTRA: &str = "\n# fake heading\n<script>x</script>";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_netsnap-analyze")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/bundles")
+        .join(name)
+}
+
+fn untar(bundle: &Path, dir: &Path) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc '{}' | tar -x -C '{}'",
+            bundle.display(),
+            dir.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The inspect-example bundle with every name a pod or a bundle controls made hostile, and
+/// the manifest's digests recomputed so it opens with verification on.
+fn hostile_bundle(dir: &Path) {
+    untar(&fixture("inspect-example.tar.zst"), dir);
+    // Names that flow into findings, tables and evidence: the node, a Service, a pod, an
+    // interface, process names.
+    let tokens = [
+        "node-two",
+        "kube-dns",
+        "coredns-7db6d8ff4d-x8k2p",
+        "eth0",
+        "kubelet",
+        "systemd",
+    ];
+    let json_hostile = serde_json::to_string(&format!("{HOSTILE}{HOSTILE_JSON_EXTRA}")).unwrap();
+    let json_hostile = &json_hostile[1..json_hostile.len() - 1];
+    let mut files = Vec::new();
+    collect(dir, &mut files);
+    for f in &files {
+        let rel = f.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+        let mut text = std::fs::read_to_string(f).unwrap();
+        let is_json = rel.ends_with(".json") || rel.ends_with(".jsonl");
+        for t in tokens {
+            let with = if is_json {
+                format!("{t}{json_hostile}")
+            } else {
+                format!("{t}{HOSTILE}")
+            };
+            text = text.replace(t, &with);
+        }
+        if rel == "node/kernel-log.txt" {
+            text.push_str(&format!("[Sat Nov 28 09:20:00 2026] {HOSTILE} oops\n"));
+        }
+        std::fs::write(f, text).unwrap();
+    }
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest_text = std::fs::read_to_string(&manifest_path).unwrap();
+    for t in tokens {
+        manifest_text = manifest_text.replace(t, &format!("{t}{json_hostile}"));
+    }
+    let mut m: serde_json::Value = serde_json::from_str(&manifest_text).unwrap();
+    let hostile_json = format!("{HOSTILE}{HOSTILE_JSON_EXTRA}");
+    m["collection"]["notes"]
+        .as_array_mut()
+        .unwrap()
+        .push(hostile_json.clone().into());
+    for a in m["artifacts"].as_array_mut().unwrap() {
+        let path = a["path"].as_str().unwrap().to_string();
+        let file = dir.join(&path);
+        if file.is_file() {
+            let bytes = std::fs::read(&file).unwrap();
+            a["size"] = bytes.len().into();
+            a["sha256"] = hex::encode(sha2::Sha256::digest(&bytes)).into();
+        } else if a["status"] != "ok" {
+            a["error"] = hostile_json.clone().into();
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.file_name().unwrap() != "manifest.json" {
+            out.push(p);
+        }
+    }
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Raw bytes that could drive a terminal; `allow_sgr` lets the report's own colours through.
+fn raw_controls(s: &str, allow_sgr: bool) -> Vec<String> {
+    let stripped = if allow_sgr {
+        regex::Regex::new("\x1b\\[[0-9;]*m")
+            .unwrap()
+            .replace_all(s, "")
+            .into_owned()
+    } else {
+        s.to_string()
+    };
+    stripped
+        .lines()
+        .filter(|l| {
+            l.chars().any(|c| {
+                (c.is_control() && c != '\t')
+                    || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            })
+        })
+        .map(|l| format!("{l:?}"))
+        .collect()
+}
+
+#[test]
+fn no_raw_control_reaches_a_text_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    hostile_bundle(tmp.path());
+    let b = tmp.path().to_str().unwrap();
+    let mut outputs: Vec<(String, String, bool)> = Vec::new();
+    let (code, out, err) = run(&["manifest", b]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pwn"), "the hostile note is shown: {out}");
+    outputs.push(("manifest".into(), out, false));
+    let views: &[&[&str]] = &[
+        &["pods", "-A"],
+        &["services", "-A"],
+        &["netns"],
+        &["links"],
+        &["addrs"],
+        &["routes"],
+        &["conntrack"],
+        &["conntrack", "--summary"],
+        &["conntrack", "--stats"],
+        &["iptables"],
+        &["iptables", "--table", "nat", "--chain", "KUBE-SERVICES"],
+        &["ipvs"],
+        &["dns"],
+        &["sysctl"],
+        &["kernel-log"],
+    ];
+    let mut shown = 0;
+    for v in views {
+        let mut args = vec!["inspect", b];
+        args.extend_from_slice(v);
+        let (code, out, err) = run(&args);
+        assert!(code == 0 || code == 3, "{v:?}: {code} {err}");
+        assert!(
+            raw_controls(&err, false).is_empty(),
+            "{v:?} stderr: {err:?}"
+        );
+        if out.contains("pwn") {
+            shown += 1;
+        }
+        outputs.push((format!("inspect {v:?}"), out, false));
+    }
+    // The hostile names do reach the views (escaped), so the check below is not vacuous.
+    assert!(shown >= 6, "only {shown} views showed a hostile name");
+    for color in ["never", "always"] {
+        let (code, out, err) = run(&["analyze", b, "--color", color]);
+        assert!(code <= 1, "{err}");
+        assert!(out.contains("kube-dns^[[2J^[]0;pwn^G^M"), "{out}");
+        outputs.push((format!("analyze --color {color}"), out, color == "always"));
+    }
+    let (_, md, _) = run(&["analyze", b, "--format", "markdown"]);
+    outputs.push(("analyze markdown".into(), md, false));
+    for (what, out, sgr) in &outputs {
+        let bad = raw_controls(out, *sgr);
+        assert!(bad.is_empty(), "{what}: raw control characters in {bad:#?}");
+        assert!(!out.contains('\u{9b}'), "{what}: a C1 CSI");
+    }
+    // JSON stays exact: the same strings, escaped by JSON only.
+    let (_, json, _) = run(&["analyze", b, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        v["bundles"][0]["node"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("node-two{HOSTILE}\n# fake heading")),
+        "{}",
+        v["bundles"][0]["node"]
+    );
+}
+
+#[test]
+fn markdown_report_carries_no_injected_structure() {
+    let tmp = tempfile::tempdir().unwrap();
+    hostile_bundle(tmp.path());
+    let b = tmp.path().to_str().unwrap();
+    let (code, md, err) = run(&["analyze", b, "--format", "markdown"]);
+    assert!(code <= 1, "{err}");
+    // Every line that opens a block is one the renderer wrote.
+    for line in md.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line == "# netsnap analysis"
+                    || line.starts_with("## ")
+                    || line.starts_with("### `"),
+                "injected heading: {line:?}"
+            );
+            assert!(!line.replace("\\#", "").contains("# fake"), "{line:?}");
+        }
+        assert!(!line.starts_with('<'), "raw HTML block: {line:?}");
+        assert!(!line.starts_with("# fake"), "{line:?}");
+    }
+    // No unescaped HTML tag, link or image from the bundle outside code blocks (inside one,
+    // evidence is shown verbatim and inert).
+    let mut in_code = false;
+    let mut prose = String::new();
+    for line in md.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    for needle in ["<img>", "<script>", "](http://e.vil)", "http://e.vil"] {
+        assert!(!prose.contains(needle), "{needle} in\n{prose}");
+    }
+    assert!(md.contains("```text\n"), "the report quotes evidence");
+    assert!(md.contains("\\<img\\>"), "escaped HTML kept as text");
+    assert!(
+        md.contains("\\[x\\](http\\://e.vil)"),
+        "escaped link kept as text"
+    );
+    // Evidence sits in fences no evidence line can close.
+    let mut fence: Option<String> = None;
+    for line in md.lines() {
+        match &fence {
+            None if line.starts_with("```") => {
+                fence = Some(line.chars().take_while(|c| *c == '`').collect());
+            }
+            Some(f) if line == f => fence = None,
+            Some(f) => assert!(
+                !line.trim_start().starts_with(f.as_str()),
+                "line {line:?} would close the fence"
+            ),
+            None => {}
+        }
+    }
+    assert!(fence.is_none());
+    // Snapshot: the node name is a temp-free constant, so the document is reproducible.
+    insta::assert_snapshot!("hostile_markdown", md);
+}
+
+/// A bundle whose conntrack table is large enough that the analysis runs for a while.
+fn large_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("b");
+    std::fs::create_dir(&root).unwrap();
+    untar(&fixture("inspect-example.tar.zst"), &root);
+    let ct = root.join("conntrack/conntrack-L.txt");
+    let lines = std::fs::read_to_string(&ct).unwrap();
+    let mut big = String::with_capacity(200 << 20);
+    while big.len() < (150 << 20) {
+        big.push_str(&lines);
+    }
+    std::fs::write(&ct, big).unwrap();
+    let tar = dir.join("big.tar");
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(&root).unwrap();
+    tar
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_removes_the_private_extraction_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let tar = large_tar(work.path());
+    for signal in ["TERM", "INT", "HUP"] {
+        let tmpdir = work.path().join(format!("tmp-{signal}"));
+        std::fs::create_dir(&tmpdir).unwrap();
+        let mut child = Command::new(bin())
+            .args(["analyze", "--no-verify", "--format", "json"])
+            .arg(&tar)
+            .env("TMPDIR", &tmpdir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the extraction has written the big file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let extracted = loop {
+            let dirs: Vec<PathBuf> = std::fs::read_dir(&tmpdir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            if let Some(d) = dirs.first() {
+                let f = d.join("conntrack/conntrack-L.txt");
+                if f.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false) {
+                    break d.clone();
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no extraction seen");
+            assert!(child.try_wait().unwrap().is_none(), "finished too early");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        // Private while it lives: 0700 directories, 0600 files.
+        let mode = |p: &Path| p.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&extracted), 0o700);
+        assert_eq!(mode(&extracted.join("conntrack")), 0o700);
+        assert_eq!(mode(&extracted.join("conntrack/conntrack-L.txt")), 0o600);
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{signal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let left: Vec<_> = std::fs::read_dir(&tmpdir).unwrap().collect();
+        assert!(left.is_empty(), "{signal}: left behind {left:?}");
+    }
+}
+
+#[test]
+fn an_error_path_removes_the_extraction_directory_too() {
+    let work = tempfile::tempdir().unwrap();
+    let tmpdir = work.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    // A tar that is not a bundle (no manifest): refused after extraction began.
+    let bad = work.path().join("bad.tar");
+    std::fs::write(work.path().join("x.txt"), "x").unwrap();
+    let ok = Command::new("tar")
+        .arg("-cf")
+        .arg(&bad)
+        .arg("-C")
+        .arg(work.path())
+        .arg("x.txt")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = Command::new(bin())
+        .args(["analyze"])
+        .arg(&bad)
+        .env("TMPDIR", &tmpdir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(&tmpdir).unwrap().count(), 0);
+}
