@@ -384,3 +384,86 @@ fn an_error_path_removes_the_extraction_directory_too() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read_dir(&tmpdir).unwrap().count(), 0);
 }
+
+/// The inspect-example bundle plus `n` Services with a selector and no endpoint.
+fn many_services_bundle(dir: &Path, n: usize) {
+    untar(&fixture("inspect-example.tar.zst"), dir);
+    let path = dir.join("k8s/services.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for i in 0..n {
+        text.push_str(&format!(
+            "{{\"namespace\":\"load\",\"name\":\"svc-{i:06}\",\"uid\":\"uid-{i}\",\"type\":\"ClusterIP\",\"cluster_ips\":[\"10.{}.{}.{}\"],\"external_ips\":[],\"load_balancer_ips\":[],\"ports\":[{{\"name\":\"http\",\"protocol\":\"TCP\",\"port\":80,\"target_port\":\"8080\",\"node_port\":null}}],\"selector\":{{\"app\":\"gone-{i}\"}},\"external_traffic_policy\":null,\"internal_traffic_policy\":null,\"session_affinity\":null,\"health_check_node_port\":null,\"annotations\":{{}},\"labels\":{{}},\"created_at\":\"2026-11-22T10:25:00Z\"}}\n",
+            100 + i / 65536,
+            (i / 256) % 256,
+            i % 256
+        ));
+    }
+    std::fs::write(&path, &text).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    for a in m["artifacts"].as_array_mut().unwrap() {
+        if a["path"] == "k8s/services.jsonl" {
+            a["size"] = text.len().into();
+            a["sha256"] = hex::encode(sha2::Sha256::digest(text.as_bytes())).into();
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn many_findings_of_one_rule_make_one_aggregated_finding_in_every_format() {
+    use netsnap_analyzer::report::analysis::{AGGREGATE_ABOVE, AGGREGATE_SUBJECTS};
+    const N: usize = 5_000;
+    let tmp = tempfile::tempdir().unwrap();
+    many_services_bundle(tmp.path(), N);
+    let b = tmp.path().to_str().unwrap();
+    let (_, json, err) = run(&["analyze", b, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let findings = v["findings"].as_array().unwrap();
+    let no_ep: Vec<_> = findings
+        .iter()
+        .filter(|f| f["rule_id"] == "service-no-endpoints")
+        .collect();
+    assert_eq!(no_ep.len(), 1, "one aggregated finding");
+    let agg = &no_ep[0]["aggregate"];
+    assert_eq!(agg["count"], N);
+    let first: Vec<&str> = agg["first_subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(first.len(), AGGREGATE_SUBJECTS);
+    assert_eq!(first[0], "load/svc-000000");
+    assert_eq!(first[9], "load/svc-000009");
+    // Every rule's findings are bounded the same way.
+    let mut per_rule = std::collections::BTreeMap::<String, usize>::new();
+    for f in findings {
+        *per_rule
+            .entry(format!("{}/{}", f["rule_id"], f["severity"]))
+            .or_default() += 1;
+    }
+    assert!(
+        per_rule.values().all(|&n| n <= AGGREGATE_ABOVE),
+        "{per_rule:?}"
+    );
+    // The counts still say how many subjects there are.
+    assert!(v["summary"]["info"].as_u64().unwrap() >= N as u64);
+    assert!(json.len() < 200_000, "JSON report is {} bytes", json.len());
+    let (_, text, _) = run(&["analyze", b]);
+    assert!(text.len() < 100_000, "text report is {} bytes", text.len());
+    assert!(
+        text.contains(&format!(
+            "subjects: {N} in all; first 10: load/svc-000000, load/svc-000001"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("(and {} more)", N - 10)));
+    let (_, md, _) = run(&["analyze", b, "--format", "markdown"]);
+    assert!(md.len() < 100_000, "Markdown report is {} bytes", md.len());
+    assert!(
+        md.contains(&format!("Subjects: {N} in all; first 10: load/svc-000000")),
+        "{md}"
+    );
+}
