@@ -467,3 +467,67 @@ fn many_findings_of_one_rule_make_one_aggregated_finding_in_every_format() {
         "{md}"
     );
 }
+
+/// Rewrites one artifact of an extracted bundle and its manifest digest.
+fn rewrite_artifact(dir: &Path, path: &str, text: &str) {
+    std::fs::write(dir.join(path), text).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    for a in m["artifacts"].as_array_mut().unwrap() {
+        if a["path"] == path {
+            a["size"] = text.len().into();
+            a["sha256"] = hex::encode(sha2::Sha256::digest(text.as_bytes())).into();
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn impossible_conntrack_counters_make_the_rules_not_evaluated() {
+    let cases = [
+        ("18446744073709551617", "262144", "not a count"),
+        ("28", "-1", "not a count"),
+        ("28", "0", "is 0"),
+        ("NaN", "262144", "not a count"),
+        ("9000000000", "262144", "more than 4 times"),
+    ];
+    for (count, max, why) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        untar(&fixture("inspect-example.tar.zst"), tmp.path());
+        let sysctls = serde_json::json!({
+            "net.netfilter.nf_conntrack_buckets": "262144",
+            "net.netfilter.nf_conntrack_count": count,
+            "net.netfilter.nf_conntrack_max": max,
+        });
+        rewrite_artifact(tmp.path(), "conntrack/sysctls.json", &sysctls.to_string());
+        let (_, json, err) = run(&["analyze", tmp.path().to_str().unwrap(), "--format", "json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {err}"));
+        let not_evaluated: Vec<&serde_json::Value> = v["not_evaluated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["rule_id"] == "conntrack-near-max")
+            .collect();
+        assert_eq!(not_evaluated.len(), 1, "{count}/{max}: {json}");
+        let reason = not_evaluated[0]["reason"].as_str().unwrap();
+        assert!(reason.contains(why), "{count}/{max}: {reason}");
+        assert!(
+            !v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["rule_id"] == "conntrack-near-max"),
+            "{count}/{max}"
+        );
+    }
+    // A sane pair is evaluated (and silent at 28 of 262,144).
+    let tmp = tempfile::tempdir().unwrap();
+    untar(&fixture("inspect-example.tar.zst"), tmp.path());
+    let (_, json, _) = run(&["analyze", tmp.path().to_str().unwrap(), "--format", "json"]);
+    assert!(
+        !json.contains("\"rule_id\": \"conntrack-near-max\""),
+        "{json}"
+    );
+}

@@ -352,14 +352,29 @@ impl<'a> Builder<'a> {
             }
             ct_source = Some(Source::file(layout::conntrack::SYSCTLS));
         }
-        let get = |k: &str| {
-            map.get(&format!("net.netfilter.nf_conntrack_{k}"))
-                .or_else(|| map.get(&format!("net.netfilter.{k}")))
-                .and_then(|v| v.trim().parse::<u64>().ok())
+        // A value that is present but impossible (2^64+1, -1, NaN, text) is not the same as an
+        // absent one: it is noted, and the rules that need it are not evaluated.
+        let mut impossible: Vec<String> = Vec::new();
+        let mut get = |k: &str| {
+            let raw = map
+                .get(&format!("net.netfilter.nf_conntrack_{k}"))
+                .or_else(|| map.get(&format!("net.netfilter.{k}")))?;
+            match raw.trim().parse::<u64>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    impossible.push(format!(
+                        "nf_conntrack_{k} is {:?}, not a count",
+                        crate::inert::terminal(raw.trim())
+                    ));
+                    None
+                }
+            }
         };
+        let count = get("count");
+        let max = get("max");
         let ct = &mut self.facts.conntrack;
-        ct.count = get("count");
-        ct.max = get("max");
+        ct.count = count;
+        ct.max = max;
         ct.count_source = ct_source.or_else(|| self.facts.node.sysctls_source.clone());
         if ct.count.is_none()
             && let Some(Ok(t)) = self.bundle.read_text(layout::conntrack::COUNT)
@@ -369,10 +384,36 @@ impl<'a> Builder<'a> {
             self.facts.conntrack.count_source = Some(Source::line(layout::conntrack::COUNT, 1));
         }
         let ct = &mut self.facts.conntrack;
+        if ct.max == Some(0) {
+            impossible.push("nf_conntrack_max is 0: the table usage cannot be computed".into());
+        }
+        // The count can pass the max briefly (the two are read apart); by this much it is a
+        // corrupt or forged value.
         if let (Some(c), Some(m)) = (ct.count, ct.max)
             && m > 0
+            && c / 4 > m
         {
-            ct.usage_ratio = Some(c as f64 / m as f64);
+            impossible.push(format!(
+                "nf_conntrack_count {c} is more than 4 times nf_conntrack_max {m}"
+            ));
+        }
+        if impossible.is_empty() {
+            if let (Some(c), Some(m)) = (ct.count, ct.max)
+                && m > 0
+            {
+                ct.usage_ratio = Some(c as f64 / m as f64);
+            }
+        } else {
+            ct.count = None;
+            ct.max = None;
+            ct.usage_ratio = None;
+            let reason = format!("impossible values: {}", impossible.join("; "));
+            if let Some(src) = self.facts.collection.sources.get_mut("conntrack-count") {
+                src.available = false;
+                src.absent_on_node = false;
+                src.reason = Some(reason.clone());
+            }
+            self.note(format!("conntrack-count: {reason}"));
         }
         self.facts.node.local_port_range_width = map
             .get("net.ipv4.ip_local_port_range")
