@@ -8,6 +8,7 @@ pub mod exit;
 pub mod facts;
 pub mod inert;
 pub mod inspect;
+pub mod lines;
 pub mod parse;
 pub mod report;
 pub mod rules;

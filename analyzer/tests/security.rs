@@ -531,3 +531,49 @@ fn impossible_conntrack_counters_make_the_rules_not_evaluated() {
         "{json}"
     );
 }
+
+#[test]
+fn an_over_long_line_is_skipped_and_noted_not_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    untar(&fixture("inspect-example.tar.zst"), tmp.path());
+    // A 20 MiB line (5x the cap) in the middle of the iptables dump and of a JSON Lines file.
+    let long = "x".repeat(20 << 20);
+    let ipt = std::fs::read_to_string(tmp.path().join("iptables/iptables-save.txt")).unwrap();
+    let mut lines: Vec<&str> = ipt.lines().collect();
+    lines.insert(3, &long);
+    rewrite_artifact(
+        tmp.path(),
+        "iptables/iptables-save.txt",
+        &(lines.join("\n") + "\n"),
+    );
+    let pods = std::fs::read_to_string(tmp.path().join("k8s/pods.jsonl")).unwrap();
+    rewrite_artifact(tmp.path(), "k8s/pods.jsonl", &format!("{long}\n{pods}"));
+    let b = tmp.path().to_str().unwrap();
+    let (code, json, err) = run(&["facts", b]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let notes: Vec<&str> = v["collection"]["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains(
+            "iptables/iptables-save.txt: 1 line(s) longer than 4 MiB skipped (first: line 4, 20971520 bytes)"
+        )),
+        "{notes:#?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n
+                .contains("k8s/pods.jsonl: 1 unreadable line(s), first at line 1: 20971520 bytes")),
+        "{notes:#?}"
+    );
+    // The rest of both files is still used: the pods and the iptables rules are there.
+    assert!(v["pods"].as_array().unwrap().len() >= 4);
+    let (code, out, _) = run(&["analyze", b]);
+    assert!(code <= 1);
+    assert!(!out.contains("xxxxxxxxxx"));
+}

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use super::model::*;
 use super::netfilter::{self, IptablesScan, IpvsScan, NftScan};
 use super::sources;
+use crate::lines;
 use crate::parse;
 
 /// Most entries kept in each derived conntrack list.
@@ -171,27 +172,34 @@ impl<'a> Builder<'a> {
         loaded.records
     }
 
-    fn lines(&mut self, path: &str) -> Option<impl Iterator<Item = (u64, String)> + use<>> {
-        match self.bundle.open_artifact(path)? {
-            Ok(f) => Some(
-                BufReader::new(f)
-                    .split(b'\n')
-                    .map_while(Result::ok)
-                    .enumerate()
-                    .map(|(i, l)| {
-                        (
-                            i as u64 + 1,
-                            String::from_utf8_lossy(&l)
-                                .trim_end_matches('\r')
-                                .to_string(),
-                        )
-                    }),
-            ),
+    /// The artifact's lines, each at most [`lines::MAX_LINE_BYTES`] (longer ones skipped and
+    /// noted), `\r` trimmed.
+    fn lines(&mut self, path: &str) -> Option<Vec<(u64, String)>> {
+        let file = match self.bundle.open_artifact(path)? {
+            Ok(f) => f,
             Err(e) => {
                 self.note(format!("{path}: {e}"));
-                None
+                return None;
             }
+        };
+        let mut out = Vec::new();
+        match lines::for_each_line(file, lines::MAX_LINE_BYTES, |n, l| {
+            out.push((
+                n,
+                String::from_utf8_lossy(l)
+                    .trim_end_matches('\r')
+                    .to_string(),
+            ));
+            true
+        }) {
+            Ok(cuts) => {
+                if let Some(note) = lines::Cut::note(path, &cuts) {
+                    self.note(note);
+                }
+            }
+            Err(e) => self.note(format!("{path}: {e}")),
         }
+        Some(out)
     }
 
     fn build(mut self) -> Facts {
@@ -1566,9 +1574,22 @@ impl<'a> Builder<'a> {
             .and_then(|l| l.addresses.first().map(|a| strip_prefix_len(a)));
     }
 
+    /// A text artifact for a parser, over-long lines skipped and noted ([`lines`]).
     fn read_small(&mut self, path: &str) -> Option<String> {
-        match self.bundle.read_text(path)? {
-            Ok(t) => Some(t),
+        let file = match self.bundle.open_artifact(path)? {
+            Ok(f) => f,
+            Err(e) => {
+                self.note(format!("{path}: {e}"));
+                return None;
+            }
+        };
+        match lines::read_text_capped(file) {
+            Ok((text, cuts)) => {
+                if let Some(note) = lines::Cut::note(path, &cuts) {
+                    self.note(note);
+                }
+                Some(text)
+            }
             Err(e) => {
                 self.note(format!("{path}: {e}"));
                 None
@@ -1767,20 +1788,36 @@ fn load_jsonl<T: DeserializeOwned>(bundle: &Bundle, path: &str) -> JsonLines<T> 
     };
     let mut bad = 0u64;
     let mut first_bad = None;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let Ok(line) = line else {
-            bad += 1;
-            continue;
-        };
-        if line.trim().is_empty() {
-            continue;
+    let read = lines::for_each_line(file, lines::MAX_LINE_BYTES, |n, line| {
+        if line.trim_ascii().is_empty() {
+            return true;
         }
-        match serde_json::from_str(&line) {
-            Ok(v) => out.push((i as u64 + 1, v)),
+        match serde_json::from_slice(line) {
+            Ok(v) => out.push((n, v)),
             Err(e) => {
                 bad += 1;
-                first_bad.get_or_insert_with(|| format!("line {}: {e}", i + 1));
+                first_bad.get_or_insert_with(|| format!("line {n}: {e}"));
             }
+        }
+        true
+    });
+    match read {
+        Ok(cuts) => {
+            bad += cuts.len() as u64;
+            if let Some(c) = cuts.first() {
+                first_bad.get_or_insert_with(|| {
+                    format!(
+                        "line {}: {} bytes, longer than {} MiB",
+                        c.line,
+                        c.bytes,
+                        lines::MAX_LINE_BYTES >> 20
+                    )
+                });
+            }
+        }
+        Err(e) => {
+            bad += 1;
+            first_bad.get_or_insert_with(|| e.to_string());
         }
     }
     if bad > 0 {

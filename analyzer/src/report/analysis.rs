@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 
 use netsnap_bundle::Bundle;
 use serde::Serialize;
@@ -311,14 +310,14 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
             continue;
         };
         let Some(&last) = lines.last() else { continue };
-        for (i, l) in BufReader::new(file).split(b'\n').enumerate() {
-            let n = i as u64 + 1;
+        // Over-long lines come back empty (the facts noted them); only the quoted ones are
+        // kept, each cut to MAX_EVIDENCE_TEXT below.
+        let _ = crate::lines::for_each_line(file, crate::lines::MAX_LINE_BYTES, |n, l| {
             if n > last {
-                break;
+                return false;
             }
-            let Ok(l) = l else { break };
             if lines.contains(&n) {
-                let text = String::from_utf8_lossy(&l).trim_end().to_string();
+                let text = String::from_utf8_lossy(l).trim_end().to_string();
                 let text = if text.chars().count() > MAX_EVIDENCE_TEXT {
                     let cut: String = text.chars().take(MAX_EVIDENCE_TEXT).collect();
                     format!("{cut}…")
@@ -327,7 +326,8 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
                 };
                 texts.insert((path.clone(), n), text);
             }
-        }
+            true
+        });
     }
     for f in findings.iter_mut() {
         for e in &mut f.evidence {
