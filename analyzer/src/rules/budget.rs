@@ -88,8 +88,8 @@ impl Meter {
         }
         let n = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
         // Reading the clock costs more than a step: look every 4096 steps.
-        let over =
-            n > self.budget.steps || (n % 4096 == 0 && self.start.elapsed() > self.budget.time);
+        let over = n > self.budget.steps
+            || (n.is_multiple_of(4096) && self.start.elapsed() > self.budget.time);
         if over {
             self.spent.store(true, Ordering::Relaxed);
         }
