@@ -8,3 +8,5 @@ pub const FINDINGS: i32 = 1;
 pub const ERROR: i32 = 2;
 /// `inspect`: the bundle lacks the data the view needs (the reason is printed).
 pub const NO_DATA: i32 = 3;
+/// Interrupted by SIGINT, SIGTERM or SIGHUP (extraction directories removed).
+pub const INTERRUPTED: i32 = 130;

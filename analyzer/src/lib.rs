@@ -7,8 +7,10 @@
 pub mod exit;
 pub mod facts;
 pub mod import;
+pub mod inert;
 pub mod inspect;
 pub mod join;
+pub mod lines;
 pub mod parse;
 pub mod report;
 pub mod rules;

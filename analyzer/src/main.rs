@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use netsnap_analyzer::{exit, facts, inspect, report, rules};
+use netsnap_analyzer::{exit, facts, inert, inspect, report, rules};
 use netsnap_bundle::{Bundle, ReaderOptions};
 
 /// Reads netsnap bundles offline and explains what is wrong with a node's networking.
@@ -207,8 +207,9 @@ struct OpenArgs {
     /// Skip the sha256 check of each artifact against the manifest.
     #[arg(long)]
     no_verify: bool,
-    /// Refuse bundles that expand to more than this many bytes (decompression-bomb guard).
-    #[arg(long, default_value_t = 8u64 << 30)]
+    /// Refuse bundles that expand to more than this many bytes (decompression-bomb guard;
+    /// 1 GiB holds about 4 million conntrack entries).
+    #[arg(long, default_value_t = netsnap_bundle::reader::DEFAULT_MAX_UNPACKED_BYTES)]
     max_unpacked_size: u64,
 }
 
@@ -446,10 +447,21 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    // SIGINT, SIGTERM, SIGHUP: remove the extraction directories (a bundle may be a few
+    // GiB once unpacked) and exit. Without it the process dies with them left in TMPDIR.
+    if let Err(e) = ctrlc::set_handler(|| {
+        netsnap_bundle::reader::remove_extractions_and_block();
+        eprintln!("netsnap-analyze: interrupted");
+        std::process::exit(exit::INTERRUPTED);
+    }) {
+        tracing::warn!("cannot install the signal handler: {e}");
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("netsnap-analyze: error: {e:#}");
+            // The message may quote the bundle (a path, a JSON error): keep it inert.
+            let msg = format!("{e:#}");
+            eprintln!("netsnap-analyze: error: {}", inert::terminal(&msg));
             ExitCode::from(exit::ERROR as u8)
         }
     }

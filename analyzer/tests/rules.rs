@@ -115,7 +115,9 @@ fn rule_cases_are_not_vacuous() {
             let got = match rule.evaluate(&env, &facts, &value, &case.params) {
                 Outcome::Findings(f) => f.len(),
                 Outcome::NotApplicable => 0,
-                Outcome::NotEvaluated(r) => panic!("{} / {}: {r}", rule.spec.id, case.name),
+                Outcome::NotEvaluated(r) | Outcome::RuleError(r) => {
+                    panic!("{} / {}: {r}", rule.spec.id, case.name)
+                }
             };
             assert_eq!(got, case.expect.count, "{} / {}", rule.spec.id, case.name);
         }
@@ -313,4 +315,104 @@ fn every_top_level_fact_is_a_cel_variable() {
     keys.sort_unstable();
     let prepared = prepare_facts(&facts).unwrap();
     assert_eq!(prepared.variables(), keys);
+}
+
+/// A rule that loops 300^3 times over literal lists: no fact involved.
+fn hostile_loop_rule() -> String {
+    let list = format!(
+        "[{}]",
+        (0..300)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    GOOD.replace(
+        "condition: node.name == 'x'",
+        &format!("condition: \"{list}.all(a, {list}.all(b, {list}.all(c, a + b + c >= 0)))\""),
+    )
+}
+
+#[test]
+fn a_runaway_rule_is_a_rule_error_not_missing_data() {
+    use netsnap_analyzer::rules::budget::Budget;
+    let env = cel_env();
+    let rule = Rule::from_yaml(&env, "my-rule.yaml", &hostile_loop_rule()).unwrap();
+    let facts = Facts::default();
+    let value = prepare_facts(&facts).unwrap();
+    let budget = Budget {
+        steps: 10_000,
+        time: std::time::Duration::from_secs(600),
+    };
+    let start = std::time::Instant::now();
+    match rule.evaluate_with_budget(&env, &facts, &value, &Default::default(), budget) {
+        Outcome::RuleError(reason) => {
+            assert!(reason.contains("evaluation budget exceeded"), "{reason}");
+            assert!(reason.contains("10000 steps"), "{reason}");
+        }
+        other => panic!("expected a rule error, got {other:?}"),
+    }
+    // The step limit stopped it, not the clock (the full loop is 2.7 x 10^7 steps).
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    // The same kind of loop, small enough, still answers within the budget.
+    let small = GOOD.replace(
+        "condition: node.name == 'x'",
+        "condition: \"[1,2,3].all(a, [1,2,3].exists(b, a == b)) && [1,2].map(x, x * 2) == [2, 4] && [1,2,3].filter(x, x > 1).size() == 2 && [1,2,3].exists_one(x, x == 2)\"",
+    );
+    let rule = Rule::from_yaml(&env, "my-rule.yaml", &small).unwrap();
+    match rule.evaluate_with_budget(&env, &facts, &value, &Default::default(), budget) {
+        Outcome::Findings(f) => assert_eq!(f.len(), 1),
+        other => panic!("expected one finding, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_time_budget_stops_a_rule_too() {
+    use netsnap_analyzer::rules::budget::Budget;
+    let env = cel_env();
+    let rule = Rule::from_yaml(&env, "my-rule.yaml", &hostile_loop_rule()).unwrap();
+    let facts = Facts::default();
+    let value = prepare_facts(&facts).unwrap();
+    let budget = Budget {
+        steps: u64::MAX,
+        time: std::time::Duration::from_millis(200),
+    };
+    match rule.evaluate_with_budget(&env, &facts, &value, &Default::default(), budget) {
+        Outcome::RuleError(reason) => assert!(reason.contains("budget exceeded"), "{reason}"),
+        other => panic!("expected a rule error, got {other:?}"),
+    }
+}
+
+#[test]
+fn oversized_and_deeply_nested_rule_files_are_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    // 200 KB of nested flow YAML.
+    let deep = format!(
+        "{}\nx: {}{}\n",
+        GOOD,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    std::fs::write(dir.path().join("my-rule.yaml"), &deep).unwrap();
+    let start = std::time::Instant::now();
+    let err = RuleSet::empty().add_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, RuleError::Limit { .. }), "{err}");
+    assert!(err.to_string().contains("nested more than 32"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    // Deep block nesting by indentation.
+    let mut block = GOOD.to_string() + "x:\n";
+    for i in 1..50 {
+        block.push_str(&format!("{}k{i}:\n", "  ".repeat(i)));
+    }
+    std::fs::write(dir.path().join("my-rule.yaml"), &block).unwrap();
+    let err = RuleSet::empty().add_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("nested more than 32"), "{err}");
+    // Too large (a valid rule padded with a comment).
+    let big = format!("{GOOD}# {}\n", "x".repeat(300 * 1024));
+    std::fs::write(dir.path().join("my-rule.yaml"), &big).unwrap();
+    let err = RuleSet::empty().add_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("256"), "{err}");
+    assert!(err.to_string().contains("my-rule.yaml"), "{err}");
+    // The plain rule still loads.
+    std::fs::write(dir.path().join("my-rule.yaml"), GOOD).unwrap();
+    assert_eq!(RuleSet::empty().add_dir(dir.path()).unwrap(), 1);
 }

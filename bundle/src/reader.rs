@@ -129,12 +129,19 @@ pub enum ReadError {
     },
 }
 
+/// Default cap on a bundle's decompressed size: 1 GiB. A node's bundle is mostly its
+/// conntrack table at ~260 bytes a line (the bench node: 250,000 entries and 5,000 Services
+/// unpack to 65 MiB), so 1 GiB holds about 4 million entries, twice kube-proxy's default
+/// `nf_conntrack_max` on a 64-core node (32,768 per core). Raise it with
+/// `--max-unpacked-size` for a bigger genuine bundle.
+pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 1 << 30;
+
 /// Options of the reader.
 #[derive(Debug, Clone)]
 pub struct ReaderOptions {
     /// Check each artifact against the manifest's sha256 (default true).
     pub verify: bool,
-    /// Cap on the total decompressed bytes (default 8 GiB).
+    /// Cap on the total decompressed bytes (default [`DEFAULT_MAX_UNPACKED_BYTES`], 1 GiB).
     pub max_unpacked_bytes: u64,
     /// Cap on the number of archive entries (default 1,000,000).
     pub max_entries: u64,
@@ -146,7 +153,7 @@ impl Default for ReaderOptions {
     fn default() -> Self {
         ReaderOptions {
             verify: true,
-            max_unpacked_bytes: 8 << 30,
+            max_unpacked_bytes: DEFAULT_MAX_UNPACKED_BYTES,
             max_entries: 1_000_000,
             temp_parent: None,
         }
@@ -160,11 +167,114 @@ pub struct Bundle {
     root: PathBuf,
     manifest: Manifest,
     unknown_entries: Vec<String>,
-    _temp: Option<std::sync::Arc<tempfile::TempDir>>,
+    _temp: Option<std::sync::Arc<Extraction>>,
     /// Artifacts taken from another bundle ([`Bundle::adopt_artifacts`]): path -> file.
     adopted: HashMap<String, PathBuf>,
     /// The extraction directories of the bundles adopted from, kept alive with this one.
-    _adopted_from: Vec<std::sync::Arc<tempfile::TempDir>>,
+    _adopted_from: Vec<std::sync::Arc<Extraction>>,
+}
+
+/// Live extraction directories, so a signal handler can remove them before the process exits
+/// ([`remove_extractions_and_block`]).
+static LIVE_EXTRACTIONS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// Set once the process is exiting: no extraction creates anything more.
+static EXTRACTION_ABORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+/// Held (shared) around every creation of a path inside an extraction directory; taken
+/// exclusively by [`remove_extractions_and_block`] so no path appears after the removal.
+static CREATING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// An extraction temp dir (0700, files 0600), registered while it lives.
+#[derive(Debug)]
+struct Extraction(tempfile::TempDir);
+
+impl Extraction {
+    fn create(parent: Option<&Path>) -> io::Result<Extraction> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("netsnap-");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(fs::Permissions::from_mode(0o700));
+        }
+        let _creating = CREATING.read().unwrap_or_else(|e| e.into_inner());
+        if EXTRACTION_ABORTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(aborted());
+        }
+        let dir = match parent {
+            Some(p) => builder.tempdir_in(p)?,
+            None => builder.tempdir()?,
+        };
+        LIVE_EXTRACTIONS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(dir.path().to_path_buf());
+        Ok(Extraction(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Extraction {
+    fn drop(&mut self) {
+        let mut live = LIVE_EXTRACTIONS.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|p| p != self.0.path());
+        // The TempDir field removes the directory after this.
+    }
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "the process is exiting")
+}
+
+/// Removes every live extraction directory and stops any extraction in progress from
+/// creating anything more; for a signal handler, right before the process exits. Later
+/// extractions fail.
+pub fn remove_extractions_and_block() {
+    EXTRACTION_ABORTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Wait for a creation in progress to finish; creations after this see the flag.
+    let guard = CREATING.write().unwrap_or_else(|e| e.into_inner());
+    let live = LIVE_EXTRACTIONS.lock().unwrap_or_else(|e| e.into_inner());
+    for dir in live.iter() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    drop(live);
+    // Keep creations blocked until the process is gone.
+    std::mem::forget(guard);
+}
+
+/// `create_dir_all` with 0700 directories, unless the process is exiting.
+fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let _creating = CREATING.read().unwrap_or_else(|e| e.into_inner());
+    if EXTRACTION_ABORTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(aborted());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates a new 0600 file, unless the process is exiting.
+fn create_private_file(path: &Path) -> io::Result<File> {
+    let _creating = CREATING.read().unwrap_or_else(|e| e.into_inner());
+    if EXTRACTION_ABORTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(aborted());
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -214,16 +324,14 @@ impl Bundle {
         kind: StreamKind,
         options: &ReaderOptions,
     ) -> Result<Bundle, ReadError> {
-        let temp = match &options.temp_parent {
-            Some(p) => tempfile::Builder::new().prefix("netsnap-").tempdir_in(p),
-            None => tempfile::Builder::new().prefix("netsnap-").tempdir(),
-        }
-        .map_err(|source| ReadError::Extract {
-            path: options
-                .temp_parent
-                .clone()
-                .unwrap_or_else(std::env::temp_dir),
-            source,
+        let temp = Extraction::create(options.temp_parent.as_deref()).map_err(|source| {
+            ReadError::Extract {
+                path: options
+                    .temp_parent
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+                source,
+            }
         })?;
         let root = temp.path().to_path_buf();
         let entries = match kind {
@@ -517,7 +625,7 @@ fn extract<R: Read>(
                 if dir.exists() && !dir.is_dir() {
                     return Err(ReadError::DuplicateEntry { path: rel });
                 }
-                fs::create_dir_all(&dir).map_err(|source| ReadError::Extract {
+                create_private_dir_all(&dir).map_err(|source| ReadError::Extract {
                     path: dir.clone(),
                     source,
                 })?;
@@ -540,12 +648,12 @@ fn extract<R: Read>(
                     if parent.exists() && !parent.is_dir() {
                         return Err(ReadError::DuplicateEntry { path: rel });
                     }
-                    fs::create_dir_all(parent).map_err(|source| ReadError::Extract {
+                    create_private_dir_all(parent).map_err(|source| ReadError::Extract {
                         path: parent.to_path_buf(),
                         source,
                     })?;
                 }
-                let mut out = match OpenOptions::new().write(true).create_new(true).open(&dest) {
+                let mut out = match create_private_file(&dest) {
                     Ok(f) => f,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         return Err(ReadError::DuplicateEntry { path: rel });

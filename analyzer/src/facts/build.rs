@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use super::model::*;
 use super::netfilter::{self, IptablesScan, IpvsScan, NftScan};
 use super::sources;
+use crate::lines;
 use crate::parse;
 
 /// Most entries kept in each derived conntrack list.
@@ -171,27 +172,34 @@ impl<'a> Builder<'a> {
         loaded.records
     }
 
-    fn lines(&mut self, path: &str) -> Option<impl Iterator<Item = (u64, String)> + use<>> {
-        match self.bundle.open_artifact(path)? {
-            Ok(f) => Some(
-                BufReader::new(f)
-                    .split(b'\n')
-                    .map_while(Result::ok)
-                    .enumerate()
-                    .map(|(i, l)| {
-                        (
-                            i as u64 + 1,
-                            String::from_utf8_lossy(&l)
-                                .trim_end_matches('\r')
-                                .to_string(),
-                        )
-                    }),
-            ),
+    /// The artifact's lines, each at most [`lines::MAX_LINE_BYTES`] (longer ones skipped and
+    /// noted), `\r` trimmed.
+    fn lines(&mut self, path: &str) -> Option<Vec<(u64, String)>> {
+        let file = match self.bundle.open_artifact(path)? {
+            Ok(f) => f,
             Err(e) => {
                 self.note(format!("{path}: {e}"));
-                None
+                return None;
             }
+        };
+        let mut out = Vec::new();
+        match lines::for_each_line(file, lines::MAX_LINE_BYTES, |n, l| {
+            out.push((
+                n,
+                String::from_utf8_lossy(l)
+                    .trim_end_matches('\r')
+                    .to_string(),
+            ));
+            true
+        }) {
+            Ok(cuts) => {
+                if let Some(note) = lines::Cut::note(path, &cuts) {
+                    self.note(note);
+                }
+            }
+            Err(e) => self.note(format!("{path}: {e}")),
         }
+        Some(out)
     }
 
     fn build(mut self) -> Facts {
@@ -352,14 +360,29 @@ impl<'a> Builder<'a> {
             }
             ct_source = Some(Source::file(layout::conntrack::SYSCTLS));
         }
-        let get = |k: &str| {
-            map.get(&format!("net.netfilter.nf_conntrack_{k}"))
-                .or_else(|| map.get(&format!("net.netfilter.{k}")))
-                .and_then(|v| v.trim().parse::<u64>().ok())
+        // A value that is present but impossible (2^64+1, -1, NaN, text) is not the same as an
+        // absent one: it is noted, and the rules that need it are not evaluated.
+        let mut impossible: Vec<String> = Vec::new();
+        let mut get = |k: &str| {
+            let raw = map
+                .get(&format!("net.netfilter.nf_conntrack_{k}"))
+                .or_else(|| map.get(&format!("net.netfilter.{k}")))?;
+            match raw.trim().parse::<u64>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    impossible.push(format!(
+                        "nf_conntrack_{k} is {:?}, not a count",
+                        crate::inert::terminal(raw.trim())
+                    ));
+                    None
+                }
+            }
         };
+        let count = get("count");
+        let max = get("max");
         let ct = &mut self.facts.conntrack;
-        ct.count = get("count");
-        ct.max = get("max");
+        ct.count = count;
+        ct.max = max;
         ct.count_source = ct_source.or_else(|| self.facts.node.sysctls_source.clone());
         if ct.count.is_none()
             && let Some(Ok(t)) = self.bundle.read_text(layout::conntrack::COUNT)
@@ -369,10 +392,36 @@ impl<'a> Builder<'a> {
             self.facts.conntrack.count_source = Some(Source::line(layout::conntrack::COUNT, 1));
         }
         let ct = &mut self.facts.conntrack;
+        if ct.max == Some(0) {
+            impossible.push("nf_conntrack_max is 0: the table usage cannot be computed".into());
+        }
+        // The count can pass the max briefly (the two are read apart); by this much it is a
+        // corrupt or forged value.
         if let (Some(c), Some(m)) = (ct.count, ct.max)
             && m > 0
+            && c / 4 > m
         {
-            ct.usage_ratio = Some(c as f64 / m as f64);
+            impossible.push(format!(
+                "nf_conntrack_count {c} is more than 4 times nf_conntrack_max {m}"
+            ));
+        }
+        if impossible.is_empty() {
+            if let (Some(c), Some(m)) = (ct.count, ct.max)
+                && m > 0
+            {
+                ct.usage_ratio = Some(c as f64 / m as f64);
+            }
+        } else {
+            ct.count = None;
+            ct.max = None;
+            ct.usage_ratio = None;
+            let reason = format!("impossible values: {}", impossible.join("; "));
+            if let Some(src) = self.facts.collection.sources.get_mut("conntrack-count") {
+                src.available = false;
+                src.absent_on_node = false;
+                src.reason = Some(reason.clone());
+            }
+            self.note(format!("conntrack-count: {reason}"));
         }
         self.facts.node.local_port_range_width = map
             .get("net.ipv4.ip_local_port_range")
@@ -1111,6 +1160,21 @@ impl<'a> Builder<'a> {
                 (a.path.clone(), ns)
             })
             .collect();
+        // Indexes, so that the join stays linear: 2,000 pods x 20,000 Services.
+        let mut service_by_ip: HashMap<String, String> = HashMap::new();
+        for s in &self.facts.services {
+            for ip in &s.cluster_ips {
+                service_by_ip
+                    .entry(ip.clone())
+                    .or_insert_with(|| s.key.clone());
+            }
+        }
+        let mut pods_by_netns: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, p) in self.facts.pods.iter().enumerate() {
+            if let Some(ns) = &p.netns {
+                pods_by_netns.entry(ns.clone()).or_default().push(i);
+            }
+        }
         for (path, ns) in paths {
             let Some(lines) = self.lines(&path) else {
                 continue;
@@ -1131,13 +1195,13 @@ impl<'a> Builder<'a> {
                     _ => {}
                 }
             }
-            for p in self
-                .facts
-                .pods
-                .iter_mut()
-                .filter(|p| p.netns.as_deref() == Some(ns.as_str()))
-            {
-                p.resolv_conf = Some(r.clone());
+            r.nameserver_service = r
+                .nameservers
+                .first()
+                .and_then(|ip| service_by_ip.get(ip))
+                .cloned();
+            for &i in pods_by_netns.get(&ns).into_iter().flatten() {
+                self.facts.pods[i].resolv_conf = Some(r.clone());
             }
         }
     }
@@ -1510,9 +1574,22 @@ impl<'a> Builder<'a> {
             .and_then(|l| l.addresses.first().map(|a| strip_prefix_len(a)));
     }
 
+    /// A text artifact for a parser, over-long lines skipped and noted ([`lines`]).
     fn read_small(&mut self, path: &str) -> Option<String> {
-        match self.bundle.read_text(path)? {
-            Ok(t) => Some(t),
+        let file = match self.bundle.open_artifact(path)? {
+            Ok(f) => f,
+            Err(e) => {
+                self.note(format!("{path}: {e}"));
+                return None;
+            }
+        };
+        match lines::read_text_capped(file) {
+            Ok((text, cuts)) => {
+                if let Some(note) = lines::Cut::note(path, &cuts) {
+                    self.note(note);
+                }
+                Some(text)
+            }
             Err(e) => {
                 self.note(format!("{path}: {e}"));
                 None
@@ -1711,20 +1788,36 @@ fn load_jsonl<T: DeserializeOwned>(bundle: &Bundle, path: &str) -> JsonLines<T> 
     };
     let mut bad = 0u64;
     let mut first_bad = None;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let Ok(line) = line else {
-            bad += 1;
-            continue;
-        };
-        if line.trim().is_empty() {
-            continue;
+    let read = lines::for_each_line(file, lines::MAX_LINE_BYTES, |n, line| {
+        if line.trim_ascii().is_empty() {
+            return true;
         }
-        match serde_json::from_str(&line) {
-            Ok(v) => out.push((i as u64 + 1, v)),
+        match serde_json::from_slice(line) {
+            Ok(v) => out.push((n, v)),
             Err(e) => {
                 bad += 1;
-                first_bad.get_or_insert_with(|| format!("line {}: {e}", i + 1));
+                first_bad.get_or_insert_with(|| format!("line {n}: {e}"));
             }
+        }
+        true
+    });
+    match read {
+        Ok(cuts) => {
+            bad += cuts.len() as u64;
+            if let Some(c) = cuts.first() {
+                first_bad.get_or_insert_with(|| {
+                    format!(
+                        "line {}: {} bytes, longer than {} MiB",
+                        c.line,
+                        c.bytes,
+                        lines::MAX_LINE_BYTES >> 20
+                    )
+                });
+            }
+        }
+        Err(e) => {
+            bad += 1;
+            first_bad.get_or_insert_with(|| e.to_string());
         }
     }
     if bad > 0 {

@@ -359,6 +359,9 @@ pub struct ResolvConfFacts {
     pub search: Vec<String>,
     /// Options (`ndots:5`, …).
     pub options: Vec<String>,
+    /// The Service (`namespace/name`) whose ClusterIP is the first nameserver, if any
+    /// (joined once here through an index, so rules need not scan every Service per pod).
+    pub nameserver_service: Option<String>,
     /// Evidence (the first nameserver line).
     pub source: Option<Source>,
 }

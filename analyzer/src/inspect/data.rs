@@ -31,13 +31,20 @@ pub fn no_data(view: &str, bundle: &Bundle, path: &str) -> String {
 
 /// Reads an artifact's text; Ok(None) when the bundle has no content for it.
 pub fn text(bundle: &Bundle, path: &str) -> Result<Option<String>, InspectError> {
-    match bundle.read_text(path) {
+    let read_err = |source| InspectError::Read {
+        path: path.to_string(),
+        source,
+    };
+    match bundle.open_artifact(path) {
         None => Ok(None),
-        Some(Ok(t)) => Ok(Some(t)),
-        Some(Err(source)) => Err(InspectError::Read {
-            path: path.to_string(),
-            source,
-        }),
+        Some(Ok(f)) => {
+            let (text, cuts) = crate::lines::read_text_capped(f).map_err(read_err)?;
+            if let Some(note) = crate::lines::Cut::note(path, &cuts) {
+                tracing::warn!("{note}");
+            }
+            Ok(Some(text))
+        }
+        Some(Err(source)) => Err(read_err(source)),
     }
 }
 
@@ -47,8 +54,16 @@ pub fn json<T: DeserializeOwned>(
     path: &str,
     what: &'static str,
 ) -> Result<Option<T>, InspectError> {
-    let Some(t) = text(bundle, path)? else {
-        return Ok(None);
+    // A JSON document is not line-oriented: read whole (the unpacked-size cap bounds it).
+    let t = match bundle.read_text(path) {
+        None => return Ok(None),
+        Some(Ok(t)) => t,
+        Some(Err(source)) => {
+            return Err(InspectError::Read {
+                path: path.to_string(),
+                source,
+            });
+        }
     };
     serde_json::from_str(&t)
         .map(Some)

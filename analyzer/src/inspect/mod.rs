@@ -206,6 +206,19 @@ pub enum InspectError {
 pub fn run(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
     let view = args.view.ok_or(InspectError::NoView)?;
     check_filters(view, args)?;
+    let outcome = render_view(view, bundle, args)?;
+    // Tables made their cells inert; this also covers the free-text views (iptables, ipvs)
+    // and the one-line reasons. JSON stays exact: serde escapes control characters.
+    Ok(match outcome {
+        Outcome::Rendered(text) if args.format == Format::Table => {
+            Outcome::Rendered(crate::inert::terminal_lines(&text).into_owned())
+        }
+        Outcome::NoData(line) => Outcome::NoData(crate::inert::terminal(&line).into_owned()),
+        other => other,
+    })
+}
+
+fn render_view(view: View, bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
     match view {
         View::Pods => k8s::pods(bundle, args),
         View::Services => k8s::services(bundle, args),

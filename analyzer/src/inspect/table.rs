@@ -17,9 +17,17 @@ impl Table {
         }
     }
 
-    /// Appends a row; missing cells are blank, extra cells are dropped.
+    /// Appends a row; missing cells are blank, extra cells are dropped. Cells come from the
+    /// bundle: they are made inert ([`crate::inert::terminal`]) before widths are measured.
     pub fn row(&mut self, cells: Vec<String>) {
-        let mut cells = cells;
+        let mut cells: Vec<String> = cells
+            .into_iter()
+            .map(|c| match crate::inert::terminal(&c) {
+                // A tab would break the alignment: shown as `cat -vT` does.
+                std::borrow::Cow::Borrowed(_) if !c.contains('\t') => c,
+                other => other.replace('\t', "^I"),
+            })
+            .collect();
         cells.resize(self.headers.len(), String::new());
         self.rows.push(cells);
     }
@@ -135,6 +143,17 @@ mod tests {
         assert_eq!(
             t.render(),
             "NAME          IP\na             10.0.0.1\nlonger-name\n"
+        );
+    }
+
+    #[test]
+    fn cells_are_inert_and_aligned() {
+        let mut t = Table::new(&["NAME", "IP"]);
+        t.row(vec!["e\x1b[2J\r\t".into(), "1".into()]);
+        t.row(vec!["b".into(), "2".into()]);
+        assert_eq!(
+            t.render(),
+            "NAME         IP\ne^[[2J^M^I   1\nb            2\n"
         );
     }
 

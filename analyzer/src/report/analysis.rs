@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 
 use netsnap_bundle::Bundle;
 use serde::Serialize;
 
 use crate::facts::Facts;
+use crate::inert::{markdown as md_escape, markdown_code_block, terminal as inert};
 use crate::rules::{Outcome, RuleSet, Severity};
 
 /// Why an analysis could not run (never a rule's fault: those are "not evaluated").
@@ -30,6 +30,11 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 pub const MAX_EVIDENCE: usize = 8;
 /// Longest quoted evidence line (characters).
 const MAX_EVIDENCE_TEXT: usize = 240;
+/// Above this many findings of one rule (and severity) on one node, they are reported as one
+/// aggregated finding: a report stays readable and bounded whatever the node's size.
+pub const AGGREGATE_ABOVE: usize = 50;
+/// Subjects an aggregated finding lists (the first ones, in subject order).
+pub const AGGREGATE_SUBJECTS: usize = 10;
 
 /// One evidence line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,6 +72,31 @@ pub struct Finding {
     pub remediation: String,
     /// Upstream references.
     pub references: Vec<String>,
+    /// Set when this finding stands for many findings of the rule (more than
+    /// [`AGGREGATE_ABOVE`]): how many, and the first subjects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
+}
+
+/// Many findings of one rule folded into one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Aggregate {
+    /// How many findings (subjects) this one stands for.
+    pub count: usize,
+    /// The first [`AGGREGATE_SUBJECTS`] subjects, sorted.
+    pub first_subjects: Vec<String>,
+}
+
+/// A rule whose evaluation failed (its own fault, not the bundle's): exceeded its evaluation
+/// budget. Distinct from [`NotEvaluated`], which means the data it needs is missing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleFailure {
+    /// Node.
+    pub node: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// What went wrong.
+    pub reason: String,
 }
 
 /// A rule that could not be evaluated on a node.
@@ -141,6 +171,8 @@ pub struct Summary {
     pub rules_evaluated: usize,
     /// Rule/node pairs not evaluated.
     pub not_evaluated: usize,
+    /// Rule/node pairs whose evaluation failed (rule errors).
+    pub rule_errors: usize,
 }
 
 /// The whole report (the `--format json` document).
@@ -158,23 +190,41 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Rules not evaluated and why.
     pub not_evaluated: Vec<NotEvaluated>,
+    /// Rules whose evaluation failed (budget exceeded): no answer, and not for missing data.
+    pub rule_errors: Vec<RuleFailure>,
     /// Artifacts missing or partial in the bundles.
     pub collection_errors: Vec<CollectionError>,
     /// Artifacts with lines their parser did not understand.
     pub unparsed_artifacts: Vec<UnparsedArtifact>,
 }
 
+/// What [`evaluate_facts`] found on one node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    /// Findings (not yet aggregated).
+    pub findings: Vec<Finding>,
+    /// Rules not evaluated for missing data.
+    pub not_evaluated: Vec<NotEvaluated>,
+    /// Rules whose evaluation failed.
+    pub rule_errors: Vec<RuleFailure>,
+    /// Rules evaluated.
+    pub evaluated: usize,
+}
+
 /// Evaluates `rules` over facts; evidence is not quoted (no bundle at hand).
-pub fn evaluate_facts(
-    facts: &Facts,
-    rules: &RuleSet,
-) -> Result<(Vec<Finding>, Vec<NotEvaluated>, usize), AnalyzeError> {
+pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, AnalyzeError> {
     let node = facts.node.name.clone();
     let mut findings = Vec::new();
     let mut not_evaluated = Vec::new();
+    let mut rule_errors = Vec::new();
     let mut evaluated = 0;
     for (rule, outcome) in rules.evaluate(facts).map_err(AnalyzeError::Facts)? {
         match outcome {
+            Outcome::RuleError(reason) => rule_errors.push(RuleFailure {
+                node: node.clone(),
+                rule_id: rule.spec.id.clone(),
+                reason,
+            }),
             Outcome::NotEvaluated(reason) => not_evaluated.push(NotEvaluated {
                 node: node.clone(),
                 rule_id: rule.spec.id.clone(),
@@ -204,12 +254,64 @@ pub fn evaluate_facts(
                             .collect(),
                         remediation: rule.spec.remediation.trim().to_string(),
                         references: rule.spec.references.clone(),
+                        aggregate: None,
                     });
                 }
             }
         }
     }
-    Ok((findings, not_evaluated, evaluated))
+    Ok(Evaluation {
+        findings,
+        not_evaluated,
+        rule_errors,
+        evaluated,
+    })
+}
+
+/// Folds the findings of one rule and severity on one node into one when there are more
+/// than [`AGGREGATE_ABOVE`]: the first finding (in subject order) keeps its message and
+/// evidence, and carries the count and the first [`AGGREGATE_SUBJECTS`] subjects.
+pub fn aggregate(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut groups: BTreeMap<(String, String, Severity), Vec<Finding>> = BTreeMap::new();
+    for f in findings {
+        groups
+            .entry((f.node.clone(), f.rule_id.clone(), f.severity))
+            .or_default()
+            .push(f);
+    }
+    let mut out = Vec::new();
+    for (_, mut group) in groups {
+        if group.len() <= AGGREGATE_ABOVE {
+            out.extend(group);
+            continue;
+        }
+        group.sort_by(|a, b| a.subject.cmp(&b.subject));
+        let count = group.len();
+        let first_subjects: Vec<String> = group
+            .iter()
+            .take(AGGREGATE_SUBJECTS)
+            .map(|f| f.subject.clone())
+            .collect();
+        let Some(mut first) = group.into_iter().next() else {
+            continue;
+        };
+        first.subject = format!("{count} subjects");
+        first.message = format!(
+            "{count} findings of this rule; the first: {}",
+            first.message
+        );
+        first.aggregate = Some(Aggregate {
+            count,
+            first_subjects,
+        });
+        out.push(first);
+    }
+    out
+}
+
+/// The number of subjects a finding stands for (1, or the aggregate's count).
+fn weight(f: &Finding) -> usize {
+    f.aggregate.as_ref().map_or(1, |a| a.count)
 }
 
 /// Fills evidence texts by reading each cited artifact once.
@@ -228,14 +330,14 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
             continue;
         };
         let Some(&last) = lines.last() else { continue };
-        for (i, l) in BufReader::new(file).split(b'\n').enumerate() {
-            let n = i as u64 + 1;
+        // Over-long lines come back empty (the facts noted them); only the quoted ones are
+        // kept, each cut to MAX_EVIDENCE_TEXT below.
+        let _ = crate::lines::for_each_line(file, crate::lines::MAX_LINE_BYTES, |n, l| {
             if n > last {
-                break;
+                return false;
             }
-            let Ok(l) = l else { break };
             if lines.contains(&n) {
-                let text = String::from_utf8_lossy(&l).trim_end().to_string();
+                let text = String::from_utf8_lossy(l).trim_end().to_string();
                 let text = if text.chars().count() > MAX_EVIDENCE_TEXT {
                     let cut: String = text.chars().take(MAX_EVIDENCE_TEXT).collect();
                     format!("{cut}…")
@@ -244,7 +346,8 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
                 };
                 texts.insert((path.clone(), n), text);
             }
-        }
+            true
+        });
     }
     for f in findings.iter_mut() {
         for e in &mut f.evidence {
@@ -264,6 +367,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         summary: Summary::default(),
         findings: Vec::new(),
         not_evaluated: Vec::new(),
+        rule_errors: Vec::new(),
         collection_errors: Vec::new(),
         unparsed_artifacts: Vec::new(),
     };
@@ -287,7 +391,13 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
             });
         }
         let t1 = std::time::Instant::now();
-        let (mut findings, not_evaluated, evaluated) = evaluate_facts(&facts, rules)?;
+        let Evaluation {
+            findings,
+            not_evaluated,
+            rule_errors,
+            evaluated,
+        } = evaluate_facts(&facts, rules)?;
+        let mut findings = aggregate(findings);
         let t2 = std::time::Instant::now();
         quote_evidence(bundle, &mut findings);
         tracing::info!(
@@ -329,6 +439,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         }
         report.findings.extend(findings);
         report.not_evaluated.extend(not_evaluated);
+        report.rule_errors.extend(rule_errors);
         // A big node's facts take a while to free: do it beside the report.
         std::thread::spawn(move || drop(facts));
     }
@@ -351,14 +462,16 @@ pub fn finish(report: &mut Report) {
     s.warning = 0;
     s.info = 0;
     for f in &report.findings {
+        let n = weight(f);
         match f.severity {
-            Severity::Critical => s.critical += 1,
-            Severity::Error => s.error += 1,
-            Severity::Warning => s.warning += 1,
-            Severity::Info => s.info += 1,
+            Severity::Critical => s.critical += n,
+            Severity::Error => s.error += n,
+            Severity::Warning => s.warning += n,
+            Severity::Info => s.info += n,
         }
     }
     s.not_evaluated = report.not_evaluated.len();
+    s.rule_errors = report.rule_errors.len();
 }
 
 impl Report {
@@ -402,18 +515,42 @@ impl Style {
 
 fn counts_line(r: &Report) -> String {
     let s = &r.summary;
+    let shown = r.findings.len();
+    let total = s.critical + s.error + s.warning + s.info;
+    let aggregated = if total == shown {
+        String::new()
+    } else {
+        format!(" (shown as {shown}: more than {AGGREGATE_ABOVE} of one rule are aggregated)")
+    };
+    let rule_errors = if s.rule_errors == 0 {
+        String::new()
+    } else {
+        format!("; {} rule error(s)", s.rule_errors)
+    };
     format!(
-        "{} finding(s): {} critical, {} error, {} warning, {} info; {} rule evaluation(s) skipped for missing data",
-        r.findings.len(),
-        s.critical,
-        s.error,
-        s.warning,
-        s.info,
-        s.not_evaluated
+        "{total} finding(s){aggregated}: {} critical, {} error, {} warning, {} info; {} rule evaluation(s) skipped for missing data{rule_errors}",
+        s.critical, s.error, s.warning, s.info, s.not_evaluated
     )
 }
 
-/// Renders the text report; `color` enables ANSI colours.
+/// The "and N more" line of an aggregated finding.
+fn aggregate_line(a: &Aggregate) -> String {
+    let more = a.count.saturating_sub(a.first_subjects.len());
+    format!(
+        "{} in all; first {}: {}{}",
+        a.count,
+        a.first_subjects.len(),
+        a.first_subjects.join(", "),
+        if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Renders the text report; `color` enables ANSI colours. Every string from the bundle is
+/// made inert ([`crate::inert::terminal`]): only the report's own colours reach the terminal.
 pub fn render_text(r: &Report, color: bool) -> String {
     let st = Style { on: color };
     let mut out = String::new();
@@ -422,10 +559,10 @@ pub fn render_text(r: &Report, color: bool) -> String {
             out,
             "{} {}  captured {}  kernel {}  kube-proxy mode {}",
             st.paint("1", "node"),
-            st.paint("1", &b.node),
-            b.captured_at,
-            b.kernel,
-            b.proxy_mode
+            st.paint("1", &inert(&b.node)),
+            inert(&b.captured_at),
+            inert(&b.kernel),
+            inert(&b.proxy_mode)
         );
     }
     let _ = writeln!(out, "{}\n", counts_line(r));
@@ -438,21 +575,29 @@ pub fn render_text(r: &Report, color: bool) -> String {
         let _ = writeln!(out, "{} ({})", st.severity(sev), group.len());
         for f in group {
             let node = if multi {
-                format!(" [node {}]", f.node)
+                format!(" [node {}]", inert(&f.node))
             } else {
                 String::new()
             };
             let _ = writeln!(
                 out,
                 "  {} {}{node}",
-                st.paint("1", &format!("{}:", f.rule_id)),
-                f.subject
+                st.paint("1", &format!("{}:", inert(&f.rule_id))),
+                inert(&f.subject)
             );
-            let _ = writeln!(out, "    {}", f.message);
-            for e in &f.evidence {
-                let _ = writeln!(out, "    {} {}", st.paint("2", "|"), evidence_line(e));
+            let _ = writeln!(out, "    {}", inert(&f.message));
+            if let Some(a) = &f.aggregate {
+                let _ = writeln!(out, "    subjects: {}", inert(&aggregate_line(a)));
             }
-            let _ = writeln!(out, "    fix: {}", one_line(&f.remediation));
+            for e in &f.evidence {
+                let _ = writeln!(
+                    out,
+                    "    {} {}",
+                    st.paint("2", "|"),
+                    inert(&evidence_line(e))
+                );
+            }
+            let _ = writeln!(out, "    fix: {}", inert(&one_line(&f.remediation)));
             let _ = writeln!(out);
         }
     }
@@ -463,11 +608,27 @@ pub fn render_text(r: &Report, color: bool) -> String {
         let _ = writeln!(out, "{}", st.paint("1", "Not evaluated (missing data):"));
         for n in &r.not_evaluated {
             let node = if multi {
-                format!(" [node {}]", n.node)
+                format!(" [node {}]", inert(&n.node))
             } else {
                 String::new()
             };
-            let _ = writeln!(out, "  {}{node}: {}", n.rule_id, n.reason);
+            let _ = writeln!(out, "  {}{node}: {}", inert(&n.rule_id), inert(&n.reason));
+        }
+        let _ = writeln!(out);
+    }
+    if !r.rule_errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            st.paint("1", "Rule errors (the rule failed, no answer):")
+        );
+        for n in &r.rule_errors {
+            let node = if multi {
+                format!(" [node {}]", inert(&n.node))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  {}{node}: {}", inert(&n.rule_id), inert(&n.reason));
         }
         let _ = writeln!(out);
     }
@@ -493,13 +654,13 @@ pub fn render_text(r: &Report, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "  {} {} ({}){}",
-                c.node,
-                c.path,
-                c.status,
+                inert(&c.node),
+                inert(&c.path),
+                inert(&c.status),
                 if c.reason.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", c.reason)
+                    format!(": {}", inert(&c.reason))
                 }
             );
         }
@@ -511,11 +672,20 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
+/// A rule id or artifact path as a code span (ids are kebab-case and paths come from the
+/// manifest; the escaper still guards against a backtick).
+fn md_code(s: &str) -> String {
+    let s = inert(s);
+    if s.contains(['`', '|']) {
+        md_escape(&s)
+    } else {
+        format!("`{s}`")
+    }
 }
 
-/// Renders the Markdown report (to paste into a ticket).
+/// Renders the Markdown report (to paste into a ticket). Every string from the bundle (or a
+/// rule file) goes through [`crate::inert::markdown`]; evidence lines sit in a code block
+/// whose fence they cannot close.
 pub fn render_markdown(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# netsnap analysis\n");
@@ -528,12 +698,12 @@ pub fn render_markdown(r: &Report) -> String {
             out,
             "| {} | {} | {} | {} |",
             md_escape(&b.node),
-            b.captured_at,
+            md_escape(&b.captured_at),
             md_escape(&b.kernel),
-            b.proxy_mode
+            md_escape(&b.proxy_mode)
         );
     }
-    let _ = writeln!(out, "\n{}\n", counts_line(r));
+    let _ = writeln!(out, "\n{}\n", md_escape(&counts_line(r)));
     for sev in Severity::ALL_DESC {
         let group: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
         if group.is_empty() {
@@ -548,28 +718,29 @@ pub fn render_markdown(r: &Report) -> String {
         for f in group {
             let _ = writeln!(
                 out,
-                "### `{}` {} (node {})\n",
-                f.rule_id,
+                "### {} {} (node {})\n",
+                md_code(&f.rule_id),
                 md_escape(&f.subject),
                 md_escape(&f.node)
             );
-            let _ = writeln!(out, "{}\n", f.message);
-            if !f.evidence.is_empty() {
-                let _ = writeln!(out, "```text");
-                for e in &f.evidence {
-                    let _ = writeln!(out, "{}", evidence_line(e));
-                }
-                let _ = writeln!(out, "```\n");
+            let _ = writeln!(out, "{}\n", md_escape(&f.message));
+            if let Some(a) = &f.aggregate {
+                let _ = writeln!(out, "Subjects: {}\n", md_escape(&aggregate_line(a)));
             }
-            let _ = writeln!(out, "**Fix:** {}\n", one_line(&f.remediation));
+            if !f.evidence.is_empty() {
+                let lines: Vec<String> = f.evidence.iter().map(evidence_line).collect();
+                let _ = writeln!(out, "{}", markdown_code_block("text", &lines));
+            }
+            let _ = writeln!(out, "**Fix:** {}\n", md_escape(&one_line(&f.remediation)));
             let refs: Vec<String> = f
                 .references
                 .iter()
                 .map(|u| {
-                    if u.starts_with("http") {
-                        format!("<{u}>")
+                    let safe = u.starts_with("https://") || u.starts_with("http://");
+                    if safe && !u.chars().any(|c| c.is_whitespace() || "<>`".contains(c)) {
+                        format!("<{}>", inert(u))
                     } else {
-                        u.clone()
+                        md_escape(u)
                     }
                 })
                 .collect();
@@ -584,9 +755,25 @@ pub fn render_markdown(r: &Report) -> String {
         for n in &r.not_evaluated {
             let _ = writeln!(
                 out,
-                "| {} | `{}` | {} |",
+                "| {} | {} | {} |",
                 md_escape(&n.node),
-                n.rule_id,
+                md_code(&n.rule_id),
+                md_escape(&n.reason)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.rule_errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Rule errors\n\n| node | rule | error |\n|---|---|---|"
+        );
+        for n in &r.rule_errors {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                md_escape(&n.node),
+                md_code(&n.rule_id),
                 md_escape(&n.reason)
             );
         }
@@ -619,10 +806,10 @@ pub fn render_markdown(r: &Report) -> String {
         for c in &r.collection_errors {
             let _ = writeln!(
                 out,
-                "| {} | `{}` | {} | {} |",
+                "| {} | {} | {} | {} |",
                 md_escape(&c.node),
-                c.path,
-                c.status,
+                md_code(&c.path),
+                md_escape(&c.status),
                 md_escape(&c.reason)
             );
         }

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use netsnap_bundle::{ArtifactStatus, Bundle, Manifest};
 use serde::Serialize;
 
+use crate::inert::terminal as inert;
+
 /// JSON schema version of the `manifest` command's output.
 pub const MANIFEST_SUMMARY_SCHEMA: u32 = 1;
 
@@ -94,12 +96,16 @@ pub fn render_text(manifest: &Manifest) -> String {
     let _ = writeln!(
         out,
         "bundle format {}  written by {} {}",
-        manifest.format_version, manifest.tool.name, manifest.tool.version
+        inert(&manifest.format_version),
+        inert(&manifest.tool.name),
+        inert(&manifest.tool.version)
     );
     let _ = writeln!(
         out,
-        "node {node}  hostname {}  kernel {}",
-        manifest.node.hostname, manifest.node.kernel_release
+        "node {}  hostname {}  kernel {}",
+        inert(node),
+        inert(&manifest.node.hostname),
+        inert(&manifest.node.kernel_release)
     );
     let c = &manifest.collection;
     let secs = (c.finished_at - c.started_at).num_milliseconds() as f64 / 1000.0;
@@ -123,7 +129,7 @@ pub fn render_text(manifest: &Manifest) -> String {
         );
     }
     for note in &c.notes {
-        let _ = writeln!(out, "note: {note}");
+        let _ = writeln!(out, "note: {}", inert(note));
     }
     let counts = status_counts(manifest);
     let _ = writeln!(
@@ -140,7 +146,7 @@ pub fn render_text(manifest: &Manifest) -> String {
     let width = manifest
         .artifacts
         .iter()
-        .map(|a| a.path.len())
+        .map(|a| inert(&a.path).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -169,10 +175,10 @@ pub fn render_text(manifest: &Manifest) -> String {
         }
         let line = format!(
             "{:<width$}  {:<11}  {:>9}  {}",
-            a.path,
+            inert(&a.path),
             status,
             size,
-            detail.trim_end()
+            inert(detail.trim_end())
         );
         let _ = writeln!(out, "{}", line.trim_end());
     }

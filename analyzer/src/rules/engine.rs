@@ -15,6 +15,7 @@ use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
 use serde::Serialize;
 
+use super::budget::{Budget, EXCEEDED, Meter, instrument};
 use super::spec::{RuleSpec, Severity, is_kebab_case};
 use super::value::{Node, to_node, to_value};
 use crate::facts::model::{Facts, Source};
@@ -55,6 +56,14 @@ pub enum RuleError {
         /// What is wrong.
         message: String,
     },
+    /// The file is too large or too deeply nested to be a rule (refused before parsing).
+    #[error("{file}: {message}")]
+    Limit {
+        /// File.
+        file: String,
+        /// Which limit, and the figure.
+        message: String,
+    },
     /// `--set`, `--disable` or `rules explain` named something unknown.
     #[error("{0}")]
     Usage(String),
@@ -80,11 +89,13 @@ pub struct Rule {
     pub spec: RuleSpec,
     /// Where it came from (file path, or `builtin:<file>`).
     pub origin: String,
-    precondition: Option<Program>,
+    /// Compiled and instrumented for the evaluation budget ([`super::budget`]).
+    precondition: Option<cel::IdedExpr>,
     /// One program yielding, for every finding, the record
     /// `[severity_when..., template spans..., evidence]`: the condition, the iteration and
     /// the per-finding values all run inside the CEL interpreter, so facts are never copied.
-    combined: Program,
+    /// Instrumented like `precondition`.
+    combined: cel::IdedExpr,
     subject: Option<Template>,
     message: Template,
     severity_when: Vec<Severity>,
@@ -111,6 +122,9 @@ pub struct RawFinding {
 pub enum Outcome {
     /// Data missing or evaluation failed: reason.
     NotEvaluated(String),
+    /// The rule itself failed (it exceeded its evaluation budget): no answer, and not
+    /// because data is missing.
+    RuleError(String),
     /// Precondition false.
     NotApplicable,
     /// Evaluated: findings (possibly none).
@@ -139,9 +153,61 @@ fn key_line(text: &str, key: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Largest rule file accepted (the largest built-in rule is under 10 KiB).
+pub const MAX_RULE_FILE_BYTES: u64 = 256 * 1024;
+/// Deepest YAML nesting accepted: flow collections (`[`, `{`) plus indentation levels.
+pub const MAX_RULE_YAML_DEPTH: usize = 32;
+
+/// Refuses a rule text that is too large or too deep, in one linear pass and before the YAML
+/// parser (which is slow on pathological nesting) sees it.
+fn check_limits(file: &str, text: &str) -> Result<(), RuleError> {
+    let limit = |message: String| RuleError::Limit {
+        file: file.to_string(),
+        message,
+    };
+    if text.len() as u64 > MAX_RULE_FILE_BYTES {
+        return Err(limit(format!(
+            "rule file is {} bytes, more than the {} KiB limit",
+            text.len(),
+            MAX_RULE_FILE_BYTES / 1024
+        )));
+    }
+    // Flow nesting, outside quoted strings and comments, and block nesting by indentation
+    // (counted in steps of the smallest indent seen, at least one column).
+    let mut flow = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        let mut quote: Option<char> = None;
+        let mut deepest_flow = flow;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    deepest_flow = deepest_flow.max(flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let depth = deepest_flow + indent / 2;
+        if depth > MAX_RULE_YAML_DEPTH {
+            return Err(limit(format!(
+                "line {}: YAML nested more than {MAX_RULE_YAML_DEPTH} levels deep",
+                n + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Rule {
     /// Parses and compiles a rule file's text; `file` names it in errors.
     pub fn from_yaml(env: &Env, file: &str, text: &str) -> Result<Rule, RuleError> {
+        check_limits(file, text)?;
         let spec: RuleSpec = serde_yaml_ng::from_str(text).map_err(|e| RuleError::Yaml {
             file: file.to_string(),
             line: e.location().map(|l| l.line()).unwrap_or(0),
@@ -273,7 +339,13 @@ impl Rule {
             ),
             None => format!("({}) ? [{record_src}] : []", spec.condition),
         };
-        let combined = compile("condition", &combined_src)?;
+        let mut combined = compile("condition", &combined_src)?.expression().clone();
+        instrument(&mut combined);
+        let precondition = precondition.map(|p| {
+            let mut e = p.expression().clone();
+            instrument(&mut e);
+            e
+        });
         for t in &spec.tests {
             for p in t.params.keys() {
                 if !spec.params.contains_key(p) {
@@ -315,7 +387,31 @@ impl Rule {
                 return Outcome::NotEvaluated(format!("needs {req}: {reason}"));
             }
         }
-        match self.evaluate_inner(env, facts, prepared, params) {
+        self.evaluate_with_budget(env, facts, prepared, params, Budget::default())
+    }
+
+    /// [`Rule::evaluate`] with an explicit evaluation budget (the checks of `requires` aside).
+    pub fn evaluate_with_budget(
+        &self,
+        env: &Arc<Env>,
+        facts: &Facts,
+        prepared: &PreparedFacts,
+        params: &BTreeMap<String, serde_json::Value>,
+        budget: Budget,
+    ) -> Outcome {
+        let meter = Meter::start(budget);
+        let result = self.evaluate_inner(env, facts, prepared, params, &meter);
+        // A spent budget wins over any result: an `exists` can absorb the error and answer.
+        if meter.exceeded() {
+            return Outcome::RuleError(format!(
+                "{EXCEEDED} ({} steps, {:.1} s; limits {} steps, {} s)",
+                meter.steps(),
+                meter.elapsed().as_secs_f64(),
+                budget.steps,
+                budget.time.as_secs()
+            ));
+        }
+        match result {
             Ok(Some(f)) => Outcome::Findings(f),
             Ok(None) => Outcome::NotApplicable,
             Err(e) => Outcome::NotEvaluated(format!("evaluation error: {e}")),
@@ -345,9 +441,11 @@ impl Rule {
         facts: &Facts,
         prepared: &PreparedFacts,
         params: &BTreeMap<String, serde_json::Value>,
+        meter: &Arc<Meter>,
     ) -> Result<Option<Vec<RawFinding>>, String> {
         let mut ctx = Context::with_env(env.clone());
         ctx.set_variable_resolver(prepared);
+        meter.install(&mut ctx);
         let mut merged = self.spec.params.clone();
         for (k, v) in params {
             merged.insert(k.clone(), v.clone());
@@ -415,8 +513,8 @@ impl Rule {
 }
 
 /// Runs a program; the result may hold fact nodes, which [`to_value`] understands.
-fn run(p: &Program, ctx: &Context) -> Result<Value, String> {
-    let v = Value::resolve_val(p.expression(), ctx).map_err(|e| e.to_string())?;
+fn run(p: &cel::IdedExpr, ctx: &Context) -> Result<Value, String> {
+    let v = Value::resolve_val(p, ctx).map_err(|e| e.to_string())?;
     to_value(v.as_ref())
 }
 
@@ -661,9 +759,22 @@ impl RuleSet {
         let mut ids = BTreeMap::new();
         for f in &files {
             let name = f.display().to_string();
-            let text = std::fs::read_to_string(f).map_err(|source| RuleError::Read {
+            let bytes = read_capped(f).map_err(|source| RuleError::Read {
                 file: name.clone(),
                 source,
+            })?;
+            if bytes.len() as u64 > MAX_RULE_FILE_BYTES {
+                return Err(RuleError::Limit {
+                    file: name,
+                    message: format!(
+                        "rule file is larger than the {} KiB limit",
+                        MAX_RULE_FILE_BYTES / 1024
+                    ),
+                });
+            }
+            let text = String::from_utf8(bytes).map_err(|e| RuleError::Read {
+                file: name.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             })?;
             let rule = Rule::from_yaml(&self.env, &name, &text)?;
             if let Some(prev) = ids.insert(rule.spec.id.clone(), name.clone()) {
@@ -808,6 +919,16 @@ impl RuleSet {
             .map(|(i, o)| (&self.rules[i], o))
             .collect())
     }
+}
+
+/// Reads a rule file, at most one byte past [`MAX_RULE_FILE_BYTES`] (enough to refuse it).
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_RULE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

@@ -5,6 +5,7 @@
 //! [`testing`] runs the test cases each rule file carries, [`docs`] renders
 //! `docs/rules.md`.
 
+pub mod budget;
 pub mod docs;
 pub mod engine;
 pub mod spec;

@@ -65,6 +65,9 @@ pub fn run_rule(set: &RuleSet, rule: &Rule) -> Vec<CaseResult> {
                         res.detail = format!("not evaluated: {reason}");
                     }
                 }
+                Outcome::RuleError(reason) => {
+                    res.detail = format!("rule error: {reason}");
+                }
                 Outcome::NotApplicable | Outcome::Findings(_) if e.not_evaluated => {
                     res.detail = "expected not evaluated, but it was evaluated".into();
                 }
