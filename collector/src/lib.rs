@@ -26,6 +26,7 @@ pub mod node;
 pub mod options;
 pub mod progress;
 pub mod runner;
+pub mod stdout;
 
 pub use cancel::{Cancel, StopReason};
 pub use options::Options;
