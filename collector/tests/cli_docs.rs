@@ -1,5 +1,6 @@
 //! The checked-in man pages (docs/man/) and shell completions (completions/)
 //! of `netsnap-collect` match what the binary generates now (`scripts/gen-docs`).
+#![allow(clippy::disallowed_methods)] // runs the built binary, like a user would
 
 #[test]
 fn man_pages_and_completions_are_up_to_date() {
