@@ -1,9 +1,11 @@
-//! Embeds every `rules/*.yaml` file in the binary (`RULES: &[(name, text)]`).
+//! Embeds every `rules/*.yaml` file in the binary (`RULES: &[(name, text)]`)
+//! and puts the git revision into `--version` (`NETSNAP_GIT_REV`).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 fn main() {
+    netsnap_clidoc::build::emit_git_revision();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let dir = manifest.join("..").join("rules");
     println!("cargo:rerun-if-changed={}", dir.display());

@@ -5,13 +5,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use netsnap_analyzer::{exit, facts, inert, inspect, report, rules};
 use netsnap_bundle::{Bundle, ReaderOptions};
 
+/// `--version`: the package version and the git revision it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("NETSNAP_GIT_REV"),
+    ")"
+);
+
 /// Reads netsnap bundles offline and explains what is wrong with a node's networking.
 #[derive(Parser, Debug)]
-#[command(name = "netsnap-analyze", version, about, long_about = None)]
+#[command(name = "netsnap-analyze", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,6 +101,18 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`.
+    Completions {
+        /// Shell to complete for.
+        #[arg(value_enum)]
+        shell: netsnap_clidoc::Shell,
+    },
+    /// Write the man pages into DIR (scripts/gen-docs does this for docs/man/).
+    #[command(hide = true)]
+    Man {
+        /// Directory to write `netsnap-analyze*.1` into.
+        dir: PathBuf,
     },
 }
 
@@ -354,6 +374,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Command::Rules { command } => run_rules(command),
+        Command::Completions { shell } => {
+            let script = netsnap_clidoc::completions(&mut Cli::command(), "netsnap-analyze", shell);
+            netsnap_clidoc::write_stdout(&script).context("writing to stdout")?;
+            Ok(exit::OK)
+        }
+        Command::Man { dir } => {
+            netsnap_clidoc::write_man_pages(&Cli::command(), &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            Ok(exit::OK)
+        }
         Command::Import { src, output } => {
             let s = netsnap_analyzer::import::import(&src, &output)?;
             eprintln!(

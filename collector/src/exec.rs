@@ -4,6 +4,13 @@
 //! - the program is resolved explicitly on `$PATH` (then under `--host-root`);
 //!   a missing program is reported as [`Ran::Missing`] so callers can fall back
 //!   to a kernel interface, and is recorded `unavailable`, never `failed`;
+//! - under `--host-root`, the node's own netfilter tools (iptables family, nft,
+//!   conntrack, ipset, ipvsadm: see [`HOST_FIRST`]) come before the collector's:
+//!   an `iptables-save` built against another iptables than the node's misreads
+//!   its rules. A program found under the host root runs *chrooted* into it, so
+//!   it loads the node's own libraries and plugins; each artifact records the
+//!   binary, where it came from and its version (`program_path`,
+//!   `program_origin`, `program_version`);
 //! - stdin is `/dev/null`, `LC_ALL=C`, the child leads its own process group;
 //! - it runs at the collector's lowered priority: [`lower_priority`] is called
 //!   once at start-up, before any thread exists, so every thread and child
@@ -35,6 +42,173 @@ use crate::cancel::{Cancel, StopReason};
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Directories searched under `--host-root` when the program is not on `$PATH`.
 const HOST_DIRS: &[&str] = &["usr/sbin", "usr/bin", "sbin", "bin", "usr/local/sbin"];
+
+/// Programs looked up under `--host-root` before `$PATH`: their output is only
+/// right when their version matches the node's kernel-side configuration
+/// (kube-proxy's iptables-wrapper problem), so the node's own copy wins.
+pub const HOST_FIRST: &[&str] = &["nft", "conntrack", "ipset", "ipvsadm"];
+
+/// True when `program` is one of the node's netfilter tools ([`HOST_FIRST`] or
+/// any `iptables*` / `ip6tables*` / `ebtables*` / `arptables*` binary).
+pub fn is_host_first(program: &str) -> bool {
+    ["iptables", "ip6tables", "ebtables", "arptables"]
+        .iter()
+        .any(|p| program.starts_with(p))
+        || HOST_FIRST.contains(&program)
+}
+
+/// Where a program was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// On the collector's own `$PATH` (its container or host).
+    Container,
+    /// Under `--host-root`; it runs chrooted into the host root.
+    HostRoot,
+}
+
+impl Origin {
+    /// The manifest's word for it (`program_origin` attribute).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Container => "container",
+            Origin::HostRoot => "host-root",
+        }
+    }
+}
+
+/// A program resolved by [`Exec::locate`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Located {
+    /// The file as the collector sees it (under the host root for [`Origin::HostRoot`]).
+    pub path: PathBuf,
+    /// Where it was found.
+    pub origin: Origin,
+    /// For [`Origin::HostRoot`]: the host root and the program's path inside it.
+    chroot: Option<(PathBuf, PathBuf)>,
+}
+
+impl Located {
+    /// The tokio command for `args`: chrooted into the host root for a host
+    /// program, with arguments naming paths under the host root rewritten to
+    /// the path the chrooted program sees.
+    #[allow(unsafe_code)]
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let Some((root, inside)) = &self.chroot else {
+            let mut cmd = tokio::process::Command::new(&self.path);
+            cmd.args(args);
+            return cmd;
+        };
+        let mut cmd = tokio::process::Command::new(inside);
+        cmd.args(args.iter().map(|a| inside_root(root, a)));
+        // Built before fork: the child may only make async-signal-safe calls.
+        let root_c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).ok();
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls chroot(2) and chdir(2) on C strings allocated before the fork;
+        // it neither allocates nor takes locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                let Some(root) = root_c.as_ref() else {
+                    return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+                };
+                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+/// `arg` as a program chrooted into `root` must see it: a leading `ROOT/…`,
+/// or one right after `=` (`--net=ROOT/proc/1/ns/net`), becomes `/…`.
+fn inside_root(root: &Path, arg: &str) -> String {
+    let Some(r) = root.to_str().map(|r| r.trim_end_matches('/')) else {
+        return arg.to_string();
+    };
+    if r.is_empty() {
+        return arg.to_string();
+    }
+    let strip = |s: &str| -> Option<String> {
+        let rest = s.strip_prefix(r)?;
+        (rest.is_empty() || rest.starts_with('/')).then(|| {
+            if rest.is_empty() {
+                "/".to_string()
+            } else {
+                rest.to_string()
+            }
+        })
+    };
+    if let Some(inner) = strip(arg) {
+        return inner;
+    }
+    if let Some((flag, value)) = arg.split_once('=')
+        && let Some(inner) = strip(value)
+    {
+        return format!("{flag}={inner}");
+    }
+    arg.to_string()
+}
+
+/// Resolves `inside` (absolute or relative) within `root` the way a process
+/// chrooted there would: absolute symlink targets restart at `root`, `..` never
+/// leaves it. Returns the path as seen from outside, or None when it does not exist.
+fn resolve_in_root(root: &Path, inside: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut pending: Vec<std::ffi::OsString> = inside
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::new();
+    let mut hops = 0;
+    while let Some(name) = pending.pop() {
+        if name == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&name);
+        let meta = std::fs::symlink_metadata(root.join(&next)).ok()?;
+        if !meta.file_type().is_symlink() {
+            cur = next;
+            continue;
+        }
+        hops += 1;
+        if hops > 40 {
+            return None;
+        }
+        let target = std::fs::read_link(root.join(&next)).ok()?;
+        if target.is_absolute() {
+            cur = PathBuf::new();
+        }
+        pending.extend(target.components().rev().filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        }));
+    }
+    Some(root.join(cur))
+}
+
+/// One version lookup per program, shared by concurrent users.
+type VersionCache =
+    std::collections::HashMap<Located, std::sync::Arc<tokio::sync::OnceCell<Option<String>>>>;
+
+/// Arguments that make `program` print its version (first line kept), for
+/// the programs the collector runs; None for programs without a safe one.
+fn version_args(program: &str) -> Option<&'static [&'static str]> {
+    Some(match program {
+        p if is_host_first(p) && p != "ipset" => &["--version"],
+        "ipset" => &["version"],
+        "ip" => &["-V"],
+        "crictl" | "dmesg" | "uname" | "nsenter" | "docker" => &["--version"],
+        _ => return None,
+    })
+}
 
 /// Lowers the whole process to nice 10 and best-effort I/O class, level 7.
 ///
@@ -71,6 +245,8 @@ pub fn lower_priority() -> Result<(), String> {
 pub struct Exec {
     search: Vec<PathBuf>,
     host_root: Option<PathBuf>,
+    /// First version line of each program run so far (shared by clones).
+    versions: std::sync::Arc<std::sync::Mutex<VersionCache>>,
     /// Per-command timeout.
     pub timeout: Duration,
     cancel: Cancel,
@@ -200,6 +376,7 @@ impl Exec {
         Exec {
             search: std::env::split_paths(&path).collect(),
             host_root,
+            versions: Default::default(),
             timeout,
             cancel,
         }
@@ -212,16 +389,89 @@ impl Exec {
 
     /// Resolves `program` to an executable file, or None when it is not installed.
     pub fn resolve(&self, program: &str) -> Option<PathBuf> {
+        self.locate(program).map(|l| l.path)
+    }
+
+    /// Finds `program` and says where: under `--host-root` first for the node's
+    /// netfilter tools ([`is_host_first`]), on `$PATH` first for the rest.
+    pub fn locate(&self, program: &str) -> Option<Located> {
         if program.contains('/') {
             let p = PathBuf::from(program);
-            return is_executable(&p).then_some(p);
+            return is_executable(&p).then_some(Located {
+                path: p,
+                origin: Origin::Container,
+                chroot: None,
+            });
         }
-        let on_path = self.search.iter().map(|d| d.join(program));
-        let on_host = self
-            .host_root
-            .iter()
-            .flat_map(|root| HOST_DIRS.iter().map(move |d| root.join(d).join(program)));
-        on_path.chain(on_host).find(|p| is_executable(p))
+        let on_path = || {
+            self.search
+                .iter()
+                .map(|d| d.join(program))
+                .find(|p| is_executable(p))
+                .map(|path| Located {
+                    path,
+                    origin: Origin::Container,
+                    chroot: None,
+                })
+        };
+        let on_host = || {
+            let root = self.host_root.as_ref()?;
+            HOST_DIRS.iter().find_map(|d| {
+                let inside = Path::new("/").join(d).join(program);
+                let real = resolve_in_root(root, &inside)?;
+                is_executable(&real).then(|| Located {
+                    path: root.join(d).join(program),
+                    origin: Origin::HostRoot,
+                    chroot: Some((root.clone(), inside)),
+                })
+            })
+        };
+        if is_host_first(program) {
+            on_host().or_else(on_path)
+        } else {
+            on_path().or_else(on_host)
+        }
+    }
+
+    /// First line of `found`'s version output (cached), when it has a known
+    /// version flag and prints one.
+    pub async fn version_of(&self, program: &str, found: &Located) -> Option<String> {
+        let args = version_args(program)?;
+        // The lock only guards the map; the lookup itself runs unlocked, once.
+        let cell = self
+            .versions
+            .lock()
+            .ok()?
+            .entry(found.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let mut out = Vec::new();
+            let report = self
+                .run_core(found, args, None, |chunk| {
+                    let room = 4096usize.saturating_sub(out.len());
+                    out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if out.len() >= 4096 {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    }
+                })
+                .await;
+            // Some tools print their version on stderr.
+            let text = if out.iter().all(u8::is_ascii_whitespace) {
+                report.stderr
+            } else {
+                out
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+        .await
+        .clone()
     }
 
     /// Runs `argv` and streams its stdout into the artifact `spec` (whose `command`
@@ -243,7 +493,7 @@ impl Exec {
             )?;
             return Ok(Ran::Missing(rec));
         };
-        let Some(path) = self.resolve(program) else {
+        let Some(found) = self.locate(program) else {
             let rec = writer.record_missing(
                 spec,
                 ArtifactStatus::Unavailable,
@@ -252,15 +502,20 @@ impl Exec {
             )?;
             return Ok(Ran::Missing(rec));
         };
-        if path.is_absolute() {
+        if found.path.is_absolute() {
             spec.attributes
-                .insert("program_path".into(), path.display().to_string());
+                .insert("program_path".into(), found.path.display().to_string());
+        }
+        spec.attributes
+            .insert("program_origin".into(), found.origin.as_str().into());
+        if let Some(v) = self.version_of(program, &found).await {
+            spec.attributes.insert("program_version".into(), v);
         }
         let mut sink: Option<ArtifactSink> = None;
         let mut write_err: Option<WriteError> = None;
         let mut lines_left = limits.max_lines;
         let report = self
-            .run_core(&path, args, limits.timeout, |chunk| {
+            .run_core(&found, args, limits.timeout, |chunk| {
                 if sink.is_none() {
                     match writer.artifact(spec.clone()) {
                         Ok(s) => sink = Some(s),
@@ -324,12 +579,12 @@ impl Exec {
         let Some((program, args)) = argv.split_first() else {
             return Captured::Missing;
         };
-        let Some(path) = self.resolve(program) else {
+        let Some(found) = self.locate(program) else {
             return Captured::Missing;
         };
         let mut out = Vec::new();
         let report = self
-            .run_core(&path, args, None, |chunk| {
+            .run_core(&found, args, None, |chunk| {
                 let room = max_bytes.saturating_sub(out.len());
                 out.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if out.len() >= max_bytes {
@@ -347,9 +602,9 @@ impl Exec {
     /// the program is not installed.
     pub async fn stream(&self, argv: &[&str], mut on_chunk: impl FnMut(&[u8])) -> Option<Report> {
         let (program, args) = argv.split_first()?;
-        let path = self.resolve(program)?;
+        let found = self.locate(program)?;
         Some(
-            self.run_core(&path, args, None, |chunk| {
+            self.run_core(&found, args, None, |chunk| {
                 on_chunk(chunk);
                 Flow::Continue
             })
@@ -359,11 +614,12 @@ impl Exec {
 
     async fn run_core(
         &self,
-        path: &Path,
+        program: &Located,
         args: &[&str],
         timeout: Option<Duration>,
         mut on_stdout: impl FnMut(&[u8]) -> Flow,
     ) -> Report {
+        let path = program.path.as_path();
         let timeout = timeout.unwrap_or(self.timeout);
         let start = Instant::now();
         let mut report = Report {
@@ -377,9 +633,8 @@ impl Exec {
             report.end = End::Stopped(r);
             return report;
         }
-        let mut cmd = tokio::process::Command::new(path);
-        cmd.args(args)
-            .env("LC_ALL", "C")
+        let mut cmd = program.command(args);
+        cmd.env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -516,5 +771,131 @@ mod tests {
         assert_eq!(r.error(), None);
         r.end = End::TimedOut(Duration::from_millis(1500));
         assert_eq!(r.error().as_deref(), Some("timed out after 1.5s"));
+    }
+
+    fn exe(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, b"#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    fn exec_with(path_dir: &Path, host_root: &Path) -> Exec {
+        let mut e = Exec::new(
+            Some(host_root.to_path_buf()),
+            Duration::from_secs(1),
+            Cancel::new(),
+        );
+        e.search = vec![path_dir.to_path_buf()];
+        e
+    }
+
+    #[test]
+    fn netfilter_tools_come_from_the_host_root_first_and_others_from_path() {
+        let own = tempfile::tempdir().expect("tempdir");
+        let host = tempfile::tempdir().expect("tempdir");
+        for p in ["iptables-save", "nft", "ip"] {
+            exe(&own.path().join(p));
+        }
+        // Debian's layout: an absolute symlink through /etc/alternatives, which only
+        // resolves inside the host root.
+        exe(&host.path().join("usr/sbin/xtables-nft-multi"));
+        std::fs::create_dir_all(host.path().join("etc/alternatives")).expect("mkdir");
+        std::os::unix::fs::symlink(
+            "/usr/sbin/xtables-nft-multi",
+            host.path().join("etc/alternatives/iptables-save"),
+        )
+        .expect("symlink");
+        std::os::unix::fs::symlink(
+            "/etc/alternatives/iptables-save",
+            host.path().join("usr/sbin/iptables-save"),
+        )
+        .expect("symlink");
+        exe(&host.path().join("usr/bin/ip"));
+        exe(&host.path().join("usr/bin/conntrack"));
+        let e = exec_with(own.path(), host.path());
+
+        let ipt = e.locate("iptables-save").expect("iptables-save");
+        assert_eq!(ipt.origin, Origin::HostRoot);
+        assert_eq!(ipt.path, host.path().join("usr/sbin/iptables-save"));
+        assert_eq!(
+            ipt.chroot,
+            Some((
+                host.path().to_path_buf(),
+                PathBuf::from("/usr/sbin/iptables-save")
+            ))
+        );
+        // Not on the host: the container's own copy is used.
+        let nft = e.locate("nft").expect("nft");
+        assert_eq!(
+            (nft.origin, nft.path),
+            (Origin::Container, own.path().join("nft"))
+        );
+        // Not a netfilter tool: the container's copy wins over the host's.
+        let ip = e.locate("ip").expect("ip");
+        assert_eq!(ip.origin, Origin::Container);
+        // Only on the host.
+        assert_eq!(
+            e.locate("conntrack").map(|l| l.origin),
+            Some(Origin::HostRoot)
+        );
+        assert!(e.locate("ipvsadm").is_none());
+    }
+
+    #[test]
+    fn a_dangling_symlink_in_the_host_root_is_not_a_program() {
+        let own = tempfile::tempdir().expect("tempdir");
+        let host = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(host.path().join("usr/sbin")).expect("mkdir");
+        std::os::unix::fs::symlink("/nowhere/nft", host.path().join("usr/sbin/nft"))
+            .expect("symlink");
+        let e = exec_with(own.path(), host.path());
+        assert!(e.locate("nft").is_none());
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root_and_never_above_it() {
+        let host = tempfile::tempdir().expect("tempdir");
+        exe(&host.path().join("usr/sbin/tool"));
+        std::os::unix::fs::symlink("usr/sbin", host.path().join("sbin")).expect("symlink");
+        std::os::unix::fs::symlink("../../../../usr/sbin/tool", host.path().join("up"))
+            .expect("symlink");
+        assert_eq!(
+            resolve_in_root(host.path(), Path::new("/sbin/tool")),
+            Some(host.path().join("usr/sbin/tool"))
+        );
+        // `..` stops at the root, as it does for a chrooted process.
+        assert_eq!(
+            resolve_in_root(host.path(), Path::new("/up")),
+            Some(host.path().join("usr/sbin/tool"))
+        );
+        assert_eq!(resolve_in_root(host.path(), Path::new("/sbin/none")), None);
+    }
+
+    #[test]
+    fn host_root_paths_in_arguments_are_seen_from_inside_the_chroot() {
+        let root = Path::new("/host");
+        assert_eq!(
+            inside_root(root, "--net=/host/proc/1/ns/net"),
+            "--net=/proc/1/ns/net"
+        );
+        assert_eq!(inside_root(root, "/host/run/netns/a"), "/run/netns/a");
+        assert_eq!(inside_root(root, "/host"), "/");
+        assert_eq!(inside_root(root, "/hostile/x"), "/hostile/x");
+        assert_eq!(inside_root(root, "-c"), "-c");
+        assert_eq!(inside_root(Path::new("/host/"), "/host/etc"), "/etc");
+    }
+
+    #[test]
+    fn version_flags_are_known_for_the_netfilter_tools() {
+        assert_eq!(
+            version_args("iptables-legacy-save"),
+            Some(&["--version"][..])
+        );
+        assert_eq!(version_args("ip6tables-nft-save"), Some(&["--version"][..]));
+        assert_eq!(version_args("nft"), Some(&["--version"][..]));
+        assert_eq!(version_args("ipset"), Some(&["version"][..]));
+        assert_eq!(version_args("ip"), Some(&["-V"][..]));
+        assert_eq!(version_args("some-tool"), None);
     }
 }

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod runner;
 pub mod secrets;
 pub mod spool;
+pub mod stdout;
 
 pub use cancel::{Cancel, StopReason};
 pub use options::Options;

@@ -12,7 +12,7 @@ mod cli {
     use std::time::Duration;
 
     use anyhow::Context;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
     use netsnap_bundle::{ArtifactStatus, CollectionOutcome};
     use netsnap_collector::progress::Progress;
     use netsnap_collector::{Cancel, Options, StopReason};
@@ -37,13 +37,30 @@ Exit codes:
   0  a bundle was written (it may be partial: see the warning summary on stderr)
   2  no bundle could be written (bad option, existing output without --force, unwritable output path)
 
-Progress and logs go to stderr; stdout only receives the bundle path.";
+Progress and logs go to stderr; stdout only receives the bundle path, or with `-o -` the finished bundle itself (spooled under $TMPDIR first, so stdout never gets half a bundle).";
+
+    /// `--version`: the package version and the git revision it was built from.
+    const VERSION: &str = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (git ",
+        env!("NETSNAP_GIT_REV"),
+        ")"
+    );
 
     /// Captures the networking state of this Kubernetes node into one bundle.
     #[derive(Debug, Parser)]
-    #[command(name = "netsnap-collect", version, about, after_help = AFTER_HELP)]
+    #[command(
+        name = "netsnap-collect",
+        version = VERSION,
+        about,
+        after_help = AFTER_HELP,
+        args_conflicts_with_subcommands = true
+    )]
     struct Cli {
-        /// Bundle to write [default: netsnap-<node>-<UTC>.tar.zst in the current directory].
+        /// Instead of capturing: print completions or write man pages.
+        #[command(subcommand)]
+        command: Option<Extra>,
+        /// Bundle to write, `-` for stdout [default: netsnap-<node>-<UTC>.tar.zst in the current directory].
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
         /// Replace the file at --output if one exists (without it, an existing file is refused).
@@ -129,6 +146,38 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// More logging (-v info, -vv debug).
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
+    }
+
+    /// Commands besides the capture itself.
+    #[derive(Debug, clap::Subcommand)]
+    enum Extra {
+        /// Print a shell completion script, e.g. `netsnap-collect completions bash > /etc/bash_completion.d/netsnap-collect`.
+        Completions {
+            /// Shell to complete for.
+            #[arg(value_enum)]
+            shell: netsnap_clidoc::Shell,
+        },
+        /// Write the man pages into DIR (scripts/gen-docs does this for docs/man/).
+        #[command(hide = true)]
+        Man {
+            /// Directory to write `netsnap-collect*.1` into.
+            dir: PathBuf,
+        },
+    }
+
+    fn extra(command: &Extra) -> anyhow::Result<ExitCode> {
+        match command {
+            Extra::Completions { shell } => {
+                let script =
+                    netsnap_clidoc::completions(&mut Cli::command(), "netsnap-collect", *shell);
+                netsnap_clidoc::write_stdout(&script).context("writing to stdout")?;
+            }
+            Extra::Man { dir } => {
+                netsnap_clidoc::write_man_pages(&Cli::command(), dir)
+                    .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     /// `30s`, `500ms`, `2m` or plain seconds.
@@ -241,6 +290,9 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
     }
 
     fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+        if let Some(command) = &cli.command {
+            return extra(command);
+        }
         let mut options = cli.options()?;
         if let Some(out) = &options.output
             && !options.force
@@ -252,6 +304,19 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 out.display()
             );
         }
+        let spool = match options.output.as_deref() {
+            Some(p) if netsnap_collector::stdout::is_stdout(p) => {
+                let spool = netsnap_collector::stdout::StdoutSpool::new().with_context(|| {
+                    format!(
+                        "-o -: cannot create a spool directory in {} (set TMPDIR to a writable directory)",
+                        std::env::temp_dir().display()
+                    )
+                })?;
+                options.output = Some(spool.bundle_path());
+                Some(spool)
+            }
+            _ => None,
+        };
         let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
         let cluster_pass = kube_opts.scope == netsnap_bundle::k8s::ApiScope::Cluster;
         if cluster_pass {
@@ -420,6 +485,16 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             CollectionOutcome::Interrupted => {
                 eprintln!("  warning: interrupted; the bundle is partial")
             }
+        }
+        if let Some(spool) = spool {
+            let sent = spool
+                .send(&mut std::io::stdout().lock())
+                .context("writing the bundle to stdout")?;
+            eprintln!(
+                "netsnap-collect: wrote the bundle to stdout ({})",
+                human(sent)
+            );
+            return Ok(ExitCode::SUCCESS);
         }
         eprintln!(
             "netsnap-collect: wrote {} ({})",

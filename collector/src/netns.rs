@@ -127,10 +127,11 @@ pub fn discover(host: &HostPaths, self_netns: &Path, max_procs: usize) -> Vec<Ne
 }
 
 fn is_nsfs(p: &Path) -> bool {
-    // NSFS_MAGIC: only real namespace files carry it.
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    // NSFS_MAGIC: only real namespace files carry it. nix's FsType wraps an
+    // i64 on glibc and a u64 on musl, so compare through nix's own constant
+    // rather than a literal of one libc's type.
     nix::sys::statfs::statfs(p)
-        .map(|s| s.filesystem_type().0 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
         .unwrap_or(false)
 }
 

@@ -1,0 +1,130 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_netsnap_analyze_global_optspecs
+    string join \n v/verbose h/help V/version
+end
+
+function __fish_netsnap_analyze_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_netsnap_analyze_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_netsnap_analyze_using_subcommand
+    set -l cmd (__fish_netsnap_analyze_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -s V -l version -d 'Print version'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "rules" -d 'List, explain and test rules'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -l format -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l format -d 'Output format' -r -f -a "table\t'Aligned table, like the live command'
+json\t'Stable JSON array of rows'"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s n -l namespace -d 'pods/services: only this Kubernetes namespace (default: `default`, like kubectl)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l netns -d 'links/addrs/routes/dns: only this network namespace id (`host`, `ns-4026532301`)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l table -d 'routes: only this routing table (`main`, `local`, `100`); iptables: the table (`nat`, `filter`)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l chain -d 'iptables: only this chain (e.g. `KUBE-SERVICES`)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s d -l dst -d 'conntrack: only entries whose original destination is this address (`conntrack -L -d`)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s s -l src -d 'conntrack: only entries whose original source is this address (`conntrack -L -s`)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s p -l proto -d 'conntrack: only this protocol (`tcp`, `udp`, `icmp`, …)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l state -d 'conntrack: only this TCP state (`ESTABLISHED`, `TIME_WAIT`, …)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s t -l tcp-service -d 'ipvs: only this TCP virtual service (`ipvsadm -Ln -t VIP:PORT`)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s u -l udp-service -d 'ipvs: only this UDP virtual service (`ipvsadm -Ln -u VIP:PORT`)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s A -l all-namespaces -d 'pods/services: all Kubernetes namespaces'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l summary -d 'conntrack: counts per protocol and state, table usage, top destinations'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l stats -d 'conntrack: per-CPU statistics (`conntrack -S`)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l rules -d 'Add (or override, by id) rules from the YAML files in this directory' -r -F
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l disable -d 'Do not run this rule (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l set -d 'Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l format -d 'Output format' -r -f -a "text\t''
+json\t''
+markdown\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l fail-on -d 'Exit 1 when a finding is at or above this severity' -r -f -a "info\t''
+warning\t''
+error\t''
+critical\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l color -d 'Colour: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l docs -d 'Print docs/facts.md (generated from the fact types) instead'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l schema -d 'Print the JSON schema of the fact document instead'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and not __fish_seen_subcommand_from list explain test docs help" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and not __fish_seen_subcommand_from list explain test docs help" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and not __fish_seen_subcommand_from list explain test docs help" -f -a "list" -d 'List the rules (built-in plus --rules DIR)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and not __fish_seen_subcommand_from list explain test docs help" -f -a "explain" -d 'Show one rule: what it checks, its condition, parameters and references'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and not __fish_seen_subcommand_from list explain test docs help" -f -a "test" -d 'Run the test cases inside rule files (the built-in rules, or the rules in DIR)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and not __fish_seen_subcommand_from list explain test docs help" -f -a "docs" -d 'Print docs/rules.md (generated from the rules)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and not __fish_seen_subcommand_from list explain test docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from list" -l rules -d 'Add (or override, by id) rules from the YAML files in this directory' -r -F
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from list" -l disable -d 'Do not run this rule (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from list" -l set -d 'Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from list" -l format -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from explain" -l rules -d 'Add (or override, by id) rules from the YAML files in this directory' -r -F
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from explain" -l disable -d 'Do not run this rule (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from explain" -l set -d 'Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from explain" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from explain" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from test" -l all -d 'Print every case, not only failures'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from test" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from test" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from docs" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from docs" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rules (built-in plus --rules DIR)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from help" -f -a "explain" -d 'Show one rule: what it checks, its condition, parameters and references'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from help" -f -a "test" -d 'Run the test cases inside rule files (the built-in rules, or the rules in DIR)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from help" -f -a "docs" -d 'Print docs/rules.md (generated from the rules)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand rules; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand completions" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand man" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand man" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "rules" -d 'List, explain and test rules'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "list" -d 'List the rules (built-in plus --rules DIR)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "explain" -d 'Show one rule: what it checks, its condition, parameters and references'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "test" -d 'Run the test cases inside rule files (the built-in rules, or the rules in DIR)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "docs" -d 'Print docs/rules.md (generated from the rules)'

@@ -1,0 +1,56 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_netsnap_collect_global_optspecs
+    string join \n o/output= no-api node-name= host-root= timeout= deadline= sample-interval= max-artifact-size= max-bundle-size= conntrack-max-entries= ipvs-max-connections= max-ip-text-netns= netns-workers= kubeconfig= context= dns-from= dns-name= dns-timeout= q/quiet v/verbose h/help V/version
+end
+
+function __fish_netsnap_collect_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_netsnap_collect_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_netsnap_collect_using_subcommand
+    set -l cmd (__fish_netsnap_collect_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s o -l output -d 'Bundle to write, `-` for stdout [default: netsnap-<node>-<UTC>.tar.zst in the current directory]' -r -F
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l node-name -d 'Kubernetes node name of this node' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l host-root -d 'Root of the host filesystem (read files and /proc under it), e.g. /host in a privileged pod' -r -F
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l timeout -d 'Timeout in seconds of one command / one namespace read (the conntrack table gets 4x)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l deadline -d 'Deadline in seconds for the whole run' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l sample-interval -d 'Seconds between the first and second sample of counters (conntrack stats, link stats)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l max-artifact-size -d 'Per-artifact cap in bytes (0 = unlimited)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l max-bundle-size -d 'Whole-bundle cap in bytes before compression (0 = unlimited)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l conntrack-max-entries -d 'Keep at most this many conntrack entries (default: all)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l ipvs-max-connections -d 'Keep at most N lines of `ipvsadm -Lnc` and `/proc/net/ip_vs_conn`' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l max-ip-text-netns -d 'Raw `ip addr`/`ip route` text for at most N non-host namespaces (native data is always complete)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l netns-workers -d 'Threads reading network namespaces' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l kubeconfig -d 'Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, in-cluster, /etc/kubernetes/kubelet.conf]' -r -F
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l context -d 'Kubeconfig context to use [default: its current-context]' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-from -d 'Pod namespaces to send DNS probes from: `all`, a number N, or `namespace/pod` (plus the host)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-name -d 'Extra name to resolve from pods (repeatable), besides kubernetes.default.svc.<domain>' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-timeout -d 'Timeout in seconds of one DNS query attempt' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l no-api -d 'Do not contact the Kubernetes API (node-local data only)'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s q -l quiet -d 'No progress lines (warnings and the summary still print)'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s v -l verbose -d 'More logging (-v info, -vv debug)'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s h -l help -d 'Print help'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s V -l version -d 'Print version'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-collect completions bash > /etc/bash_completion.d/netsnap-collect`'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netsnap-collect -n "__fish_netsnap_collect_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c netsnap-collect -n "__fish_netsnap_collect_using_subcommand man" -s h -l help -d 'Print help'
+complete -c netsnap-collect -n "__fish_netsnap_collect_using_subcommand help; and not __fish_seen_subcommand_from completions man help" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-collect completions bash > /etc/bash_completion.d/netsnap-collect`'
+complete -c netsnap-collect -n "__fish_netsnap_collect_using_subcommand help; and not __fish_seen_subcommand_from completions man help" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
+complete -c netsnap-collect -n "__fish_netsnap_collect_using_subcommand help; and not __fish_seen_subcommand_from completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
