@@ -23,9 +23,13 @@ load kernel modules or write sysctls, and it skips tools that would load a modul
 (ipvsadm when the kernel has no IPVS, conntrack when nf_conntrack is not loaded). \
 It runs at low CPU and I/O priority (nice 10, best-effort I/O 7).
 
-Every command and every namespace read has a timeout (--timeout) and the whole \
-run a deadline (--deadline). A step that fails or times out is recorded in the \
-manifest with its reason and the rest still lands. Ctrl-C writes a valid partial bundle.
+A command that prints nothing for --timeout is cut (ruleset dumps and the conntrack \
+table get 4x; one still printing runs on), every namespace read has that timeout, \
+and the whole run a deadline (--deadline). Durations take a unit: 500ms, 60s, 2m, 1h \
+(plain numbers are seconds). A step that fails or times out is recorded in the \
+manifest with its reason and the rest still lands; if a ruleset, the conntrack table \
+or an API list is incomplete, the outcome is `partial` and the summary says which \
+option would get it. Ctrl-C writes a valid partial bundle.
 
 Exit codes:
   0  a bundle was written (it may be partial: see the warning summary on stderr)
@@ -49,15 +53,30 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Root of the host filesystem (read files and /proc under it), e.g. /host in a privileged pod.
         #[arg(long, value_name = "DIR")]
         host_root: Option<PathBuf>,
-        /// Timeout in seconds of one command / one namespace read (the conntrack table gets 4x).
-        #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-        timeout: f64,
-        /// Deadline in seconds for the whole run.
-        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-        deadline: f64,
-        /// Seconds between the first and second sample of counters (conntrack stats, link stats).
-        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
-        sample_interval: f64,
+        /// A command printing nothing this long is cut (ruleset dumps and the conntrack table: 4x); one namespace read.
+        #[arg(
+            long,
+            default_value = "5s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        timeout: String,
+        /// Deadline for the whole run.
+        #[arg(
+            long,
+            default_value = "60s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        deadline: String,
+        /// Time between the first and second sample of counters (conntrack stats, link stats).
+        #[arg(
+            long,
+            default_value = "2s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        sample_interval: String,
         /// Per-artifact cap in bytes (0 = unlimited).
         #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
         max_artifact_size: u64,
@@ -88,9 +107,14 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Extra name to resolve from pods (repeatable), besides kubernetes.default.svc.<domain>.
         #[arg(long, value_name = "NAME")]
         dns_name: Vec<String>,
-        /// Timeout in seconds of one DNS query attempt.
-        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
-        dns_timeout: f64,
+        /// Timeout of one DNS query attempt.
+        #[arg(
+            long,
+            default_value = "2s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        dns_timeout: String,
         /// No progress lines (warnings and the summary still print).
         #[arg(short, long)]
         quiet: bool,
@@ -99,12 +123,8 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         verbose: u8,
     }
 
-    fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
-        anyhow::ensure!(
-            v.is_finite() && v > 0.0,
-            "--{name} must be a positive number of seconds"
-        );
-        Ok(Duration::from_secs_f64(v))
+    fn secs(name: &str, v: &str) -> anyhow::Result<Duration> {
+        netsnap_collector::options::parse_duration(v).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
     }
 
     impl Cli {
@@ -115,9 +135,9 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 no_api: self.no_api,
                 node_name: self.node_name.clone().filter(|s| !s.is_empty()),
                 host_root: self.host_root.clone(),
-                timeout: secs("timeout", self.timeout)?,
-                deadline: secs("deadline", self.deadline)?,
-                sample_interval: secs("sample-interval", self.sample_interval)?,
+                timeout: secs("timeout", &self.timeout)?,
+                deadline: secs("deadline", &self.deadline)?,
+                sample_interval: secs("sample-interval", &self.sample_interval)?,
                 max_artifact_size: cap(self.max_artifact_size),
                 max_bundle_size: cap(self.max_bundle_size),
                 conntrack_max_entries: self.conntrack_max_entries,
@@ -149,7 +169,7 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             let dns = netsnap_collector::dns::DnsOptions {
                 from: self.dns_from.parse().map_err(anyhow::Error::msg)?,
                 names: self.dns_name.clone(),
-                timeout: secs("dns-timeout", self.dns_timeout)?,
+                timeout: secs("dns-timeout", &self.dns_timeout)?,
                 ..Default::default()
             };
             Ok((kube, dns))
@@ -186,7 +206,10 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             ("context", serde_json::json!(cli.context)),
             ("dns_from", serde_json::json!(cli.dns_from)),
             ("dns_names", serde_json::json!(cli.dns_name)),
-            ("dns_timeout", serde_json::json!(cli.dns_timeout)),
+            (
+                "dns_timeout",
+                serde_json::json!(dns_opts.timeout.as_secs_f64()),
+            ),
         ] {
             options.step_options.insert(key.to_string(), value);
         }
@@ -261,6 +284,22 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             count(ArtifactStatus::Skipped),
             count(ArtifactStatus::Unavailable),
         );
+        // What the analysis cannot do without comes first: it decides whether the bundle answers.
+        let incomplete: Vec<&str> = m
+            .collection
+            .notes
+            .iter()
+            .filter_map(|n| n.strip_prefix("incomplete: "))
+            .collect();
+        if !incomplete.is_empty() {
+            eprintln!(
+                "netsnap-collect: PARTIAL bundle: {} core artifact(s) incomplete; the analysis will not judge what needs them",
+                incomplete.len()
+            );
+            for line in &incomplete {
+                eprintln!("  missing: {line}");
+            }
+        }
         eprintln!(
             "netsnap-collect: {} artifacts: {ok} ok, {partial} partial, {failed} failed, {unavail} unavailable, {skipped} skipped",
             m.artifacts.len()
@@ -295,7 +334,7 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             eprintln!("  warning: step {name}: {why}");
         }
         match m.collection.outcome {
-            CollectionOutcome::Complete => {}
+            CollectionOutcome::Complete | CollectionOutcome::Partial => {}
             CollectionOutcome::DeadlineExceeded => {
                 eprintln!("  warning: the --deadline cut the run short; the bundle is partial")
             }
