@@ -16,7 +16,8 @@
 //! - big dumps ([`Kind::Dump`]: rulesets, the conntrack table) take a slot of a
 //!   small semaphore before they start, so on a small node they run one after
 //!   another instead of starving each other (waiting for a slot is not counted
-//!   against the command's budget);
+//!   against the command's budget, and lasts at most `--timeout`: then the dump
+//!   starts anyway, so one that hangs cannot hold the others back for long);
 //! - stdout streams straight into an [`ArtifactSink`] in 64 KiB chunks (never
 //!   whole in memory); stderr is kept as a 4 KiB excerpt.
 
@@ -529,11 +530,14 @@ impl Exec {
             duration: Duration::ZERO,
             stderr: Vec::new(),
         };
-        // A dump waits for a slot first; the wait is not part of its budget.
+        // A dump waits for a slot first (not part of its budget), but at most
+        // `--timeout`: a dump that hangs cannot hold the others back longer than that.
         let _slot = match kind {
             Kind::Light => None,
             Kind::Dump => tokio::select! {
-                p = self.dumps.clone().acquire_owned() => p.ok(),
+                p = tokio::time::timeout(self.timeout, self.dumps.clone().acquire_owned()) => {
+                    p.ok().and_then(Result::ok)
+                }
                 r = self.cancel.stopped() => {
                     report.end = End::Stopped(r);
                     return report;

@@ -61,11 +61,13 @@ fn canonical(exec: &Exec, program: &str) -> Option<PathBuf> {
 }
 
 /// True when `explicit` (`iptables-nft-save`, of backend `backend`) would print what
-/// `plain` (`iptables-save`, of backend `plain_backend`) printed: the same
-/// multi-call binary under both names, or `iptables -V` naming that backend.
+/// `plain` (`iptables-save`) printed: the same multi-call binary under both names,
+/// or one wrapper (kube's `iptables-wrapper`) behind both `iptables` and
+/// `iptables-save` whose `iptables -V` names that backend.
 fn same_program(
     exec: &Exec,
     plain: &str,
+    versioned: &str,
     plain_backend: Option<&str>,
     explicit: &str,
     backend: &str,
@@ -73,7 +75,7 @@ fn same_program(
     let (Some(p), Some(e)) = (canonical(exec, plain), canonical(exec, explicit)) else {
         return false;
     };
-    p == e || plain_backend == Some(backend)
+    p == e || (plain_backend == Some(backend) && canonical(exec, versioned).as_ref() == Some(&p))
 }
 
 /// The tables iptables-nft creates in the `ip` and `ip6` families.
@@ -166,11 +168,12 @@ impl Step for IptablesStep {
                 plain_backend(exec, "ip6tables", "ip6tables-save"),
             );
             let mut runs = Vec::new();
-            for (family, plain_path, plain, plain_b, variants) in [
+            for (family, plain_path, plain, versioned, plain_b, variants) in [
                 (
                     "ip",
                     layout::iptables::SAVE,
                     "iptables-save",
+                    "iptables",
                     b4,
                     [
                         (
@@ -185,6 +188,7 @@ impl Step for IptablesStep {
                     "ip6",
                     layout::iptables::SAVE6,
                     "ip6tables-save",
+                    "ip6tables",
                     b6,
                     [
                         (
@@ -204,7 +208,7 @@ impl Step for IptablesStep {
                     family,
                 });
                 for (path, program, backend) in variants {
-                    let same = same_program(exec, plain, plain_b, program, backend);
+                    let same = same_program(exec, plain, versioned, plain_b, program, backend);
                     runs.push(SaveRun {
                         path,
                         program,
