@@ -151,3 +151,73 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 0);
     assert!(stdout.contains("manifest"));
 }
+
+/// A bundle whose ruleset dump timed out and whose iptables-nft dump was skipped as
+/// the same program: the manifest says PARTIAL first, with the collector's advice.
+#[test]
+fn manifest_text_puts_incomplete_core_artifacts_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.tar.zst");
+    let w = BundleWriter::create(&path, WriterOptions::default()).unwrap();
+    let mut sink = w
+        .artifact(
+            ArtifactSpec::raw_command(
+                layout::iptables::SAVE,
+                layout::content::IPTABLES_SAVE,
+                &["iptables-save", "-c"],
+            )
+            .with_attribute("backend", "nft"),
+        )
+        .unwrap();
+    std::io::Write::write_all(&mut sink, b"*nat\n:PREROUTING ACCEPT [0:0]\n").unwrap();
+    sink.finish(Completion {
+        error: Some("timed out after 20.4s (no output for 20s)".into()),
+        duration: Duration::from_millis(20_400),
+        ..Completion::default()
+    })
+    .unwrap();
+    w.record_missing(
+        ArtifactSpec::raw_command(
+            layout::iptables::NFT_SAVE,
+            layout::content::IPTABLES_SAVE,
+            &["iptables-nft-save", "-c"],
+        )
+        .with_attribute(netsnap_bundle::SAME_AS_ATTRIBUTE, layout::iptables::SAVE),
+        ArtifactStatus::Skipped,
+        "same as iptables/iptables-save.txt",
+        Completion::default(),
+    )
+    .unwrap();
+    let t = chrono::Utc::now();
+    let advice = "iptables/iptables-save.txt (iptables-save -c) is incomplete: timed out after 20.4s (no output for 20s): rerun with --timeout 10s";
+    w.finish(
+        ToolInfo {
+            name: "netsnap-collect".into(),
+            version: "0.1.0".into(),
+        },
+        NodeInfo::default(),
+        CollectionInfo {
+            started_at: t,
+            finished_at: t,
+            outcome: CollectionOutcome::Partial,
+            options: serde_json::json!({}),
+            notes: vec![format!("incomplete: {advice}")],
+            resource_usage: None,
+        },
+    )
+    .unwrap();
+    let (code, stdout, stderr) = analyze(&["manifest", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("PARTIAL: 1 core artifact(s) incomplete; the analysis cannot judge what needs them:")
+    );
+    assert_eq!(lines.next(), Some(format!("  {advice}").as_str()));
+    assert!(stdout.contains("outcome partial"), "{stdout}");
+    // The skipped twin is not counted as missing: its data is in the record it names.
+    assert!(
+        !stdout.contains("  iptables/iptables-nft-save.txt:"),
+        "{stdout}"
+    );
+}

@@ -156,6 +156,26 @@ pub mod k8s {
     pub const API_CLIENT: &str = "k8s/api-client.json";
 }
 
+/// Core artifacts: what the analysis cannot do without (the rulesets, the conntrack
+/// table, the API lists). Each inner list is one group of alternatives holding the
+/// same data; a group with a failed or partial member and no complete one makes the
+/// collection outcome `partial` ([`crate::Manifest::incomplete_core`]). Absent
+/// sources (`unavailable`) and deliberate skips are not failures.
+pub const CORE: &[&[&str]] = &[
+    &[iptables::SAVE],
+    &[iptables::SAVE6],
+    &[iptables::LEGACY_SAVE],
+    &[iptables::LEGACY_SAVE6],
+    &[iptables::NFT_SAVE],
+    &[iptables::NFT_SAVE6],
+    &[nft::RULESET],
+    &[conntrack::TABLE, conntrack::PROC_TABLE],
+    &[k8s::PODS],
+    &[k8s::SERVICES],
+    &[k8s::ENDPOINT_SLICES],
+    &[k8s::NODES],
+];
+
 /// Correlations the collector computed (recomputable by the analyzer).
 pub mod correlation {
     /// Native `Vec<`[`crate::native::VethPair`]`>`.

@@ -12,11 +12,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The format version this crate writes.
-pub const FORMAT_VERSION: &str = "1.1";
+pub const FORMAT_VERSION: &str = "1.2";
 /// Major part of [`FORMAT_VERSION`]: readers refuse bundles with a larger major.
 pub const FORMAT_MAJOR: u32 = 1;
 /// Minor part of [`FORMAT_VERSION`]: additions that old readers may ignore.
-pub const FORMAT_MINOR: u32 = 1;
+pub const FORMAT_MINOR: u32 = 2;
 
 /// The whole manifest, stored as the first tar entry `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -39,6 +39,18 @@ impl Manifest {
         self.artifacts.iter().find(|a| a.path == path)
     }
 
+    /// The record holding `path`'s data: `path`'s own record, or, when it was skipped
+    /// because another artifact already holds the same output (attribute
+    /// [`SAME_AS_ATTRIBUTE`]), that artifact's record (one hop).
+    pub fn resolve(&self, path: &str) -> Option<&ArtifactRecord> {
+        resolve(&self.artifacts, path)
+    }
+
+    /// Core artifacts that failed or are incomplete (see [`incomplete_core`]).
+    pub fn incomplete_core(&self) -> Vec<&ArtifactRecord> {
+        incomplete_core(&self.artifacts)
+    }
+
     /// Records whose status says the content is missing (failed, skipped, unavailable).
     pub fn missing(&self) -> impl Iterator<Item = &ArtifactRecord> {
         self.artifacts.iter().filter(|a| !a.status.has_content())
@@ -49,6 +61,49 @@ impl Manifest {
         let (major, minor) = v.split_once('.')?;
         Some((major.parse().ok()?, minor.parse().ok()?))
     }
+}
+
+/// Attribute of a `skipped` record whose output would have been byte for byte the
+/// output of another artifact (the same program under two names, e.g.
+/// `iptables-nft-save` when `iptables-save` is the nft variant): its value is that
+/// artifact's path. Readers look there ([`Manifest::resolve`]).
+pub const SAME_AS_ATTRIBUTE: &str = "same_as";
+
+/// [`Manifest::resolve`] over a list of records.
+pub fn resolve<'a>(records: &'a [ArtifactRecord], path: &str) -> Option<&'a ArtifactRecord> {
+    let find = |p: &str| records.iter().find(|a| a.path == p);
+    let rec = find(path)?;
+    if rec.status == ArtifactStatus::Skipped
+        && let Some(target) = rec.attributes.get(SAME_AS_ATTRIBUTE)
+        && let Some(t) = find(target)
+    {
+        return Some(t);
+    }
+    Some(rec)
+}
+
+/// Core artifacts ([`crate::layout::CORE`]) among `records` that failed or are
+/// incomplete (status `failed` or `partial`), leaving out those whose group still
+/// holds a complete artifact (the conntrack table read from `/proc` after
+/// `conntrack -L` failed).
+pub fn incomplete_core(records: &[ArtifactRecord]) -> Vec<&ArtifactRecord> {
+    let mut out = Vec::new();
+    for group in crate::layout::CORE {
+        if group
+            .iter()
+            .filter_map(|p| resolve(records, p))
+            .any(|r| r.status == ArtifactStatus::Ok)
+        {
+            continue;
+        }
+        out.extend(
+            records
+                .iter()
+                .filter(|r| group.contains(&r.path.as_str()))
+                .filter(|r| matches!(r.status, ArtifactStatus::Failed | ArtifactStatus::Partial)),
+        );
+    }
+    out
 }
 
 /// Name and version of the producing program.
@@ -122,6 +177,10 @@ pub enum CollectionOutcome {
     DeadlineExceeded,
     /// The run was interrupted (Ctrl-C / SIGTERM); what finished is in the bundle.
     Interrupted,
+    /// Every step ran to its end, but a core artifact ([`crate::layout::CORE`]: a
+    /// ruleset dump, the conntrack table, an API list) failed, timed out or was cut;
+    /// `collection.notes` name each one, why, and the option that would get it.
+    Partial,
 }
 
 /// One artifact the collector attempted.

@@ -427,6 +427,14 @@ impl BundleWriter {
         Ok(record)
     }
 
+    /// The records written so far (in the order they finished).
+    pub fn records(&self) -> Vec<ArtifactRecord> {
+        self.lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|b| b.records.clone()))
+            .unwrap_or_default()
+    }
+
     /// True when a record (with or without content) exists or is in progress for `path`.
     pub fn has_path(&self, path: &str) -> bool {
         self.lock()

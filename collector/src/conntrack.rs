@@ -17,8 +17,9 @@ use crate::exec::Limits;
 use crate::fileio::copy_file;
 use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
 
-/// The table gets this many `--timeout`s: it is the one output that scales with traffic.
-pub const TABLE_TIMEOUT_FACTOR: u32 = 4;
+/// The `/proc` fallback copy of the table gets this many `--timeout`s, like the
+/// program's dump: it is the one output that scales with traffic.
+pub const TABLE_TIMEOUT_FACTOR: u32 = crate::exec::DUMP_TIMEOUT_FACTOR;
 
 fn loaded(ctx: &RunContext) -> bool {
     ctx.host
@@ -79,8 +80,8 @@ impl Step for ConntrackTableStep {
                 return Ok(tally);
             }
             let limits = Limits {
-                timeout: Some(ctx.options.timeout * TABLE_TIMEOUT_FACTOR),
                 max_lines: ctx.options.conntrack_max_entries,
+                ..Limits::dump()
             };
             let ran = ctx
                 .exec

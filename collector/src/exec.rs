@@ -15,8 +15,16 @@
 //! - it runs at the collector's lowered priority: [`lower_priority`] is called
 //!   once at start-up, before any thread exists, so every thread and child
 //!   inherits nice 10 and best-effort I/O priority 7;
-//! - a per-command timeout (and the run's cancellation token) kills the whole
-//!   process group with SIGKILL, so a tool that forks or hangs never outlives it;
+//! - a silence timeout (and the run's cancellation token) kills the whole
+//!   process group with SIGKILL, so a tool that forks or hangs never outlives it:
+//!   a command is cut when it has printed nothing for its [`Kind`]'s budget
+//!   (`--timeout`, or [`DUMP_TIMEOUT_FACTOR`] times it for the big dumps), so one
+//!   that is still producing output runs on while the run's deadline allows;
+//! - big dumps ([`Kind::Dump`]: rulesets, the conntrack table) take a slot of a
+//!   small semaphore before they start, so on a small node they run one after
+//!   another instead of starving each other (waiting for a slot is not counted
+//!   against the command's budget, and lasts at most `--timeout`: then the dump
+//!   starts anyway, so one that hangs cannot hold the others back for long);
 //! - stdout streams straight into an [`ArtifactSink`] in 64 KiB chunks (never
 //!   whole in memory); stderr is kept as a 4 KiB excerpt.
 
@@ -35,6 +43,7 @@ use netsnap_bundle::{
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
 
 use crate::cancel::{Cancel, StopReason};
 
@@ -240,6 +249,23 @@ pub fn lower_priority() -> Result<(), String> {
     Ok(())
 }
 
+/// Big dumps may stay silent this many `--timeout`s (`iptables-save` and `nft list`
+/// print nothing until they have fetched a whole table; 55,000 rules take 2-3 s on an
+/// idle 2-core node and several times that on a loaded one).
+pub const DUMP_TIMEOUT_FACTOR: u32 = 4;
+
+/// What kind of work a command is, which sets its budget and scheduling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// A small query (`ip`, `uname`, `conntrack -S`): silent for `--timeout` = cut.
+    #[default]
+    Light,
+    /// A dump that grows with the node (iptables/nft rulesets, the conntrack table,
+    /// ipsets): silent for [`DUMP_TIMEOUT_FACTOR`] x `--timeout` = cut, and at most
+    /// [`Exec::dump_slots`] run at once.
+    Dump,
+}
+
 /// Finds programs and runs them under the guarantees of this module.
 #[derive(Clone, Debug)]
 pub struct Exec {
@@ -247,9 +273,20 @@ pub struct Exec {
     host_root: Option<PathBuf>,
     /// First version line of each program run so far (shared by clones).
     versions: std::sync::Arc<std::sync::Mutex<VersionCache>>,
-    /// Per-command timeout.
+    /// Silence timeout of a [`Kind::Light`] command (`--timeout`).
     pub timeout: Duration,
     cancel: Cancel,
+    dumps: std::sync::Arc<Semaphore>,
+    dump_slots: usize,
+}
+
+/// How many big dumps run at once by default: half the CPUs (at least one), so on a
+/// 2-core node the dumps take turns on one core and the other stays free for the
+/// namespace reads, the API lists and the compression of what the dumps print.
+pub fn default_dump_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| (n.get() / 2).max(1))
+        .unwrap_or(1)
 }
 
 /// What to do with one chunk of stdout.
@@ -264,8 +301,16 @@ enum Flow {
 pub enum End {
     /// The program exited (see the status).
     Exited,
-    /// Killed by the per-command timeout.
-    TimedOut(Duration),
+    /// Killed after printing nothing for `silent`; it had run `ran` and printed
+    /// something before (`any_output`) or not.
+    TimedOut {
+        /// The silence budget that ran out.
+        silent: Duration,
+        /// Wall time when it was killed.
+        ran: Duration,
+        /// Whether it had printed anything.
+        any_output: bool,
+    },
     /// Killed because the run was stopped.
     Stopped(StopReason),
     /// Killed on purpose after the consumer had enough (line or size cap).
@@ -301,7 +346,20 @@ impl Report {
                 (None, Some(sig)) => Some(format!("killed by signal {sig}")),
                 (None, None) => Some("ended without an exit status".into()),
             },
-            End::TimedOut(d) => Some(format!("timed out after {}s", fmt_secs(*d))),
+            End::TimedOut {
+                silent,
+                any_output: false,
+                ..
+            } => Some(format!("timed out after {}s", fmt_secs(*silent))),
+            End::TimedOut {
+                silent,
+                ran,
+                any_output: true,
+            } => Some(format!(
+                "timed out after {}s (no output for {}s)",
+                fmt_secs(*ran),
+                fmt_secs(*silent)
+            )),
             End::Stopped(r) => Some(r.as_str().to_string()),
             End::CapReached => None,
             End::SpawnFailed(e) => Some(format!("could not start: {e}")),
@@ -363,22 +421,61 @@ pub enum Captured {
 /// Optional limits of one run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
-    /// Override of the per-command timeout.
+    /// The kind of work (budget and scheduling).
+    pub kind: Kind,
+    /// Override of the silence timeout the kind gives.
     pub timeout: Option<Duration>,
     /// Keep at most this many lines, then kill the program and mark the artifact entry-capped.
     pub max_lines: Option<u64>,
 }
 
+impl Limits {
+    /// A big dump ([`Kind::Dump`]) with no other limit.
+    pub fn dump() -> Self {
+        Limits {
+            kind: Kind::Dump,
+            ..Limits::default()
+        }
+    }
+}
+
 impl Exec {
-    /// An executor searching `$PATH` (then `host_root`'s usual bin dirs).
+    /// An executor searching `$PATH` (then `host_root`'s usual bin dirs), with
+    /// [`default_dump_slots`] dump slots.
     pub fn new(host_root: Option<PathBuf>, timeout: Duration, cancel: Cancel) -> Self {
+        Self::with_dump_slots(host_root, timeout, cancel, default_dump_slots())
+    }
+
+    /// Like [`Exec::new`] with `slots` big dumps at once.
+    pub fn with_dump_slots(
+        host_root: Option<PathBuf>,
+        timeout: Duration,
+        cancel: Cancel,
+        slots: usize,
+    ) -> Self {
         let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+        let slots = slots.max(1);
         Exec {
             search: std::env::split_paths(&path).collect(),
             host_root,
             versions: Default::default(),
             timeout,
             cancel,
+            dumps: std::sync::Arc::new(Semaphore::new(slots)),
+            dump_slots: slots,
+        }
+    }
+
+    /// How many [`Kind::Dump`] commands may run at once.
+    pub fn dump_slots(&self) -> usize {
+        self.dump_slots
+    }
+
+    /// The silence budget of a command of `kind`.
+    pub fn budget(&self, kind: Kind) -> Duration {
+        match kind {
+            Kind::Light => self.timeout,
+            Kind::Dump => self.timeout * DUMP_TIMEOUT_FACTOR,
         }
     }
 
@@ -448,7 +545,7 @@ impl Exec {
         cell.get_or_init(|| async {
             let mut out = Vec::new();
             let report = self
-                .run_core(found, args, None, |chunk| {
+                .run_core(found, args, Kind::Light, None, |chunk| {
                     let room = 4096usize.saturating_sub(out.len());
                     out.extend_from_slice(&chunk[..chunk.len().min(room)]);
                     if out.len() >= 4096 {
@@ -479,12 +576,65 @@ impl Exec {
     pub async fn to_artifact(
         &self,
         writer: &BundleWriter,
-        mut spec: ArtifactSpec,
+        spec: ArtifactSpec,
         argv: &[&str],
         limits: Limits,
     ) -> Result<Ran, WriteError> {
-        spec.command = Some(argv.iter().map(|s| s.to_string()).collect());
-        let Some((program, args)) = argv.split_first() else {
+        self.to_artifact_seq(writer, spec, &[argv], limits, &mut |_| {})
+            .await
+    }
+
+    /// Runs the commands `argvs` one after another and streams their stdout, in
+    /// order, into the one artifact `spec`; `observe` sees every chunk kept. The
+    /// record's `command` is the first command line; with more than one, the
+    /// attribute `commands` lists them all (`; `-separated). The first command that
+    /// fails ends the sequence (the record says why; what came before is kept).
+    /// Writes exactly one record for `spec.path`; `limits` apply to each command,
+    /// `max_lines` to the artifact as a whole.
+    pub async fn to_artifact_seq(
+        &self,
+        writer: &BundleWriter,
+        mut spec: ArtifactSpec,
+        argvs: &[&[&str]],
+        limits: Limits,
+        observe: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<Ran, WriteError> {
+        spec.command = argvs
+            .first()
+            .map(|argv| argv.iter().map(|s| s.to_string()).collect());
+        if argvs.len() > 1 {
+            spec.attributes.insert(
+                "commands".into(),
+                argvs
+                    .iter()
+                    .map(|a| a.join(" "))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
+        let mut resolved = Vec::with_capacity(argvs.len());
+        for argv in argvs {
+            let Some((program, args)) = argv.split_first() else {
+                let rec = writer.record_missing(
+                    spec,
+                    ArtifactStatus::Failed,
+                    "empty command line",
+                    Completion::default(),
+                )?;
+                return Ok(Ran::Missing(rec));
+            };
+            let Some(found) = self.locate(program) else {
+                let rec = writer.record_missing(
+                    spec,
+                    ArtifactStatus::Unavailable,
+                    format!("program not installed: {program}"),
+                    Completion::default(),
+                )?;
+                return Ok(Ran::Missing(rec));
+            };
+            resolved.push((found, args));
+        }
+        let Some((first, _)) = resolved.first() else {
             let rec = writer.record_missing(
                 spec,
                 ArtifactStatus::Failed,
@@ -493,71 +643,79 @@ impl Exec {
             )?;
             return Ok(Ran::Missing(rec));
         };
-        let Some(found) = self.locate(program) else {
-            let rec = writer.record_missing(
-                spec,
-                ArtifactStatus::Unavailable,
-                format!("program not installed: {program}"),
-                Completion::default(),
-            )?;
-            return Ok(Ran::Missing(rec));
-        };
-        if found.path.is_absolute() {
+        if first.path.is_absolute() {
             spec.attributes
-                .insert("program_path".into(), found.path.display().to_string());
+                .insert("program_path".into(), first.path.display().to_string());
         }
         spec.attributes
-            .insert("program_origin".into(), found.origin.as_str().into());
-        if let Some(v) = self.version_of(program, &found).await {
+            .insert("program_origin".into(), first.origin.as_str().into());
+        let first_program = argvs.first().and_then(|a| a.first()).copied().unwrap_or("");
+        if let Some(v) = self.version_of(first_program, first).await {
             spec.attributes.insert("program_version".into(), v);
         }
         let mut sink: Option<ArtifactSink> = None;
         let mut write_err: Option<WriteError> = None;
         let mut lines_left = limits.max_lines;
-        let report = self
-            .run_core(&found, args, limits.timeout, |chunk| {
-                if sink.is_none() {
-                    match writer.artifact(spec.clone()) {
-                        Ok(s) => sink = Some(s),
-                        Err(e) => {
-                            write_err = Some(e);
-                            return Flow::Stop;
+        let mut total = Duration::ZERO;
+        let mut last: Option<Report> = None;
+        for (path, args) in &resolved {
+            let mut report = self
+                .run_core(path, args, limits.kind, limits.timeout, |chunk| {
+                    if sink.is_none() {
+                        match writer.artifact(spec.clone()) {
+                            Ok(s) => sink = Some(s),
+                            Err(e) => {
+                                write_err = Some(e);
+                                return Flow::Stop;
+                            }
                         }
                     }
-                }
-                let Some(s) = sink.as_mut() else {
-                    return Flow::Stop;
-                };
-                if lines_left == Some(0) {
-                    // More output after the last line we keep: that is a real cut.
-                    s.mark_entry_cap();
-                    return Flow::Stop;
-                }
-                let mut part = chunk;
-                if let Some(left) = lines_left.as_mut() {
-                    for pos in memchr::memchr_iter(b'\n', chunk) {
-                        *left = left.saturating_sub(1);
-                        if *left == 0 {
-                            part = &chunk[..pos + 1];
-                            break;
+                    let Some(s) = sink.as_mut() else {
+                        return Flow::Stop;
+                    };
+                    if lines_left == Some(0) {
+                        // More output after the last line we keep: that is a real cut.
+                        s.mark_entry_cap();
+                        return Flow::Stop;
+                    }
+                    let mut part = chunk;
+                    if let Some(left) = lines_left.as_mut() {
+                        for pos in memchr::memchr_iter(b'\n', chunk) {
+                            *left = left.saturating_sub(1);
+                            if *left == 0 {
+                                part = &chunk[..pos + 1];
+                                break;
+                            }
                         }
                     }
-                }
-                // Writes to the sink never fail (errors are deferred to finish()).
-                let _ = std::io::Write::write_all(s, part);
-                if part.len() < chunk.len() {
-                    s.mark_entry_cap();
-                    return Flow::Stop;
-                }
-                if s.is_truncated() {
-                    return Flow::Stop;
-                }
-                Flow::Continue
-            })
-            .await;
+                    observe(part);
+                    // Writes to the sink never fail (errors are deferred to finish()).
+                    let _ = std::io::Write::write_all(s, part);
+                    if part.len() < chunk.len() {
+                        s.mark_entry_cap();
+                        return Flow::Stop;
+                    }
+                    if s.is_truncated() {
+                        return Flow::Stop;
+                    }
+                    Flow::Continue
+                })
+                .await;
+            total += report.duration;
+            report.duration = total;
+            let stop =
+                report.error().is_some() || report.end == End::CapReached || write_err.is_some();
+            last = Some(report);
+            if stop {
+                break;
+            }
+        }
         if let Some(e) = write_err {
             return Err(e);
         }
+        let Some(report) = last else {
+            return Err(WriteError::Poisoned);
+        };
         let completion = report.completion();
         let record = match sink {
             Some(s) => tokio::task::spawn_blocking(move || s.finish(completion))
@@ -584,7 +742,7 @@ impl Exec {
         };
         let mut out = Vec::new();
         let report = self
-            .run_core(&found, args, None, |chunk| {
+            .run_core(&found, args, Kind::Light, None, |chunk| {
                 let room = max_bytes.saturating_sub(out.len());
                 out.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if out.len() >= max_bytes {
@@ -604,7 +762,7 @@ impl Exec {
         let (program, args) = argv.split_first()?;
         let found = self.locate(program)?;
         Some(
-            self.run_core(&found, args, None, |chunk| {
+            self.run_core(&found, args, Kind::Light, None, |chunk| {
                 on_chunk(chunk);
                 Flow::Continue
             })
@@ -616,12 +774,12 @@ impl Exec {
         &self,
         program: &Located,
         args: &[&str],
+        kind: Kind,
         timeout: Option<Duration>,
         mut on_stdout: impl FnMut(&[u8]) -> Flow,
     ) -> Report {
         let path = program.path.as_path();
-        let timeout = timeout.unwrap_or(self.timeout);
-        let start = Instant::now();
+        let timeout = timeout.unwrap_or(self.budget(kind));
         let mut report = Report {
             end: End::Exited,
             exit_status: None,
@@ -629,6 +787,21 @@ impl Exec {
             duration: Duration::ZERO,
             stderr: Vec::new(),
         };
+        // A dump waits for a slot first (not part of its budget), but at most
+        // `--timeout`: a dump that hangs cannot hold the others back longer than that.
+        let _slot = match kind {
+            Kind::Light => None,
+            Kind::Dump => tokio::select! {
+                p = tokio::time::timeout(self.timeout, self.dumps.clone().acquire_owned()) => {
+                    p.ok().and_then(Result::ok)
+                }
+                r = self.cancel.stopped() => {
+                    report.end = End::Stopped(r);
+                    return report;
+                }
+            },
+        };
+        let start = Instant::now();
         if let Some(r) = self.cancel.reason() {
             report.end = End::Stopped(r);
             return report;
@@ -667,8 +840,15 @@ impl Exec {
                 kept
             })
         });
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
+        // The silence timer: reset by every chunk of stdout.
+        let silence = tokio::time::sleep(timeout);
+        tokio::pin!(silence);
+        let mut any_output = false;
+        let timed_out = |any_output: bool| End::TimedOut {
+            silent: timeout,
+            ran: start.elapsed(),
+            any_output,
+        };
         let mut end: Option<End> = None;
         if let Some(mut out) = child.stdout.take() {
             let mut buf = vec![0u8; 64 * 1024];
@@ -677,13 +857,17 @@ impl Exec {
                     r = out.read(&mut buf) => match r {
                         Ok(0) => break None,
                         Ok(n) => {
+                            any_output = true;
+                            silence
+                                .as_mut()
+                                .reset(tokio::time::Instant::now() + timeout);
                             if on_stdout(&buf[..n]) == Flow::Stop {
                                 break Some(End::CapReached);
                             }
                         }
                         Err(e) => break Some(End::ReadFailed(e.to_string())),
                     },
-                    _ = &mut deadline => break Some(End::TimedOut(timeout)),
+                    _ = &mut silence => break Some(timed_out(any_output)),
                     r = self.cancel.stopped() => break Some(End::Stopped(r)),
                 }
             };
@@ -699,7 +883,7 @@ impl Exec {
                     }
                     Err(e) => end = Some(End::ReadFailed(e.to_string())),
                 },
-                _ = &mut deadline => end = Some(End::TimedOut(timeout)),
+                _ = &mut silence => end = Some(timed_out(any_output)),
                 r = self.cancel.stopped() => end = Some(End::Stopped(r)),
             }
         }
@@ -757,7 +941,11 @@ mod tests {
     #[test]
     fn error_texts() {
         let mut r = Report {
-            end: End::TimedOut(Duration::from_secs(5)),
+            end: End::TimedOut {
+                silent: Duration::from_secs(5),
+                ran: Duration::from_secs(5),
+                any_output: false,
+            },
             exit_status: None,
             signal: Some(9),
             duration: Duration::ZERO,
@@ -769,8 +957,21 @@ mod tests {
         assert_eq!(r.error().as_deref(), Some("exited with status 1"));
         r.exit_status = Some(0);
         assert_eq!(r.error(), None);
-        r.end = End::TimedOut(Duration::from_millis(1500));
+        r.end = End::TimedOut {
+            silent: Duration::from_millis(1500),
+            ran: Duration::from_millis(1500),
+            any_output: false,
+        };
         assert_eq!(r.error().as_deref(), Some("timed out after 1.5s"));
+        r.end = End::TimedOut {
+            silent: Duration::from_secs(20),
+            ran: Duration::from_millis(31_300),
+            any_output: true,
+        };
+        assert_eq!(
+            r.error().as_deref(),
+            Some("timed out after 31.3s (no output for 20s)")
+        );
     }
 
     fn exe(path: &Path) {

@@ -23,10 +23,13 @@ load kernel modules or write sysctls, and it skips tools that would load a modul
 (ipvsadm when the kernel has no IPVS, conntrack when nf_conntrack is not loaded). \
 It runs at low CPU and I/O priority (nice 10, best-effort I/O 7).
 
-Every command and every namespace read has a timeout (--timeout) and the whole \
-run a deadline (--deadline). A step that fails or times out is recorded in the \
-manifest with its reason and the rest still lands. Ctrl-C, SIGTERM and SIGHUP write \
-a valid partial bundle.
+A command that prints nothing for --timeout is cut (ruleset dumps and the conntrack \
+table get 4x; one still printing runs on), every namespace read has that timeout, \
+and the whole run a deadline (--deadline). Durations take a unit: 500ms, 60s, 2m, 1h \
+(plain numbers are seconds). A step that fails or times out is recorded in the \
+manifest with its reason and the rest still lands; if a ruleset, the conntrack table \
+or an API list is incomplete, the outcome is `partial` and the summary says which \
+option would get it. Ctrl-C, SIGTERM and SIGHUP write a valid partial bundle.
 
 NO SECRETS: files are read inside the node's (or the pod's) root, regular files \
 only; credentials in CNI and kubelet files (tokens, passwords, keys, certificates, \
@@ -75,15 +78,30 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
         /// Root of the host filesystem (read files and /proc under it), e.g. /host in a privileged pod.
         #[arg(long, value_name = "DIR")]
         host_root: Option<PathBuf>,
-        /// Timeout in seconds of one command / one namespace read (the conntrack table gets 4x).
-        #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-        timeout: f64,
-        /// Deadline in seconds for the whole run.
-        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-        deadline: f64,
-        /// Seconds between the first and second sample of counters (conntrack stats, link stats).
-        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
-        sample_interval: f64,
+        /// A command printing nothing this long is cut (ruleset dumps and the conntrack table: 4x); one namespace read.
+        #[arg(
+            long,
+            default_value = "5s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        timeout: String,
+        /// Deadline for the whole run.
+        #[arg(
+            long,
+            default_value = "60s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        deadline: String,
+        /// Time between the first and second sample of counters (conntrack stats, link stats).
+        #[arg(
+            long,
+            default_value = "2s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        sample_interval: String,
         /// Per-artifact cap in bytes (0 = unlimited).
         #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
         max_artifact_size: u64,
@@ -129,7 +147,7 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
         api_max_retries: u32,
         /// Delay the first API request by this node's share of DURATION (e.g. 30s), so a
         /// DaemonSet's collectors do not all ask at once. Bounded by half the deadline.
-        #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_jitter)]
         start_jitter: Duration,
         /// Pod namespaces to send DNS probes from: `all`, a number N, or `namespace/pod` (plus the host).
         #[arg(long, default_value = "3", value_name = "WHICH")]
@@ -137,9 +155,14 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
         /// Extra name to resolve from pods (repeatable), besides kubernetes.default.svc.<domain>.
         #[arg(long, value_name = "NAME")]
         dns_name: Vec<String>,
-        /// Timeout in seconds of one DNS query attempt.
-        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
-        dns_timeout: f64,
+        /// Timeout of one DNS query attempt.
+        #[arg(
+            long,
+            default_value = "2s",
+            value_name = "DURATION",
+            allow_negative_numbers = true
+        )]
+        dns_timeout: String,
         /// No progress lines (warnings and the summary still print).
         #[arg(short, long)]
         quiet: bool,
@@ -180,34 +203,17 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
         Ok(ExitCode::SUCCESS)
     }
 
-    /// `30s`, `500ms`, `2m` or plain seconds.
-    fn parse_duration(v: &str) -> Result<Duration, String> {
-        let v = v.trim();
-        let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
-            Some(i) => v.split_at(i),
-            None => (v, "s"),
-        };
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("{v:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
-        let secs = match unit {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            _ => return Err(format!("{v:?}: unknown unit {unit:?} (ms, s or m)")),
-        };
-        if !(secs.is_finite() && secs >= 0.0) {
-            return Err(format!("{v:?} must be a non-negative duration"));
+    /// `--start-jitter`: a duration as everywhere else, or zero for no jitter.
+    fn parse_jitter(v: &str) -> Result<Duration, String> {
+        let number = v.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if number.parse::<f64>() == Ok(0.0) {
+            return Ok(Duration::ZERO);
         }
-        Ok(Duration::from_secs_f64(secs))
+        netsnap_collector::options::parse_duration(v)
     }
 
-    fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
-        anyhow::ensure!(
-            v.is_finite() && v > 0.0,
-            "--{name} must be a positive number of seconds"
-        );
-        Ok(Duration::from_secs_f64(v))
+    fn secs(name: &str, v: &str) -> anyhow::Result<Duration> {
+        netsnap_collector::options::parse_duration(v).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
     }
 
     impl Cli {
@@ -218,9 +224,9 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
                 no_api: self.no_api,
                 node_name: self.node_name.clone().filter(|s| !s.is_empty()),
                 host_root: self.host_root.clone(),
-                timeout: secs("timeout", self.timeout)?,
-                deadline: secs("deadline", self.deadline)?,
-                sample_interval: secs("sample-interval", self.sample_interval)?,
+                timeout: secs("timeout", &self.timeout)?,
+                deadline: secs("deadline", &self.deadline)?,
+                sample_interval: secs("sample-interval", &self.sample_interval)?,
                 max_artifact_size: cap(self.max_artifact_size),
                 max_bundle_size: cap(self.max_bundle_size),
                 conntrack_max_entries: self.conntrack_max_entries,
@@ -260,7 +266,7 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             let dns = netsnap_collector::dns::DnsOptions {
                 from: self.dns_from.parse().map_err(anyhow::Error::msg)?,
                 names: self.dns_name.clone(),
-                timeout: secs("dns-timeout", self.dns_timeout)?,
+                timeout: secs("dns-timeout", &self.dns_timeout)?,
                 ..Default::default()
             };
             Ok((kube, dns))
@@ -342,7 +348,10 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             ("context", serde_json::json!(cli.context)),
             ("dns_from", serde_json::json!(cli.dns_from)),
             ("dns_names", serde_json::json!(cli.dns_name)),
-            ("dns_timeout", serde_json::json!(cli.dns_timeout)),
+            (
+                "dns_timeout",
+                serde_json::json!(dns_opts.timeout.as_secs_f64()),
+            ),
             ("api_scope", serde_json::json!(kube_opts.scope)),
             ("run_id", serde_json::json!(kube_opts.run_id)),
             ("api_qps", serde_json::json!(cli.api_qps)),
@@ -444,6 +453,22 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             count(ArtifactStatus::Skipped),
             count(ArtifactStatus::Unavailable),
         );
+        // What the analysis cannot do without comes first: it decides whether the bundle answers.
+        let incomplete: Vec<&str> = m
+            .collection
+            .notes
+            .iter()
+            .filter_map(|n| n.strip_prefix("incomplete: "))
+            .collect();
+        if !incomplete.is_empty() {
+            eprintln!(
+                "netsnap-collect: PARTIAL bundle: {} core artifact(s) incomplete; the analysis will not judge what needs them",
+                incomplete.len()
+            );
+            for line in &incomplete {
+                eprintln!("  missing: {line}");
+            }
+        }
         eprintln!(
             "netsnap-collect: {} artifacts: {ok} ok, {partial} partial, {failed} failed, {unavail} unavailable, {skipped} skipped",
             m.artifacts.len()
@@ -478,7 +503,7 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             eprintln!("  warning: step {name}: {why}");
         }
         match m.collection.outcome {
-            CollectionOutcome::Complete => {}
+            CollectionOutcome::Complete | CollectionOutcome::Partial => {}
             CollectionOutcome::DeadlineExceeded => {
                 eprintln!("  warning: the --deadline cut the run short; the bundle is partial")
             }

@@ -17,7 +17,9 @@ pub struct Options {
     pub node_name: Option<String>,
     /// Root of the host filesystem (files and `/proc` are read under it).
     pub host_root: Option<PathBuf>,
-    /// Timeout of one unit of work: one command, one namespace's netlink dump, one file.
+    /// Silence timeout of one unit of work: a command printing nothing for this long
+    /// (big dumps: [`crate::exec::DUMP_TIMEOUT_FACTOR`] times it), one namespace's
+    /// netlink dump, one file.
     #[serde(serialize_with = "ser_secs")]
     pub timeout: Duration,
     /// Deadline of the whole run.
@@ -38,6 +40,8 @@ pub struct Options {
     pub netns_workers: usize,
     /// Concurrent `ip` commands for the per-namespace raw text.
     pub command_concurrency: usize,
+    /// Big dumps (rulesets, conntrack table) run at once ([`crate::exec::Kind::Dump`]).
+    pub dump_slots: usize,
     /// Raw `ip` text is produced for at most this many non-host namespaces (it
     /// costs two processes each; the native `netlink.json` is always complete).
     pub max_ip_text_netns: usize,
@@ -48,6 +52,41 @@ pub struct Options {
     /// Options of plugged-in steps (API, DNS), recorded with the rest in the manifest.
     #[serde(flatten)]
     pub step_options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The longest duration any option accepts (7 days): anything longer is a typo.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses a command-line duration: a number of seconds (`5`, `0.5`, `1e1`) or a
+/// number with a unit (`500ms`, `60s`, `2m`, `1h`). Refuses zero, negative, NaN,
+/// infinite and anything over [`MAX_DURATION`] with a one-line reason.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit_secs) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| {
+        format!("{text:?} is not a duration (seconds, or with a unit: 500ms, 60s, 2m, 1h)")
+    })?;
+    let secs = value * unit_secs;
+    if !secs.is_finite() {
+        return Err(format!("{text:?} is not a finite duration"));
+    }
+    if secs <= 0.0 {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!("{text:?} is too long (at most 7 days)"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -70,6 +109,7 @@ impl Default for Options {
             ipvs_conn_max_lines: 100_000,
             netns_workers: 4,
             command_concurrency: 4,
+            dump_slots: crate::exec::default_dump_slots(),
             max_ip_text_netns: 100,
             max_processes_per_netns: 32,
             force: false,
@@ -101,5 +141,43 @@ impl HostPaths {
     /// The configured root, if any.
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 1e1 "), Ok(Duration::from_secs(10)));
+        for bad in [
+            "1.8e19",
+            "1e20",
+            "1e20s",
+            "-1",
+            "0",
+            "0s",
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "",
+            "s",
+            "5x",
+            "2 minutes",
+            "8d",
+            "169h",
+        ] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(!e.contains('\n'), "{bad}: {e}");
+        }
+        assert_eq!(parse_duration("168h"), Ok(MAX_DURATION));
     }
 }

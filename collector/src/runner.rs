@@ -227,7 +227,12 @@ impl RunContext {
     /// A context writing into `writer`.
     pub fn new(writer: BundleWriter, options: Options, cancel: Cancel, progress: Progress) -> Self {
         let host = HostPaths::new(options.host_root.clone());
-        let exec = Exec::new(options.host_root.clone(), options.timeout, cancel.clone());
+        let exec = Exec::with_dump_slots(
+            options.host_root.clone(),
+            options.timeout,
+            cancel.clone(),
+            options.dump_slots,
+        );
         let started = Instant::now();
         RunContext {
             writer,
@@ -353,7 +358,6 @@ pub fn default_steps() -> Vec<Arc<dyn Step>> {
         Arc::new(crate::conntrack::ConntrackTableStep),
         Arc::new(crate::conntrack::ConntrackStatsStep),
         Arc::new(crate::iptables::IptablesStep),
-        Arc::new(crate::iptables::NftStep),
         Arc::new(crate::ipvs::IpvsStep),
         Arc::new(crate::files::FilesStep),
         Arc::new(crate::node::NodeStep),
@@ -435,12 +439,19 @@ pub async fn collect(
     }
     deadline_task.abort();
 
+    let records = ctx.writer.records();
+    let missing_core = netsnap_bundle::incomplete_core(&records);
     let outcome = match cancel.reason() {
-        None => CollectionOutcome::Complete,
+        None if missing_core.is_empty() => CollectionOutcome::Complete,
+        None => CollectionOutcome::Partial,
         Some(StopReason::Deadline) => CollectionOutcome::DeadlineExceeded,
         Some(StopReason::Interrupted) => CollectionOutcome::Interrupted,
     };
-    let mut notes = ctx.notes.lock().map(|g| g.clone()).unwrap_or_default();
+    let mut notes: Vec<String> = missing_core
+        .iter()
+        .map(|r| format!("incomplete: {}", core_advice(r, &ctx.options)))
+        .collect();
+    notes.extend(ctx.notes.lock().map(|g| g.clone()).unwrap_or_default());
     let mut node = node;
     if node.name.is_none() {
         // A name found later (matched against the API's Node objects) still belongs in the manifest.
@@ -476,6 +487,60 @@ pub async fn collect(
         size,
         step_failures,
     })
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if (s - s.round()).abs() < 1e-9 {
+        format!("{}s", s.round() as u64)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+/// One line saying what is missing from a core artifact, why, and the option that
+/// would get it, e.g. `iptables/iptables-save.txt (iptables-save -c) timed out after
+/// 20s (no output for 20s): rerun with --timeout 10s`.
+pub fn core_advice(rec: &ArtifactRecord, options: &Options) -> String {
+    let what = match rec.command.as_ref().and_then(|c| c.first()) {
+        Some(_) => format!(
+            "{} ({})",
+            rec.path,
+            rec.command.as_deref().unwrap_or_default().join(" ")
+        ),
+        None => rec.path.clone(),
+    };
+    let status = match rec.status {
+        ArtifactStatus::Failed => "failed",
+        _ => "is incomplete",
+    };
+    if let Some(t) = &rec.truncated {
+        use netsnap_bundle::TruncationReason as R;
+        let fix = match t.reason {
+            R::ArtifactCap => "rerun with --max-artifact-size 0 (no cap)",
+            R::TotalCap => "rerun with --max-bundle-size 0 (no cap)",
+            R::EntryCap => "rerun without --conntrack-max-entries",
+        };
+        return format!(
+            "{what} was cut at {} bytes ({:?}): {fix}",
+            t.kept_bytes, t.reason
+        );
+    }
+    let error = rec.error.as_deref().unwrap_or("no reason recorded");
+    let fix = if error.starts_with("timed out after") && rec.source == ArtifactSource::Command {
+        format!(
+            ": rerun with --timeout {}",
+            fmt_secs(options.timeout.saturating_mul(2))
+        )
+    } else if error == StopReason::Deadline.as_str() {
+        format!(
+            ": rerun with --deadline {}",
+            fmt_secs(options.deadline.saturating_mul(2))
+        )
+    } else {
+        String::new()
+    };
+    format!("{what} {status}: {error}{fix}")
 }
 
 /// The collector's own and its children's `getrusage(2)` figures, taken just before the

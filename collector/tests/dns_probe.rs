@@ -37,6 +37,8 @@ struct Lab {
     pod: Netns,
     dns: Netns,
     dnsmasq: Proc,
+    /// dnsmasq's pid-file directory, removed on drop (after dnsmasq, declared before it).
+    _dir: tempfile::TempDir,
 }
 
 fn dnat(node: &Netns, op: &str) {
@@ -63,7 +65,7 @@ fn dnat(node: &Netns, op: &str) {
 
 fn lab(case: &str) -> Option<Lab> {
     if let Err(reason) = lab_available(&["ip", "iptables", "dnsmasq"]) {
-        eprintln!("skipping DNS lab test: {reason}");
+        eprintln!("SKIP lab test: DNS {case}: {reason}");
         return None;
     }
     let s = format!("{case}-{}", std::process::id());
@@ -90,9 +92,11 @@ fn lab(case: &str) -> Option<Lab> {
     dns.ip(&["link", "set", "eth0", "up"]);
     dns.ip(&["route", "add", "default", "via", "10.244.9.5"]);
     dnat(&node, "-A");
-    let dir = std::env::temp_dir().join(format!("netsnap-dns-{s}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pidfile = format!("--pid-file={}", dir.join("dnsmasq.pid").display());
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("netsnap-dns-{s}-"))
+        .tempdir()
+        .unwrap();
+    let pidfile = format!("--pid-file={}", dir.path().join("dnsmasq.pid").display());
     let mut dnsmasq = dns.spawn(&[
         "dnsmasq",
         "--no-daemon",
@@ -134,6 +138,7 @@ fn lab(case: &str) -> Option<Lab> {
         pod,
         dns,
         dnsmasq,
+        _dir: dir,
     })
 }
 
@@ -385,7 +390,7 @@ async fn full_run_api_correlation_and_dns() {
     use support::apiserver;
 
     if let Err(reason) = lab_available(&["ip", "iptables", "dnsmasq"]) {
-        eprintln!("skipping DNS lab test: {reason}");
+        eprintln!("SKIP lab test: DNS full run: {reason}");
         return;
     }
     let s = format!("e2e-{}", std::process::id());

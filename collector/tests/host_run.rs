@@ -114,6 +114,21 @@ fn host_run_writes_a_verifiable_bundle() {
             "{backend:?}"
         );
     }
+    // Each distinct dump once: an explicit variant that is the same program as
+    // iptables-save is skipped and names the dump that holds its bytes.
+    for p in [layout::iptables::NFT_SAVE, layout::iptables::LEGACY_SAVE] {
+        let r = b.record(p).unwrap();
+        if r.status == ArtifactStatus::Skipped {
+            assert_eq!(
+                r.attributes
+                    .get(netsnap_bundle::SAME_AS_ATTRIBUTE)
+                    .map(String::as_str),
+                Some(layout::iptables::SAVE),
+                "{r:?}"
+            );
+            assert_eq!(r.attributes.get("backend"), save.attributes.get("backend"));
+        }
+    }
     if b.record(layout::iptables::LEGACY_SAVE)
         .unwrap()
         .status

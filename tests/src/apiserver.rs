@@ -29,12 +29,18 @@ pub struct LabApiServer {
 impl LabApiServer {
     /// Binds `127.0.0.1:0` inside the node, serves `node.api_objects()`, writes a kubeconfig.
     pub fn start(node: &LabNode) -> LabResult<LabApiServer> {
+        Self::start_with(node, node.api_objects())
+    }
+
+    /// Like [`LabApiServer::start`], serving `objects` (e.g. the node's objects plus
+    /// thousands of pods of other nodes, for the benchmark).
+    pub fn start_with(node: &LabNode, objects: ApiObjects) -> LabResult<LabApiServer> {
         let listener = node.tcp_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         let port = listener
             .local_addr()
             .map_err(|e| crate::LabError::io("listener address", e))?
             .port();
-        let mut objects = node.api_objects();
+        let mut objects = objects;
         let then = (chrono::Utc::now() - chrono::Duration::hours(1))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         for v in objects

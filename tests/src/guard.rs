@@ -91,13 +91,29 @@ fn probe() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("lab nodes need root (creating namespaces, veths, iptables)".into());
     }
-    let missing: Vec<&str> = ["unshare", "nsenter", "ip"]
-        .into_iter()
-        .filter(|t| which(t).is_none())
-        .collect();
+    // Every program lab nodes drive (the packages `.ci/run` installs): a machine
+    // without them skips with the list instead of failing half-way through a build.
+    let missing: Vec<&str> = [
+        "unshare",
+        "nsenter",
+        "ip",
+        "iptables-nft-restore",
+        "iptables-legacy-restore",
+        "iptables-nft-save",
+        "iptables-legacy-save",
+        "nft",
+        "conntrack",
+        "dnsmasq",
+        "dig",
+        "sysctl",
+        "ps",
+    ]
+    .into_iter()
+    .filter(|t| which(t).is_none())
+    .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "missing programs: {} (util-linux, iproute2)",
+            "missing programs: {} (.ci/run installs them: iproute2 iptables conntrack nftables dnsmasq-base bind9-dnsutils procps util-linux)",
             missing.join(", ")
         ));
     }

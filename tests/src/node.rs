@@ -1475,6 +1475,27 @@ impl LabNode {
             "ip netns del {}\nrm -f /var/lib/cni/networks/cbr0/{}\n",
             pod.netns, pod.ip
         ))?;
+        // The kernel tears the namespace (and with it the veth pair) down
+        // asynchronously after the last reference is gone: wait, with a deadline,
+        // so callers see the node as a CNI DEL leaves it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let link = self.run_in_node_raw(
+                &["ip", "link", "show", &pod.host_veth],
+                &[],
+                Duration::from_secs(10),
+            )?;
+            if !link.success() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Invalid(format!(
+                    "host veth {} still present 20 s after its netns was deleted",
+                    pod.host_veth
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.pods.remove(pod_index);
         if let Some(d) = self.dns.as_mut()
             && d.pod > pod_index

@@ -1,14 +1,24 @@
 //! The performance benchmark's driver (not a timed test: `#[ignore]`, run by
-//! `bench/run.sh`). For each load factor it builds a heavy lab node
-//! (5,000 Services x 3 endpoints in kube-proxy format, 250,000 conntrack
-//! entries, 60 pod netns at factor 1), then measures with `/usr/bin/time`
-//! (median of `NETSNAP_BENCH_RUNS`, default 5):
-//! - inside the node: `netsnap-collect` vs the floor (`conntrack -L`,
-//!   `iptables-save`, `nft list ruleset`, `ip -d addr` in every netns, run
-//!   sequentially), and the collector's peak RSS twice: `/usr/bin/time`'s
-//!   figure, which is the max over the collector and its children (nft,
-//!   iptables-save, conntrack), and the collector's own peak from each
-//!   bundle's manifest (`collection.resource_usage.peak_rss_kib`);
+//! `bench/run.sh`). For each load factor it builds a heavy lab node (at factor 1:
+//! 5,000 Services x 3 endpoints in kube-proxy iptables format on the nft backend,
+//! 250,000 conntrack entries, 60 pod netns, and a fake API server inside the node
+//! listing the node's objects plus 15,000 pods of other nodes).
+//!
+//! Completeness first: one untimed collection with default options must give a
+//! bundle whose outcome is `complete` and whose every core artifact
+//! (`layout::CORE`: rulesets, conntrack table, API lists) is `ok`, not truncated
+//! (a `same_as` skip counts as the artifact it names); every timed bundle is
+//! checked the same way before any figure is reported. A fast bundle without its
+//! ruleset is no result.
+//!
+//! Then, with `/usr/bin/time` (median of `NETSNAP_BENCH_RUNS`, default 5):
+//! - inside the node: `netsnap-collect` (default options plus the kubeconfig) vs
+//!   the floor (`conntrack -L`, `iptables-save`, `nft list ruleset`, `ip -d addr`
+//!   and `ip route` in every netns, run sequentially) and vs `sos report --batch -o
+//!   networking,ipvs,kernel` (Debian `sosreport`; `NETSNAP_BENCH_SOS_RUNS`,
+//!   default 3, skipped when sos is not installed); the collector's own peak RSS
+//!   from each bundle's manifest (`collection.resource_usage.peak_rss_kib`) and
+//!   `/usr/bin/time`'s figure (the max over the collector and its children);
 //! - the bundle's size vs its decompressed tar;
 //! - on the host: `netsnap-analyze analyze --format json` vs `zstd -dc`, wall times
 //!   by hyperfine (median, one run for both), peak RSS by `/usr/bin/time`.
@@ -21,8 +31,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use netsnap_bundle::{Bundle, ReaderOptions};
-use netsnap_lab::{LabNode, LabService, collector_bin, require_lab};
+use netsnap_bundle::{ArtifactStatus, Bundle, CollectionOutcome, ReaderOptions, layout};
+use netsnap_lab::{LabApiServer, LabNode, LabService, collector_bin, require_lab};
 
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
@@ -97,6 +107,49 @@ fn hyperfine_medians(cmds: &[&str], runs: usize, scratch: &str) -> Option<Vec<f6
     Some(medians)
 }
 
+/// Panics unless `path` is a complete bundle: outcome `complete`, every core
+/// artifact `ok` and not truncated (a `same_as` skip resolves to the artifact it
+/// names; a core source absent on the node, `unavailable`, is allowed only for the
+/// legacy iptables dumps), and the API lists really fetched.
+fn assert_complete(path: &std::path::Path) {
+    let b = Bundle::open(path, &ReaderOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let m = b.manifest();
+    let bad: Vec<String> = m
+        .incomplete_core()
+        .iter()
+        .map(|r| format!("{} {:?}: {:?}", r.path, r.status, r.error))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{}: incomplete core artifacts: {bad:?}",
+        path.display()
+    );
+    assert_eq!(
+        m.collection.outcome,
+        CollectionOutcome::Complete,
+        "{}: {:?}",
+        path.display(),
+        m.collection.notes
+    );
+    for group in layout::CORE {
+        let ok = group
+            .iter()
+            .filter_map(|p| m.resolve(p))
+            .any(|r| r.status == ArtifactStatus::Ok && r.truncated.is_none());
+        let legacy_absent = group.iter().all(|p| {
+            m.artifact(p)
+                .is_some_and(|r| r.status == ArtifactStatus::Unavailable && p.contains("legacy"))
+        });
+        assert!(
+            ok || legacy_absent,
+            "{}: core group {group:?} has no complete artifact: {:?}",
+            path.display(),
+            group.iter().map(|p| m.artifact(p)).collect::<Vec<_>>()
+        );
+    }
+}
+
 fn median_self_rss(bundles: &[PathBuf]) -> u64 {
     let mut rss: Vec<u64> = bundles
         .iter()
@@ -132,7 +185,7 @@ fn bench_lab() {
     let collector = collector_bin().unwrap();
     let runs: usize = env_or("NETSNAP_BENCH_RUNS", "5").parse().unwrap();
     let mut table = String::from(
-        "| load | services x 3 eps | conntrack | pods | collector s | floor s | ratio | collector incl. children MiB | collector self RSS MiB | floor largest tool MiB | bundle MiB | tar MiB | bundle/tar | analyze s | zstd -dc s | ratio | analyze RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| load | services x 3 eps | conntrack | pods | API pods | collector s | floor s | ratio | sos s | sos / collector | collector incl. children MiB | collector self RSS MiB | floor largest tool MiB | bundle MiB | tar MiB | bundle/tar | analyze s | zstd -dc s | ratio | analyze RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for factor in env_or("NETSNAP_BENCH_SCALES", "0.25 0.5 1").split_whitespace() {
         let f: f64 = factor.parse().unwrap();
@@ -150,6 +203,22 @@ fn bench_lab() {
             .build()
             .unwrap();
         node.fill_conntrack(ct).unwrap();
+        // The API: the node's own objects plus pods of 50 other nodes (15,000 at factor 1).
+        let mut objects = node.api_objects();
+        let template = objects.pods[0].clone();
+        let api_pods = (15_000.0 * f) as usize;
+        for i in 0..api_pods {
+            let mut p = template.clone();
+            p["metadata"]["name"] = format!("bench-{i}").into();
+            p["metadata"]["uid"] = format!("00000000-0000-4000-8000-{i:012}").into();
+            p["spec"]["nodeName"] = format!("other-node-{}", i % 50).into();
+            let ip = format!("10.{}.{}.{}", 100 + i / 65_536, (i / 256) % 256, i % 256);
+            p["status"]["podIP"] = ip.clone().into();
+            p["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
+            objects.pods.push(p);
+        }
+        let api = LabApiServer::start_with(&node, objects).unwrap();
+        let kc = api.kubeconfig.to_string_lossy().into_owned();
         let tmp = node.tmp_dir().to_string_lossy().into_owned();
         // One bundle per run (`$$` is each run's own shell), so every run's manifest is read.
         let collected = |p: &std::fs::DirEntry| {
@@ -161,10 +230,24 @@ fn bench_lab() {
                 std::fs::remove_file(e.path()).unwrap();
             }
         }
-        let collect = format!(
-            "{} --no-api --quiet --sample-interval 0.2 -o {tmp}/bench-$$.tar.zst",
-            collector.display()
+        // Default options: only where the API is and which node this is.
+        let base = format!(
+            "{} --quiet --kubeconfig {kc} --node-name {}",
+            collector.display(),
+            node.name()
         );
+        // Completeness before any timing: one untimed run must give a complete bundle.
+        let first = format!("{tmp}/complete-check.tar.zst");
+        let out = node
+            .run_in_node_raw(
+                &["sh", "-c", &format!("{base} -o {first}")],
+                &[],
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        assert!(out.status.success(), "collector: {}", out.stderr);
+        assert_complete(std::path::Path::new(&first));
+        let collect = format!("{base} -o {tmp}/bench-$$.tar.zst");
         let (c_wall, c_rss) = measure(Some(&node), &collect, runs, &format!("{tmp}/t-collect"));
         let mut bundles: Vec<PathBuf> = std::fs::read_dir(&tmp)
             .unwrap()
@@ -174,10 +257,21 @@ fn bench_lab() {
             .collect();
         bundles.sort();
         assert_eq!(bundles.len(), runs, "one bundle per collector run");
+        for b in &bundles {
+            assert_complete(b);
+        }
         let c_self_rss = median_self_rss(&bundles);
         let bundle = bundles[0].to_string_lossy().into_owned();
-        let floor = "conntrack -L; iptables-save; nft list ruleset; ip -d addr; for n in $(ip netns list | cut -d\" \" -f1); do ip -n $n -d addr; done";
+        let floor = "conntrack -L; iptables-save; nft list ruleset; ip -d addr; ip route; for n in $(ip netns list | cut -d\" \" -f1); do ip -n $n -d addr; ip -n $n route; done";
         let (f_wall, f_rss) = measure(Some(&node), floor, runs, &format!("{tmp}/t-floor"));
+        // sos report, the usual alternative, with the plugins that cover the same ground.
+        let sos_runs: usize = env_or("NETSNAP_BENCH_SOS_RUNS", "3").parse().unwrap();
+        let sos = netsnap_lab::util::which("sos").map(|_| {
+            let cmd = format!(
+                "mkdir -p {tmp}/sos && sos report --batch -o networking,ipvs,kernel --tmp-dir {tmp}/sos"
+            );
+            measure(Some(&node), &cmd, sos_runs, &format!("{tmp}/t-sos")).0
+        });
         let bundle_bytes = std::fs::metadata(&bundle).unwrap().len();
         let tar = Command::new("sh")
             .args(["-c", &format!("zstd -dc {bundle} | wc -c")])
@@ -193,8 +287,13 @@ fn bench_lab() {
             (z_wall, a_wall) = (m[0], m[1]);
         }
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let (sos_s, sos_ratio) = match sos {
+            Some(w) => (format!("{w:.1}"), format!("{:.1}x", w / c_wall.max(0.01))),
+            None => ("n/a".to_string(), "n/a".to_string()),
+        };
+        let api_total = api_pods + pods;
         let row = format!(
-            "| {factor} | {svcs} | {ct} | {pods} | {c_wall:.2} | {f_wall:.2} | {:.2}x | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1}% | {a_wall:.3} | {z_wall:.3} | {:.1}x | {:.1} |\n",
+            "| {factor} | {svcs} | {ct} | {pods} | {api_total} | {c_wall:.2} | {f_wall:.2} | {:.2}x | {sos_s} | {sos_ratio} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1}% | {a_wall:.3} | {z_wall:.3} | {:.1}x | {:.1} |\n",
             c_wall / f_wall.max(0.01),
             c_rss as f64 / 1024.0,
             c_self_rss as f64 / 1024.0,

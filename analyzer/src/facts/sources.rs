@@ -158,7 +158,12 @@ pub fn availability(manifest: &Manifest) -> BTreeMap<String, SourceStatus> {
             .iter()
             .filter(|a| source.paths.iter().any(|p| matches(p, &a.path)))
             .collect();
-        let available = records.iter().any(|r| r.status.has_content());
+        // A record skipped as the same output as another (`same_as`) has that one's data.
+        let available = records.iter().any(|r| {
+            manifest
+                .resolve(&r.path)
+                .is_some_and(|t| t.status.has_content())
+        });
         let reason = if available {
             None
         } else if let Some(r) = records.first() {

@@ -66,7 +66,7 @@ pub fn summary(bundle: &Bundle) -> ManifestSummary<'_> {
     }
 }
 
-/// The outcome as written in the manifest (`complete`, `deadline_exceeded`, `interrupted`).
+/// The outcome as written in the manifest (`complete`, `partial`, `deadline_exceeded`, `interrupted`).
 fn outcome_name(outcome: netsnap_bundle::CollectionOutcome) -> String {
     serde_json::to_value(outcome)
         .ok()
@@ -92,6 +92,33 @@ fn human_size(bytes: u64) -> String {
 /// Renders the text summary: header, then one line per artifact.
 pub fn render_text(manifest: &Manifest) -> String {
     let mut out = String::new();
+    let c = &manifest.collection;
+    // Missing core data decides whether the bundle can answer: it comes first.
+    let incomplete = manifest.incomplete_core();
+    if !incomplete.is_empty() {
+        let _ = writeln!(
+            out,
+            "PARTIAL: {} core artifact(s) incomplete; the analysis cannot judge what needs them:",
+            incomplete.len()
+        );
+        for a in &incomplete {
+            let why = match (&a.error, &a.truncated) {
+                (Some(e), _) => e.clone(),
+                (None, Some(t)) => format!("truncated at {} bytes ({:?})", t.kept_bytes, t.reason),
+                (None, None) => format!("{:?}", a.status).to_lowercase(),
+            };
+            // The collector's note names the option that would get it (format 1.2).
+            let prefix = format!("incomplete: {}", a.path);
+            match c.notes.iter().find(|n| n.starts_with(&prefix)) {
+                Some(n) => {
+                    let _ = writeln!(out, "  {}", n.trim_start_matches("incomplete: "));
+                }
+                None => {
+                    let _ = writeln!(out, "  {}: {why}", a.path);
+                }
+            }
+        }
+    }
     let node = manifest.node.name.as_deref().unwrap_or("(unknown node)");
     let _ = writeln!(
         out,
@@ -107,7 +134,6 @@ pub fn render_text(manifest: &Manifest) -> String {
         inert(&manifest.node.hostname),
         inert(&manifest.node.kernel_release)
     );
-    let c = &manifest.collection;
     let secs = (c.finished_at - c.started_at).num_milliseconds() as f64 / 1000.0;
     let _ = writeln!(
         out,

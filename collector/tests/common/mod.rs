@@ -33,11 +33,23 @@ pub fn sh(argv: &[&str]) -> Output {
     out
 }
 
-/// True when this test can use namespaces; otherwise prints why and returns
-/// false, or panics under `NETSNAP_REQUIRE_LAB=1`.
-pub fn lab_available(test: &str) -> bool {
+/// True when this test can use namespaces and every program in `tools` is on
+/// `$PATH`; otherwise prints `SKIP lab test: <test>: <why>` and returns false, or
+/// panics under `NETSNAP_REQUIRE_LAB=1`.
+pub fn lab_available(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = ["ip"]
+        .iter()
+        .chain(tools)
+        .copied()
+        .filter(|t| !on_path(t))
+        .collect();
     let why = if !nix::unistd::geteuid().is_root() {
         Some("not root".to_string())
+    } else if !missing.is_empty() {
+        Some(format!(
+            "missing programs: {} (.ci/run installs them)",
+            missing.join(", ")
+        ))
     } else {
         let probe = unique("probe");
         let ok = Command::new("ip")
@@ -55,10 +67,21 @@ pub fn lab_available(test: &str) -> bool {
             if std::env::var("NETSNAP_REQUIRE_LAB").as_deref() == Ok("1") {
                 panic!("{test}: lab required (NETSNAP_REQUIRE_LAB=1) but {w}");
             }
-            eprintln!("SKIP {test}: {w}");
+            eprintln!("SKIP lab test: {test}: {w}");
             false
         }
     }
+}
+
+/// True when `program` is an executable file in a `$PATH` directory.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| {
+        std::fs::metadata(d.join(program))
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    })
 }
 
 /// A named network namespace deleted on drop.
