@@ -140,6 +140,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Rules not evaluated and why.
     pub not_evaluated: Vec<NotEvaluated>,
+    /// Rules evaluated on part of their data (a capped conntrack listing, an optional
+    /// source missing) and what was missing: their silence is not a clean bill.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partial_data: Vec<NotEvaluated>,
     /// Artifacts missing or partial in the bundles.
     pub collection_errors: Vec<CollectionError>,
 }
@@ -244,6 +248,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         summary: Summary::default(),
         findings: Vec::new(),
         not_evaluated: Vec::new(),
+        partial_data: Vec::new(),
         collection_errors: Vec::new(),
     };
     for (path, bundle) in bundles {
@@ -289,6 +294,18 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
                 status: m.status.clone(),
                 reason: m.reason.clone(),
             });
+        }
+        for rule in rules.rules() {
+            if not_evaluated.iter().any(|n| n.rule_id == rule.spec.id) {
+                continue;
+            }
+            if let Some(note) = rule.data_note(&facts) {
+                report.partial_data.push(NotEvaluated {
+                    node: facts.node.name.clone(),
+                    rule_id: rule.spec.id.clone(),
+                    reason: note,
+                });
+            }
         }
         report.findings.extend(findings);
         report.not_evaluated.extend(not_evaluated);
@@ -434,6 +451,25 @@ pub fn render_text(r: &Report, color: bool) -> String {
         }
         let _ = writeln!(out);
     }
+    if !r.partial_data.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            st.paint(
+                "1",
+                "Evaluated on partial data (no finding is not a clean bill):"
+            )
+        );
+        for n in &r.partial_data {
+            let node = if multi {
+                format!(" [node {}]", n.node)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  {}{node}: {}", n.rule_id, n.reason);
+        }
+        let _ = writeln!(out);
+    }
     if !r.collection_errors.is_empty() {
         let _ = writeln!(out, "{}", st.paint("1", "Collection errors:"));
         for c in &r.collection_errors {
@@ -529,6 +565,22 @@ pub fn render_markdown(r: &Report) -> String {
             "## Not evaluated\n\n| node | rule | reason |\n|---|---|---|"
         );
         for n in &r.not_evaluated {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} |",
+                md_escape(&n.node),
+                n.rule_id,
+                md_escape(&n.reason)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.partial_data.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Evaluated on partial data\n\n| node | rule | what was missing |\n|---|---|---|"
+        );
+        for n in &r.partial_data {
             let _ = writeln!(
                 out,
                 "| {} | `{}` | {} |",

@@ -7,6 +7,7 @@
 
 pub mod docs;
 pub mod engine;
+pub mod needs;
 pub mod spec;
 pub mod testing;
 pub mod value;
