@@ -277,8 +277,7 @@ fn same_as<'m>(manifest: &'m Manifest, record: &'m ArtifactRecord) -> &'m Artifa
             let token = e[at + "same as ".len()..]
                 .split_whitespace()
                 .next()?
-                .trim_matches(|c: char| "`'\"()[],;:".contains(c))
-                .trim_end_matches('.')
+                .trim_matches(|c: char| "`'\"()[],;:.".contains(c))
                 .to_string();
             Some(token)
         });
@@ -355,7 +354,12 @@ fn group_state(manifest: &Manifest, records: &[&ArtifactRecord]) -> GroupState {
     // Prefer the failure over an alternative skipped because another was tried first.
     let (own, e) = effective
         .iter()
-        .find(|(_, e)| e.status == ArtifactStatus::Failed)
+        .find(|(own, e)| e.status == ArtifactStatus::Failed && std::ptr::eq(*own, *e))
+        .or_else(|| {
+            effective
+                .iter()
+                .find(|(_, e)| e.status == ArtifactStatus::Failed)
+        })
         .or_else(|| {
             effective
                 .iter()
@@ -367,7 +371,11 @@ fn group_state(manifest: &Manifest, records: &[&ArtifactRecord]) -> GroupState {
     if std::ptr::eq(own, e) {
         GroupState::Missing(describe(e))
     } else {
-        GroupState::Missing(format!("{} (same as {})", describe(e), own.path))
+        GroupState::Missing(format!(
+            "{} ({} was skipped as the same data)",
+            describe(e),
+            own.path
+        ))
     }
 }
 
@@ -614,4 +622,179 @@ pub fn needs_of(path: &str) -> &'static [&'static str] {
         })
         .max_by_key(|(prefix, _)| prefix.len())
         .map_or(&[], |(_, needs)| needs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netsnap_bundle::{ArtifactKind, ArtifactSource, Truncation};
+
+    fn record(path: &str, status: ArtifactStatus, backend: Option<&str>) -> ArtifactRecord {
+        ArtifactRecord {
+            path: path.into(),
+            kind: ArtifactKind::Raw,
+            content: "x".into(),
+            source: ArtifactSource::Command,
+            command: None,
+            netns: None,
+            status,
+            exit_status: None,
+            duration_ms: 0,
+            size: 0,
+            sha256: None,
+            error: (!status.has_content() || status == ArtifactStatus::Partial)
+                .then(|| format!("{path} went wrong")),
+            truncated: None,
+            stderr: None,
+            attributes: backend
+                .map(|b| [("backend".to_string(), b.to_string())].into())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn manifest(records: Vec<ArtifactRecord>) -> Manifest {
+        let json = serde_json::json!({
+            "format_version": "1.1",
+            "tool": {"name": "t", "version": "0"},
+            "node": {"hostname": "h", "kernel_release": "k"},
+            "collection": {"started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z", "outcome": "complete"},
+            "artifacts": [],
+        });
+        let mut m: Manifest = serde_json::from_value(json).expect("manifest");
+        m.artifacts = records;
+        m
+    }
+
+    fn status(id: &str, records: Vec<ArtifactRecord>) -> SourceStatus {
+        status_of(find(id).expect("source"), &manifest(records))
+    }
+
+    use ArtifactStatus::{Failed, Ok, Partial, Skipped, Unavailable};
+
+    #[test]
+    fn each_iptables_backend_must_be_whole() {
+        let legacy = || record(layout::iptables::LEGACY_SAVE, Ok, Some("legacy"));
+        // The nft tables only in a save that timed out half-way: not usable, although the
+        // legacy save (empty tables) is complete.
+        let s = status(
+            "iptables",
+            vec![
+                legacy(),
+                record(layout::iptables::NFT_SAVE, Partial, Some("nft")),
+                record(layout::iptables::SAVE, Failed, Some("nft")),
+            ],
+        );
+        assert!(!s.available && !s.absent_on_node, "{s:?}");
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("iptables-nft-save.txt partial"),
+            "{s:?}"
+        );
+        // `iptables-save` pointing at nft stands for `iptables-nft-save`.
+        let s = status(
+            "iptables",
+            vec![
+                legacy(),
+                record(layout::iptables::NFT_SAVE, Failed, Some("nft")),
+                record(layout::iptables::SAVE, Ok, Some("nft")),
+            ],
+        );
+        assert!(s.available, "{s:?}");
+        // No legacy tables on the node: the nft save alone is enough.
+        let s = status(
+            "iptables",
+            vec![
+                record(layout::iptables::LEGACY_SAVE, Unavailable, None),
+                record(layout::iptables::SAVE, Ok, Some("nft")),
+            ],
+        );
+        assert!(s.available, "{s:?}");
+        // netfilter also needs the nft ruleset; iptables alone does not.
+        let recs = vec![
+            record(layout::iptables::SAVE, Ok, Some("nft")),
+            record(layout::nft::RULESET, Failed, None),
+        ];
+        assert!(status("iptables", recs.clone()).available);
+        assert!(!status("netfilter", recs).available);
+    }
+
+    #[test]
+    fn a_skipped_duplicate_follows_the_artifact_it_names() {
+        let mut dup = record(layout::iptables::SAVE, Skipped, None);
+        dup.error = Some("same as `iptables-nft-save`.".into());
+        let whole = record(layout::iptables::NFT_SAVE, Ok, Some("nft"));
+        assert!(status("iptables", vec![dup.clone(), whole]).available);
+        let broken = record(layout::iptables::NFT_SAVE, Failed, Some("nft"));
+        let s = status("iptables", vec![dup, broken]);
+        assert!(!s.available, "{s:?}");
+        let mut by_attribute = record(layout::iptables::SAVE, Skipped, None);
+        by_attribute.error = Some("duplicate".into());
+        by_attribute
+            .attributes
+            .insert("same_as".into(), layout::iptables::NFT_SAVE.into());
+        let whole = record(layout::iptables::NFT_SAVE, Ok, Some("nft"));
+        assert!(status("iptables", vec![by_attribute, whole]).available);
+    }
+
+    #[test]
+    fn a_capped_conntrack_listing_is_a_sample_and_absence_is_data() {
+        let mut table = record(layout::conntrack::TABLE, Partial, None);
+        table.error = None;
+        table.truncated = Some(Truncation {
+            kept_bytes: 1000,
+            reason: TruncationReason::EntryCap,
+        });
+        let s = status(
+            "conntrack-table",
+            vec![table, record(layout::conntrack::PROC_TABLE, Skipped, None)],
+        );
+        assert!(s.available, "{s:?}");
+        assert!(
+            s.sample
+                .as_deref()
+                .unwrap_or_default()
+                .contains("entry cap"),
+            "{s:?}"
+        );
+        let s = status(
+            "ipvs",
+            vec![
+                record(layout::ipvs::LIST, Unavailable, None),
+                record(layout::ipvs::PROC, Unavailable, None),
+            ],
+        );
+        assert!(!s.available && s.absent_on_node, "{s:?}");
+        // One namespace's snapshot failed: the per-namespace data is incomplete.
+        let s = status(
+            "netns-netlink",
+            vec![
+                record("netns/host/netlink.json", Ok, None),
+                record("netns/ns-1/netlink.json", Failed, None),
+                record("netns/ns-1/ip-addr.txt", Ok, None),
+            ],
+        );
+        assert!(!s.available, "{s:?}");
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("netns/ns-1/netlink.json failed")
+        );
+        assert_eq!(
+            status("nft", vec![]).reason.as_deref(),
+            Some("not in the bundle (nft/ruleset.txt)")
+        );
+    }
+
+    #[test]
+    fn covering_sources() {
+        assert!(covers("netfilter", "iptables"));
+        assert!(covers("netfilter", "nft"));
+        assert!(covers("iptables", "iptables-both-backends"));
+        assert!(!covers("iptables", "nft"));
+        assert!(!covers("nft", "netfilter"));
+        assert!(covers("k8s-pods", "k8s-pods"));
+    }
 }
