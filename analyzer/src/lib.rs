@@ -6,7 +6,9 @@
 
 pub mod exit;
 pub mod facts;
+pub mod import;
 pub mod inspect;
+pub mod join;
 pub mod parse;
 pub mod report;
 pub mod rules;

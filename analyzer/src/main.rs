@@ -43,6 +43,9 @@ enum Command {
     },
     /// Analyze bundles (one per node) and report findings with evidence.
     ///
+    /// The node bundles of a fan-out run (--api-scope node) are joined with the
+    /// cluster bundle of the same run id when it is given too.
+    ///
     /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
     /// 2 on usage errors, unreadable bundles or invalid rules.
     Analyze {
@@ -62,6 +65,15 @@ enum Command {
         /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
+    },
+    /// Turn a sosreport (directory or tarball) or a directory of hand-collected command
+    /// outputs into a bundle (see docs/import.md for the file names).
+    Import {
+        /// sosreport directory or tarball, or a directory of outputs named after their commands.
+        src: PathBuf,
+        /// Bundle to write (.tar.zst).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Print the fact document rules are evaluated over (JSON).
     Facts {
@@ -245,13 +257,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
         } => {
             let b = open.open(&bundle)?;
+            let coverage = facts::coverage::parse_coverage(&b);
             let text = match format {
-                DataFormat::Text => report::manifest::render_text(b.manifest()),
+                DataFormat::Text => {
+                    report::manifest::render_text(b.manifest())
+                        + &report::coverage::render_text(&coverage)
+                }
                 DataFormat::Json => {
-                    let mut s = serde_json::to_string_pretty(&report::manifest::summary(&b))
+                    let mut doc = serde_json::to_value(report::manifest::summary(&b))
                         .context("serializing manifest summary")?;
-                    s.push('\n');
-                    s
+                    report::coverage::add_to_json(&mut doc, &coverage);
+                    json_line(&doc)?
                 }
             };
             write_stdout(&text)?;
@@ -297,6 +313,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             });
             let set = set?;
             let opened = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+            // Node bundles of a fan-out run take the cluster lists from its cluster bundle.
+            let (opened, joined) = netsnap_analyzer::join::join_runs(opened)?;
+            for (node, cluster) in &joined.joined {
+                tracing::info!("{node}: cluster lists from {cluster}");
+            }
             let refs: Vec<(String, &Bundle)> = opened.iter().map(|(p, b)| (p.clone(), b)).collect();
             let rep = report::analysis::analyze(&refs, &set).context("evaluating rules")?;
             let text = match format {
@@ -332,6 +353,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Command::Rules { command } => run_rules(command),
+        Command::Import { src, output } => {
+            let s = netsnap_analyzer::import::import(&src, &output)?;
+            eprintln!(
+                "netsnap-analyze: wrote {} from {:?} {}: {} artifact(s) imported, {} not in the source",
+                s.bundle.display(),
+                s.kind,
+                src.display(),
+                s.imported.len(),
+                s.missing.len()
+            );
+            Ok(exit::OK)
+        }
     }
 }
 

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use netsnap_analyzer::parse::conntrack::{
-    ConntrackEntry, ConntrackFilter, ConntrackLine, ConntrackState, ConntrackTally, L3Family,
-    Protocol, for_each_entry, parse_conntrack_count, parse_conntrack_line, parse_conntrack_list,
-    parse_conntrack_stats, parse_proc_stat,
+    ConntrackEntry, ConntrackEvent, ConntrackFilter, ConntrackLine, ConntrackState, ConntrackTally,
+    L3Family, Protocol, for_each_entry, parse_conntrack_count, parse_conntrack_line,
+    parse_conntrack_list, parse_conntrack_stats, parse_proc_stat,
 };
 use proptest::prelude::*;
 
@@ -409,4 +409,64 @@ proptest! {
         let _ = for_each_entry(&b[..], |_| {}).unwrap();
         let _ = parse_proc_stat(&text);
     }
+}
+
+/// Issue 19: `conntrack -E` event lines (real captures of a TCP and a UDP flow through a
+/// DNAT, plain and `-o timestamp,extended`) parse as entries carrying their event kind;
+/// every line is an entry, in order, and the flows' DNAT is read from the reply tuple.
+#[test]
+fn conntrack_events_parse_with_their_kind() {
+    for name in ["conntrack-E.txt", "conntrack-E-o-timestamp-extended.txt"] {
+        let text = fixture(name);
+        let list = parse_conntrack_list(&text);
+        assert!(list.unparsed.is_empty(), "{name}: {:?}", list.unparsed);
+        assert_eq!(list.entries.len(), text.lines().count(), "{name}");
+        let kinds: Vec<ConntrackEvent> = list.entries.iter().map(|e| e.event.unwrap()).collect();
+        // Counted from the text, independently of the parser.
+        for (tag, kind) in [
+            ("[NEW]", ConntrackEvent::New),
+            ("[UPDATE]", ConntrackEvent::Update),
+            ("[DESTROY]", ConntrackEvent::Destroy),
+        ] {
+            let n = text.lines().filter(|l| l.contains(tag)).count();
+            assert!(n > 0, "{name}: no {tag}");
+            assert_eq!(
+                kinds.iter().filter(|k| **k == kind).count(),
+                n,
+                "{name} {tag}"
+            );
+        }
+        assert_eq!(kinds[0], ConntrackEvent::New);
+        let first = &list.entries[0];
+        assert_eq!(first.protocol, Protocol::Tcp);
+        assert_eq!(first.state, Some(ConntrackState::SynSent));
+        assert_eq!(first.original.dst, ip("10.96.79.10"));
+        assert_eq!(
+            first.dnat_destination(),
+            Some((ip("10.79.0.2"), Some(8080)))
+        );
+        let timestamped = name.contains("timestamp");
+        assert_eq!(
+            list.entries.iter().all(|e| e.event_time.is_some()),
+            timestamped,
+            "{name}"
+        );
+        let destroy = list
+            .entries
+            .iter()
+            .find(|e| e.event == Some(ConntrackEvent::Destroy))
+            .unwrap();
+        assert_eq!(destroy.protocol, Protocol::Udp);
+        assert!(
+            text.lines()
+                .nth(destroy.line - 1)
+                .unwrap()
+                .contains("[DESTROY]")
+        );
+    }
+    // A timestamp without an event is not silently accepted.
+    assert!(matches!(
+        parse_conntrack_line(1, "[1796306105.025051]\tgarbage"),
+        ConntrackLine::Unparsed(_)
+    ));
 }

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use netsnap_analyzer::parse::dns::{self, DigErrorKind, DigOutcome};
+use netsnap_analyzer::parse::dns::{
+    self, DigErrorKind, DigOutcome, NslookupErrorKind, NslookupOutcome,
+};
 use netsnap_bundle::native::{ClusterDns, DnsProbe, DnsProbeReport};
 
 fn fixture(name: &str) -> String {
@@ -151,4 +153,88 @@ proptest::proptest! {
         let r = dns::parse_resolv_conf(&text);
         proptest::prop_assert!(r.ndots() <= 15);
     }
+}
+
+/// Issue 19: dig prints `; (1 server found)` when the server is given by name
+/// (`dig @kube-dns.example …`, real capture); the line is understood, not rejected.
+#[test]
+fn dig_with_a_named_server() {
+    let d = dns::parse_dig(&fixture("dig-named-server.txt"));
+    assert!(d.unparsed.is_empty(), "{:?}", d.unparsed);
+    assert_eq!(d.servers_found, Some(1));
+    assert_eq!(d.outcome(), DigOutcome::Answer);
+    assert_eq!(d.answers_of("A"), vec!["10.96.0.1"]);
+    assert_eq!(
+        d.server.as_ref().unwrap().name.as_deref(),
+        Some("kube-dns.example")
+    );
+    let two = dns::parse_dig(
+        "; <<>> DiG 9.16.1-Ubuntu <<>> @localhost x\n; (2 servers found)\n;; global options: +cmd\n",
+    );
+    assert_eq!(two.servers_found, Some(2));
+    assert!(two.unparsed.is_empty());
+    assert_eq!(dns::parse_dig("; (many servers found)\n").unparsed.len(), 1);
+}
+
+fn nslookup_fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/raw/nslookup")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn nslookup_snapshots() {
+    insta::glob!("../../fixtures/raw/nslookup", "*.txt", |path| {
+        let r = dns::parse_nslookup(&std::fs::read_to_string(path).unwrap());
+        assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+        insta::assert_yaml_snapshot!(r);
+    });
+}
+
+/// Issue 19: nslookup (BIND 9.18 real captures against dnsmasq, and BusyBox's form from
+/// the Kubernetes DNS-debugging page) gives the server, the answers and the errors; an
+/// A answer followed by the AAAA query's NXDOMAIN is still an answer.
+#[test]
+fn nslookup_semantics() {
+    let ok = dns::parse_nslookup(&nslookup_fixture("nslookup-noerror.txt"));
+    assert_eq!(ok.server.as_deref(), Some("10.79.0.1"));
+    assert_eq!(ok.server_address.as_deref(), Some("10.79.0.1#53"));
+    assert_eq!(
+        ok.addresses(),
+        ["10.96.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(ok.answers[0].name, "kubernetes.default.svc.cluster.local");
+    assert_eq!(ok.answers[0].line, 5);
+    assert_eq!(ok.errors.len(), 1);
+    assert_eq!(ok.outcome(), NslookupOutcome::Answer);
+    let search = dns::parse_nslookup(&nslookup_fixture("nslookup-search.txt"));
+    assert_eq!(search.outcome(), NslookupOutcome::Answer);
+    let nx = dns::parse_nslookup(&nslookup_fixture("nslookup-nxdomain.txt"));
+    assert_eq!(
+        nx.outcome(),
+        NslookupOutcome::Failed(NslookupErrorKind::NxDomain)
+    );
+    assert_eq!(
+        nx.errors[0].name.as_deref(),
+        Some("nosuchservice.default.svc.cluster.local")
+    );
+    let timeout = dns::parse_nslookup(&nslookup_fixture("nslookup-timeout.txt"));
+    assert_eq!(
+        timeout.outcome(),
+        NslookupOutcome::Failed(NslookupErrorKind::Timeout)
+    );
+    assert_eq!(timeout.server, None);
+    let bb = dns::parse_nslookup(&nslookup_fixture("busybox-noerror.txt"));
+    assert_eq!(bb.server_address.as_deref(), Some("10.0.0.10"));
+    assert_eq!(
+        bb.addresses(),
+        ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let bb = dns::parse_nslookup(&nslookup_fixture("busybox-cant-resolve.txt"));
+    assert_eq!(
+        bb.outcome(),
+        NslookupOutcome::Failed(NslookupErrorKind::Other)
+    );
+    assert_eq!(bb.errors[0].name.as_deref(), Some("kubernetes.default"));
 }

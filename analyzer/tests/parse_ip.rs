@@ -262,3 +262,70 @@ proptest::proptest! {
         let _ = ip::from_native(&ip::to_native_snapshot("p", &l, &r));
     }
 }
+
+/// Issue 19: `ip -br addr` and `ip -br link` (real captures) give the interfaces with
+/// their state, addresses and MAC; the brief form has no index, so none is invented.
+#[test]
+fn brief_forms_parse() {
+    let addr = ip::parse_addr(&fixture("v19-ip-br-addr.txt"));
+    assert!(addr.unparsed.is_empty(), "{:?}", addr.unparsed);
+    let names: Vec<&str> = addr.links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["lo", "v19-va", "cni0"]);
+    let va = addr.by_name("v19-va").unwrap();
+    assert_eq!(va.peer_index, Some(2));
+    assert_eq!(va.state.as_deref(), Some("UP"));
+    assert_eq!(va.index, 0);
+    let a: Vec<String> = va
+        .addrs
+        .iter()
+        .map(|a| format!("{}/{}", a.address, a.prefix_len))
+        .collect();
+    assert_eq!(a[..2], ["10.79.0.1/24", "fd79::1/64"]);
+    assert_eq!(va.addrs[1].family, Family::Inet6);
+    let link = ip::parse_addr(&fixture("v19-ip-br-link.txt"));
+    assert!(link.unparsed.is_empty(), "{:?}", link.unparsed);
+    let cni0 = link.by_name("cni0").unwrap();
+    assert!(cni0.is_up());
+    assert_eq!(cni0.mac.as_deref().map(str::len), Some(17));
+    // Brief and JSON captures of the same namespace agree on names and addresses.
+    let json = ip::parse_json_links(&fixture("v19-ip-j-addr.json")).unwrap();
+    for l in &addr.links {
+        let j = json.by_name(&l.name).unwrap();
+        let set = |x: &ip::Link| -> Vec<String> {
+            x.addrs
+                .iter()
+                .map(|a| format!("{}/{}", a.address, a.prefix_len))
+                .collect()
+        };
+        assert_eq!(set(l), set(j), "{}", l.name);
+    }
+}
+
+/// Issue 19: `ip -j` output stored where text is expected (a hand-collected `ip addr`
+/// file made with `-j`) is read as JSON, and `ip -j route`'s ECMP `nexthops` keep
+/// their gateways and devices like the text form's `nexthop` lines.
+#[test]
+fn json_in_text_files_and_json_nexthops() {
+    let links = ip::parse_addr(&fixture("v19-ip-j-addr.json"));
+    assert!(links.unparsed.is_empty());
+    assert_eq!(links.by_name("v19-va").unwrap().addrs.len(), 3);
+    let json = ip::parse_routes(&fixture("v19-ip-j-route-table-all.json"));
+    let text = ip::parse_routes(&fixture("v19-ip-route-table-all.txt"));
+    assert!(json.unparsed.is_empty() && text.unparsed.is_empty());
+    let hops = |r: &ip::Routes| -> Vec<String> {
+        r.routes
+            .iter()
+            .find(|r| r.dst == "10.200.0.0/16")
+            .unwrap()
+            .nexthops
+            .iter()
+            .map(|n| format!("{:?} {:?} {:?}", n.gateway, n.dev, n.weight))
+            .collect()
+    };
+    assert_eq!(hops(&json).len(), 2);
+    assert_eq!(hops(&json), hops(&text));
+    assert!(hops(&json)[1].contains("10.79.0.3"));
+    let bad = ip::parse_addr("[{\"ifindex\": \"x\"}]");
+    assert_eq!(bad.unparsed.len(), 1);
+    assert!(bad.unparsed[0].reason.contains("ip -j"));
+}

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use netsnap_analyzer::parse::iptables::kube_proxy::{FrontendKind, ServicePortRules};
 use netsnap_analyzer::parse::iptables::{kube_proxy_model, parse_iptables_save};
 use netsnap_analyzer::parse::nft::{
-    IptablesNftEvidence, KubeProxyNft, LineCounts, NftRuleset, SetKind, kube_proxy_nft_model,
-    parse_nft_ruleset,
+    IptablesNftEvidence, KubeProxyNft, LineCounts, NftForm, NftRuleset, SetKind,
+    kube_proxy_nft_model, parse_nft_ruleset,
 };
 use proptest::prelude::*;
 use serde::Serialize;
@@ -166,17 +166,20 @@ fn every_real_fixture_parses_completely_and_lines_point_at_evidence() {
         assert_eq!(l.parsed + l.comments + l.blank + l.unparsed, l.total);
         assert_eq!(l.total, text.lines().count());
         for t in &r.tables {
+            // `nft -a` adds ` # handle N` after the brace.
+            let handle = |h: Option<u64>| h.map(|h| format!(" # handle {h}")).unwrap_or_default();
             assert_eq!(
                 line_of(&text, t.line),
-                format!("table {} {} {{", t.family, t.name)
+                format!("table {} {} {{{}", t.family, t.name, handle(t.handle))
             );
             for c in &t.chains {
                 assert_eq!(
                     line_of(&text, c.line).trim(),
-                    format!("chain {} {{", c.name)
+                    format!("chain {} {{{}", c.name, handle(c.handle))
                 );
                 for rule in &c.rules {
                     let src = line_of(&text, rule.line).trim();
+                    let src = src.split(" # handle ").next().unwrap();
                     assert!(rule.text.starts_with(src), "{src} / {}", rule.text);
                 }
             }
@@ -443,4 +446,142 @@ proptest! {
         prop_assert_eq!(l.total, partial.lines().count());
         let _ = kube_proxy_nft_model(&r);
     }
+}
+
+/// What a ruleset holds, independent of its form and line numbers.
+fn content(r: &NftRuleset) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for t in &r.tables {
+        out.insert(format!(
+            "table {} {} comment={:?}",
+            t.family, t.name, t.comment
+        ));
+        for c in &t.chains {
+            let hook = c
+                .hook
+                .as_ref()
+                .map(|h| format!("{} {}", h.chain_type, h.hook));
+            out.insert(format!(
+                "chain {} {} {hook:?} comment={:?}",
+                t.name, c.name, c.comment
+            ));
+            for (i, rule) in c.rules.iter().enumerate() {
+                out.insert(format!(
+                    "rule {} {} #{i} -> {:?}",
+                    t.name, c.name, rule.targets
+                ));
+            }
+        }
+        for s in &t.sets {
+            let mut keys: Vec<String> = s.elements.iter().map(|e| e.key.join(" . ")).collect();
+            keys.sort();
+            out.insert(format!("set {} {} {:?} {keys:?}", t.name, s.name, s.kind));
+        }
+    }
+    out
+}
+
+fn services(m: &KubeProxyNft) -> BTreeSet<String> {
+    m.services
+        .iter()
+        .map(|s| format!("{} {:?} {:?}", s.svc_port_name(), s.vip, ep_set(s)))
+        .collect()
+}
+
+/// Issue 19: `nft -a list ruleset` puts `# handle N` after the `{` of table, chain
+/// and set headers (real capture); the whole ruleset parses, with the handles, to the
+/// same content and kube-proxy model as the plain listing of the same ruleset.
+#[test]
+fn nft_a_handles_on_headers() {
+    let (_, plain, plain_model) = load("kube-proxy-v1.31.txt");
+    let (text, r, m) = load("kube-proxy-v1.31-handles.txt");
+    assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+    assert_eq!(r.form, NftForm::Listing);
+    assert_eq!(content(&r), content(&plain));
+    assert!(!m.services.is_empty());
+    assert_eq!(services(&m), services(&plain_model));
+    let t = r.table("ip", "kube-proxy").unwrap();
+    assert!(line_of(&text, t.line).ends_with(&format!("# handle {}", t.handle.unwrap())));
+    assert!(t.chains.iter().all(|c| c.handle.is_some()));
+    assert!(
+        t.chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .all(|r| r.handle.is_some())
+    );
+}
+
+/// Issue 19: kube-proxy's nftables transactions (and its proxier_test.go expectations)
+/// are `nft -f` input: `add table/chain/set/map/rule/element` lines. Replaying
+/// `setup/kp-nft-v1.31.nft` gives what `nft list ruleset` printed after `nft -f` loaded
+/// that very file.
+#[test]
+fn nft_f_input_replays_to_the_listing() {
+    let input = fixture("nft/setup", "kp-nft-v1.31.nft");
+    let r = parse_nft_ruleset(&input);
+    assert_eq!(r.form, NftForm::Commands);
+    assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+    let l = r.lines;
+    assert_eq!(l.parsed + l.comments + l.blank + l.unparsed, l.total);
+    let (_, listing, listing_model) = load("kube-proxy-v1.31.txt");
+    assert_eq!(content(&r), content(&listing));
+    let m = kube_proxy_nft_model(&r);
+    assert_eq!(services(&m), services(&listing_model));
+    // Evidence lines point at the `add rule` / `add element` lines.
+    for s in &m.services {
+        for e in &s.endpoints {
+            let dnat = line_of(&input, e.dnat_line.unwrap());
+            assert!(
+                dnat.starts_with("add rule ip kube-proxy endpoint-") && dnat.contains("dnat to")
+            );
+        }
+    }
+}
+
+/// `nft -f` details: implicit families and tables, `insert`, `flush`, `delete element`,
+/// multi-line blocks, and commands that cannot be applied are reported with their line.
+#[test]
+fn nft_f_commands_edge_cases() {
+    let r = parse_nft_ruleset(
+        "add table t\nadd chain t c { type filter hook input priority 0 ;\n policy drop ; }\nadd rule t c tcp dport 22 accept\ninsert rule t c ct state established accept\nadd set t s { type ipv4_addr ; }\nadd element t s { 10.0.0.1, 10.0.0.2 }\ndelete element t s { 10.0.0.1 }\nadd rule t d jump c\nflush chain t d\ndelete rule t c handle 4\ndefine X = 1\nadd element t nosuch { 1.2.3.4 }\n",
+    );
+    assert_eq!(r.form, NftForm::Commands);
+    let t = r.table("ip", "t").unwrap();
+    let c = t.chain("c").unwrap();
+    let h = c.hook.as_ref().unwrap();
+    assert_eq!(
+        (h.hook.as_str(), h.policy.as_deref()),
+        ("input", Some("drop"))
+    );
+    let texts: Vec<&str> = c.rules.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["ct state established accept", "tcp dport 22 accept"]
+    );
+    assert_eq!(c.rules[1].line, 4);
+    assert_eq!(t.set("s").unwrap().elements.len(), 1);
+    assert_eq!(t.set("s").unwrap().elements[0].key, ["10.0.0.2"]);
+    assert!(t.chain("d").unwrap().rules.is_empty());
+    let lines: Vec<usize> = r.unparsed.iter().map(|u| u.line).collect();
+    assert_eq!(lines, [11, 12, 13]);
+    let l = r.lines;
+    assert_eq!(l.parsed + l.comments + l.blank + l.unparsed, l.total);
+}
+
+/// Issue 19: `nft list tables` (real capture) names tables without content: they are
+/// recognised as such, not invented as empty tables, and nothing is unparsed.
+#[test]
+fn nft_list_tables_is_recognised() {
+    let (_, r, m) = load("list-tables.txt");
+    assert_eq!(r.form, NftForm::TableList);
+    assert!(r.tables.is_empty());
+    assert!(r.unparsed.is_empty());
+    let names: Vec<String> = r
+        .listed_tables
+        .iter()
+        .map(|t| format!("{} {}", t.family, t.name))
+        .collect();
+    assert_eq!(names, ["ip kube-proxy", "ip filter", "ip nat"]);
+    assert_eq!(r.listed_tables[2].line, 3);
+    assert!(m.services.is_empty());
 }

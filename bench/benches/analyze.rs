@@ -39,6 +39,7 @@ fn generate(path: &Path) {
             max_artifact_bytes: None,
             max_total_bytes: None,
             compression_level: 3,
+            ..WriterOptions::default()
         },
     )
     .unwrap();

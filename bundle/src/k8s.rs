@@ -344,3 +344,130 @@ pub struct RuntimePod {
     #[serde(default)]
     pub pid: Option<u32>,
 }
+
+/// Which part of the API view a collection asked for (`netsnap-collect --api-scope`),
+/// recorded as `collection.options.api_scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// Cluster-wide lists (from the API server's watch cache) plus this node's objects:
+    /// a single-node collection that needs nothing else.
+    #[default]
+    Full,
+    /// Only node-local API data (this node's pods and Node, the kube-proxy ConfigMap,
+    /// the cluster DNS Service); the cluster lists come from the run's cluster bundle.
+    Node,
+    /// Only the cluster-wide lists, once per run; no node-local capture at all.
+    Cluster,
+}
+
+impl ApiScope {
+    /// The word used on the command line and in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Full => "full",
+            ApiScope::Node => "node",
+            ApiScope::Cluster => "cluster",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ApiScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(ApiScope::Full),
+            "node" => Ok(ApiScope::Node),
+            "cluster" => Ok(ApiScope::Cluster),
+            other => Err(format!(
+                "unknown API scope {other:?} (expected full, node or cluster)"
+            )),
+        }
+    }
+}
+
+/// The cluster-wide lists: collected by `full` and `cluster` scopes, recorded as
+/// `skipped` by `node` scope and taken from the run's cluster bundle by the analyzer.
+pub const CLUSTER_LISTS: &[&str] = &[
+    crate::layout::k8s::NODES,
+    crate::layout::k8s::PODS,
+    crate::layout::k8s::SERVICES,
+    crate::layout::k8s::ENDPOINT_SLICES,
+    crate::layout::k8s::EVENTS,
+];
+
+/// The scope and run id a bundle's producer recorded in `collection.options`
+/// (`api_scope`, `run_id`); `None` scope for bundles older than the option.
+pub fn api_scope_of(manifest: &crate::Manifest) -> (Option<ApiScope>, Option<String>) {
+    let o = &manifest.collection.options;
+    let scope = o
+        .get("api_scope")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse().ok());
+    let run = o
+        .get("run_id")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    (scope, run)
+}
+
+/// What one collection cost the API server, and under which limits (`k8s/api-client.json`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ApiClientReport {
+    /// `full`, `node` or `cluster`.
+    pub api_scope: ApiScope,
+    /// Id shared by the node bundles and the cluster bundle of one fan-out run.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// How lists were read, e.g. `watch-cache (resourceVersion=0)`.
+    pub read_mode: String,
+    /// Client-side request rate limit (requests per second).
+    pub qps: f64,
+    /// Requests allowed back to back before the rate limit applies.
+    pub burst: u32,
+    /// Hard cap on response bytes fetched by this collection.
+    pub max_bytes: u64,
+    /// Most `429 Too Many Requests` retries of the whole collection.
+    pub max_retries: u32,
+    /// Delay before the first request (`--start-jitter`), milliseconds.
+    pub start_delay_ms: u64,
+    /// HTTP requests sent (retries included).
+    pub requests: u64,
+    /// Response body bytes received.
+    pub bytes: u64,
+    /// `429` answers received.
+    pub throttled: u64,
+    /// Time spent waiting for `Retry-After` (or backoff) before retries, milliseconds.
+    pub retry_wait_ms: u64,
+    /// Time spent waiting for the client-side rate limit, milliseconds.
+    pub rate_limit_wait_ms: u64,
+    /// True when the byte cap cut a response (the list is then `partial`).
+    pub byte_cap_hit: bool,
+    /// One entry per API artifact, in request order.
+    pub lists: Vec<ApiListCost>,
+}
+
+/// What one API artifact cost.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ApiListCost {
+    /// Artifact path.
+    pub path: String,
+    /// `cluster` (every object of the cluster) or `node` (only this node's).
+    pub scope: String,
+    /// `resourceVersion` semantics: `0 (watch cache)` for lists, `get` for single objects.
+    pub resource_version: String,
+    /// HTTP requests (pages and retries).
+    pub requests: u64,
+    /// Response body bytes.
+    pub bytes: u64,
+    /// Objects stored.
+    pub objects: u64,
+}

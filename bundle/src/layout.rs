@@ -146,6 +146,14 @@ pub mod k8s {
     pub const VERSION: &str = "k8s/version.json";
     /// [`crate::k8s::RuntimePod`] per line, from crictl or docker.
     pub const RUNTIME_PODS: &str = "k8s/runtime-pods.jsonl";
+    /// [`crate::k8s::PodRecord`] per line: only this node's pods (`--api-scope node`,
+    /// listed with `fieldSelector=spec.nodeName=<node>`).
+    pub const NODE_PODS: &str = "k8s/node-pods.jsonl";
+    /// [`crate::k8s::NodeRecord`] of this node only (`--api-scope node`, one `GET`).
+    pub const NODE: &str = "k8s/node.json";
+    /// [`crate::k8s::ApiClientReport`]: scope, read mode, politeness limits and the
+    /// requests and bytes the collection cost the API server.
+    pub const API_CLIENT: &str = "k8s/api-client.json";
 }
 
 /// Correlations the collector computed (recomputable by the analyzer).

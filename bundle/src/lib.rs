@@ -21,4 +21,7 @@ pub use manifest::{
     ResourceUsage, ToolInfo, Truncation, TruncationReason,
 };
 pub use reader::{Bundle, ReadError, ReaderOptions};
-pub use writer::{ArtifactSink, ArtifactSpec, BundleWriter, Completion, WriteError, WriterOptions};
+pub use writer::{
+    ArtifactSink, ArtifactSpec, BundleWriter, Completion, SPOOL_PREFIX, SPOOL_SUFFIX, WriteError,
+    WriterOptions, remove_live_spools, spool_owner_pid,
+};

@@ -160,7 +160,11 @@ pub struct Bundle {
     root: PathBuf,
     manifest: Manifest,
     unknown_entries: Vec<String>,
-    _temp: Option<tempfile::TempDir>,
+    _temp: Option<std::sync::Arc<tempfile::TempDir>>,
+    /// Artifacts taken from another bundle ([`Bundle::adopt_artifacts`]): path -> file.
+    adopted: HashMap<String, PathBuf>,
+    /// The extraction directories of the bundles adopted from, kept alive with this one.
+    _adopted_from: Vec<std::sync::Arc<tempfile::TempDir>>,
 }
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -274,7 +278,9 @@ impl Bundle {
             root: base,
             manifest,
             unknown_entries: unknown,
-            _temp: Some(temp),
+            _temp: Some(std::sync::Arc::new(temp)),
+            adopted: HashMap::new(),
+            _adopted_from: Vec::new(),
         })
     }
 
@@ -303,6 +309,8 @@ impl Bundle {
             manifest,
             unknown_entries: Vec::new(),
             _temp: None,
+            adopted: HashMap::new(),
+            _adopted_from: Vec::new(),
         })
     }
 
@@ -337,7 +345,52 @@ impl Bundle {
         if !record.status.has_content() {
             return None;
         }
+        if let Some(file) = self.adopted.get(path) {
+            return Some(file.clone());
+        }
         dir_artifact(&self.root, path).ok()
+    }
+
+    /// Takes the artifacts at `paths` from `other` (e.g. the cluster bundle of the
+    /// same collection run): `other`'s records replace this bundle's, marked with the
+    /// attribute `joined_from` (`other`'s source), and reads of them return `other`'s
+    /// (already verified) files, which stay on disk as long as this bundle lives.
+    /// Paths `other` has no record of are left alone. Returns the paths taken.
+    pub fn adopt_artifacts(&mut self, other: &Bundle, paths: &[&str]) -> Vec<String> {
+        let mut taken = Vec::new();
+        for path in paths {
+            let Some(record) = other.record(path) else {
+                continue;
+            };
+            let mut record = record.clone();
+            if record.status.has_content() {
+                let Some(file) = other.artifact_file(path) else {
+                    continue;
+                };
+                self.adopted.insert(path.to_string(), file);
+            } else {
+                self.adopted.remove(*path);
+            }
+            record.attributes.insert(
+                "joined_from".to_string(),
+                other.source().display().to_string(),
+            );
+            let artifacts = &mut self.manifest.artifacts;
+            match artifacts.binary_search_by(|a| a.path.as_str().cmp(path)) {
+                Ok(i) => artifacts[i] = record,
+                Err(i) => match artifacts.iter().position(|a| a.path == *path) {
+                    Some(j) => artifacts[j] = record,
+                    None => artifacts.insert(i, record),
+                },
+            }
+            taken.push(path.to_string());
+        }
+        if !taken.is_empty()
+            && let Some(t) = &other._temp
+        {
+            self._adopted_from.push(t.clone());
+        }
+        taken
     }
 
     /// Opens an artifact that has content for streaming, or None.

@@ -8,9 +8,18 @@
 //! before its tar header), so memory stays bounded whatever the sizes: the
 //! largest buffer is a fixed copy buffer.
 //!
-//! Atomicity: everything is written under a hidden `.netsnap-*.partial` name in
-//! the target directory and renamed to the final name only after a successful
-//! fsync. An interrupted run leaves no file that looks like a complete bundle.
+//! Atomicity: everything is written under a hidden spool directory
+//! `.netsnap-<pid>-*.partial` in the target directory and renamed to the final
+//! name only after a successful fsync. An interrupted run leaves no file that
+//! looks like a complete bundle.
+//!
+//! Confidentiality and cleanup: the spool directory is created 0700 and every
+//! file in it 0600 (the bundle itself ends up 0600), so no other local user
+//! can read artifacts during a run. The spool is removed when the writer is
+//! dropped (success, error, panic unwinding); [`remove_live_spools`] removes
+//! the spools of this process for exit paths that skip destructors (a second
+//! Ctrl-C); the `<pid>` in the name lets the next run find and remove the
+//! spool of a process that was killed ([`spool_owner_pid`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -27,6 +36,40 @@ use crate::manifest::{
     ArtifactKind, ArtifactRecord, ArtifactSource, ArtifactStatus, CollectionInfo, FORMAT_VERSION,
     Manifest, NodeInfo, ToolInfo, Truncation, TruncationReason,
 };
+
+/// Name prefix of spool directories (`.netsnap-<pid>-XXXXXX.partial`).
+pub const SPOOL_PREFIX: &str = ".netsnap-";
+/// Name suffix of spool directories.
+pub const SPOOL_SUFFIX: &str = ".partial";
+
+/// Spool directories of live writers of this process.
+static LIVE_SPOOLS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes the spool directories of every writer of this process still alive;
+/// for exit paths that skip destructors (`std::process::exit` after a second
+/// interrupt). Best effort: errors are ignored.
+pub fn remove_live_spools() {
+    let paths = LIVE_SPOOLS
+        .lock()
+        .map(|g| g.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    for p in paths {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// The pid of the process that created spool directory `name`
+/// (`.netsnap-<pid>-XXXXXX.partial`), if `name` is one.
+pub fn spool_owner_pid(name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix(SPOOL_PREFIX)?
+        .strip_suffix(SPOOL_SUFFIX)?;
+    let (pid, random) = rest.split_once('-')?;
+    if random.is_empty() || random.contains('.') {
+        return None;
+    }
+    pid.parse().ok()
+}
 
 /// Cap on the stderr excerpt kept in a record.
 pub const STDERR_EXCERPT_BYTES: usize = 4096;
@@ -79,6 +122,9 @@ pub struct WriterOptions {
     pub max_total_bytes: Option<u64>,
     /// zstd level (1..=19). Default 3: fast, and text compresses well at it.
     pub compression_level: i32,
+    /// Replace a file already at the final path (default). When false, `finish`
+    /// fails with `AlreadyExists` instead (checked atomically at the rename).
+    pub replace_existing: bool,
 }
 
 impl Default for WriterOptions {
@@ -87,6 +133,7 @@ impl Default for WriterOptions {
             max_artifact_bytes: Some(1 << 30),
             max_total_bytes: Some(4 << 30),
             compression_level: 3,
+            replace_existing: true,
         }
     }
 }
@@ -219,6 +266,16 @@ struct Shared {
     options: WriterOptions,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The TempDir removes the directory itself; forget it here.
+        if let Ok(mut g) = LIVE_SPOOLS.lock() {
+            let p = self.spool.path();
+            g.retain(|q| q != p);
+        }
+    }
+}
+
 /// Writes one bundle. Cheap to clone; clones share the same bundle, so
 /// concurrent steps can each stream their own artifact.
 #[derive(Clone)]
@@ -244,18 +301,27 @@ impl BundleWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let spool = tempfile::Builder::new()
-            .prefix(".netsnap-")
-            .suffix(".partial")
-            .tempdir_in(&dir)
-            .map_err(io_err(&dir))?;
+        let mut builder = tempfile::Builder::new();
+        let prefix = format!("{SPOOL_PREFIX}{}-", std::process::id());
+        builder.prefix(&prefix).suffix(SPOOL_SUFFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let spool = builder.tempdir_in(&dir).map_err(io_err(&dir))?;
+        if let Ok(mut g) = LIVE_SPOOLS.lock() {
+            g.push(spool.path().to_path_buf());
+        }
         let body_path = spool.path().join("body.tar.zst");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&body_path)
-            .map_err(io_err(&body_path))?;
+        let mut open = std::fs::OpenOptions::new();
+        open.read(true).write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.mode(0o600);
+        }
+        let file = open.open(&body_path).map_err(io_err(&body_path))?;
         let mut encoder =
             zstd::stream::write::Encoder::new(BufWriter::new(file), options.compression_level)
                 .map_err(io_err(&body_path))?;
@@ -406,16 +472,14 @@ impl BundleWriter {
             })?;
 
         let final_path = &self.shared.final_path;
-        let dir = final_path.parent().unwrap_or(Path::new("."));
+        // Inside the spool (same directory as the final path, so the rename is
+        // atomic): removing the spool removes a half-written bundle too. 0600.
+        let spool = self.shared.spool.path();
         let tmp = tempfile::Builder::new()
-            .prefix(".netsnap-")
-            .suffix(".tar.zst.partial")
-            .tempfile_in(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            })
-            .map_err(io_err(dir))?;
+            .prefix("bundle-")
+            .suffix(".tar.zst")
+            .tempfile_in(spool)
+            .map_err(io_err(spool))?;
         {
             let mut out = BufWriter::new(tmp.as_file());
             let level = self.shared.options.compression_level;
@@ -438,7 +502,12 @@ impl BundleWriter {
             out.flush().map_err(io_err(final_path))?;
         }
         tmp.as_file().sync_all().map_err(io_err(final_path))?;
-        tmp.persist(final_path).map_err(|e| WriteError::Io {
+        let persisted = if self.shared.options.replace_existing {
+            tmp.persist(final_path)
+        } else {
+            tmp.persist_noclobber(final_path)
+        };
+        persisted.map_err(|e| WriteError::Io {
             path: final_path.clone(),
             source: e.error,
         })?;
@@ -498,6 +567,11 @@ impl ArtifactSink {
     /// Bytes kept so far.
     pub fn bytes_kept(&self) -> u64 {
         self.kept
+    }
+
+    /// Sets a record attribute known only once the content is written (e.g. what it cost).
+    pub fn set_attribute(&mut self, key: &str, value: impl Into<String>) {
+        self.spec.attributes.insert(key.to_string(), value.into());
     }
 
     /// Marks the artifact as cut by a producer-side cap (e.g. at most N lines).

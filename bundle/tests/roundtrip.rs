@@ -125,6 +125,7 @@ fn caps_truncate_and_are_recorded() {
             max_artifact_bytes: Some(1000),
             max_total_bytes: Some(1500),
             compression_level: 3,
+            ..WriterOptions::default()
         },
     )
     .expect("create");
@@ -226,6 +227,79 @@ fn interrupted_writer_leaves_no_bundle_behind() {
     assert!(!path.exists());
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
     assert!(left.is_empty(), "temp files must be cleaned up: {left:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn spool_is_private_and_named_after_the_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    let w = BundleWriter::create(&path, WriterOptions::default()).expect("create");
+    let spools: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(spools.len(), 1, "{spools:?}");
+    let name = spools[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        netsnap_bundle::spool_owner_pid(&name),
+        Some(std::process::id())
+    );
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&spools[0]), 0o700, "spool directory");
+    for e in std::fs::read_dir(&spools[0]).expect("ls spool") {
+        let p = e.expect("entry").path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    w.finish(common::tool(), common::node(), common::collection())
+        .expect("finish");
+    assert_eq!(mode(&path), 0o600, "the bundle itself");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("b.tar.zst")]);
+}
+
+#[test]
+fn spool_names_parse_only_when_they_are_spools() {
+    use netsnap_bundle::spool_owner_pid;
+    assert_eq!(spool_owner_pid(".netsnap-4242-Ab3xYz.partial"), Some(4242));
+    assert_eq!(spool_owner_pid(".netsnap-Ab3xYz.partial"), None);
+    assert_eq!(spool_owner_pid(".netsnap-4242-x.tar.zst.partial"), None);
+    assert_eq!(spool_owner_pid("netsnap-4242-Ab3xYz.partial"), None);
+    assert_eq!(spool_owner_pid(".netsnap-4242-Ab3xYz"), None);
+}
+
+#[test]
+fn existing_bundle_is_kept_unless_replacing_is_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.tar.zst");
+    std::fs::write(&path, b"precious").expect("write");
+    let w = BundleWriter::create(
+        &path,
+        WriterOptions {
+            replace_existing: false,
+            ..WriterOptions::default()
+        },
+    )
+    .expect("create");
+    let err = w
+        .finish(common::tool(), common::node(), common::collection())
+        .expect_err("must not replace");
+    assert!(
+        matches!(&err, WriteError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), b"precious");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+    assert_eq!(left.len(), 1, "no spool left after the refusal: {left:?}");
 }
 
 #[test]

@@ -100,7 +100,8 @@ impl Step for ConntrackTableStep {
                 let rec = copy_file(
                     &ctx.writer,
                     proc_table_spec(),
-                    &ctx.host.path("/proc/net/nf_conntrack"),
+                    &ctx.host,
+                    "/proc/net/nf_conntrack",
                     ctx.options.conntrack_max_entries,
                     ctx.options.timeout * TABLE_TIMEOUT_FACTOR,
                     &ctx.cancel,
@@ -160,12 +161,13 @@ impl Step for ConntrackStatsStep {
                 );
                 return Ok(tally);
             }
-            let proc_stat = ctx.host.path("/proc/net/stat/nf_conntrack");
+            let proc_stat = "/proc/net/stat/nf_conntrack";
             let t1 = Instant::now();
             let first = copy_file(
                 &ctx.writer,
                 stat(layout::conntrack::PROC_STAT).with_attribute("sample", "1"),
-                &proc_stat,
+                &ctx.host,
+                proc_stat,
                 None,
                 ctx.options.timeout,
                 &ctx.cancel,
@@ -189,8 +191,25 @@ impl Step for ConntrackStatsStep {
             tally.add(s?.record());
             tally.add(c?.record());
 
-            let map = read_conntrack_sysctls(&ctx.host.path("/proc/sys/net"));
-            tally.add_result(ctx.writer.add_json(sys_spec, &map, Duration::ZERO));
+            let host = ctx.host.clone();
+            // A few small files: bounded by the timeout only, so a stop that arrives
+            // meanwhile does not lose them (an empty map would read as "all absent").
+            let read = crate::fileio::run_bounded_async(
+                "conntrack sysctls",
+                ctx.options.timeout,
+                None,
+                move || {
+                    let root = crate::fileio::RootDir::host(&host)?;
+                    Ok(read_conntrack_sysctls(&root))
+                },
+            )
+            .await;
+            tally.add_result(match read {
+                Ok(map) => ctx.writer.add_json(sys_spec, &map, Duration::ZERO),
+                Err(e) => {
+                    crate::fileio::record_read_error(&ctx.writer, sys_spec, &e, Duration::ZERO)
+                }
+            });
 
             // Second sample, so rates (drops, insert_failed) can be told from old totals.
             let second = stat(layout::conntrack::PROC_STAT_2);
@@ -229,7 +248,8 @@ impl Step for ConntrackStatsStep {
                     second
                         .with_attribute("sample", "2")
                         .with_attribute("interval_ms", interval.as_millis().to_string()),
-                    &proc_stat,
+                    &ctx.host,
+                    proc_stat,
                     None,
                     ctx.options.timeout,
                     &ctx.cancel,
@@ -242,23 +262,21 @@ impl Step for ConntrackStatsStep {
     }
 }
 
-/// Every `nf_conntrack*` sysctl (count, max, buckets, timeouts, …) under a
-/// `/proc/sys/net` directory, keyed `net.netfilter.<name>`, plus `net.nf_conntrack_max`.
-pub fn read_conntrack_sysctls(proc_sys_net: &std::path::Path) -> BTreeMap<String, String> {
+/// Every `nf_conntrack*` sysctl (count, max, buckets, timeouts, …) under the
+/// node's `/proc/sys/net`, keyed `net.netfilter.<name>`, plus `net.nf_conntrack_max`.
+pub fn read_conntrack_sysctls(root: &crate::fileio::RootDir) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
-    let dir = proc_sys_net.join("netfilter");
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("nf_conntrack") {
+    if let Ok(entries) = root.read_dir("/proc/sys/net/netfilter") {
+        for (name, _, is_file) in entries {
+            if !is_file || !name.starts_with("nf_conntrack") {
                 continue;
             }
-            if let Some(v) = crate::fileio::read_small(&e.path()) {
+            if let Some(v) = root.read_small(&format!("/proc/sys/net/netfilter/{name}")) {
                 map.insert(format!("net.netfilter.{name}"), v.replace('\t', " "));
             }
         }
     }
-    if let Some(v) = crate::fileio::read_small(&proc_sys_net.join("nf_conntrack_max")) {
+    if let Some(v) = root.read_small("/proc/sys/net/nf_conntrack_max") {
         map.insert("net.nf_conntrack_max".into(), v);
     }
     map

@@ -28,6 +28,9 @@ use netsnap_bundle::native::{ClusterDns, DnsProbe, DnsProbeReport, NetnsIndex, P
 use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, Completion};
 use nix::sched::{CloneFlags, setns};
 
+use crate::fileio::{RESOLV_CONF_CAP, ReadError, RootDir, record_read_error, run_bounded};
+use crate::options::HostPaths;
+
 /// Which pod namespaces to probe from (`--dns-from`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsFrom {
@@ -512,8 +515,9 @@ pub fn run_probes(sources: &[ProbeSource], dns: &ClusterDns, opts: &DnsOptions) 
     r.into_iter().flat_map(|(_, p)| p).collect()
 }
 
-/// The path of a source's `/etc/resolv.conf`: through `/proc/<pid>/root` for a
-/// pod, the node's own file for the host namespace.
+/// The path of a source's `/etc/resolv.conf` as shown in messages: through
+/// `/proc/<pid>/root` for a pod, the node's own file for the host namespace
+/// (it is read with [`read_resolv_conf`], never by opening this path).
 pub fn resolv_conf_path(src: &ProbeSource, host_root: Option<&std::path::Path>) -> Option<PathBuf> {
     let rel = match src.pid {
         Some(pid) => format!("proc/{pid}/root/etc/resolv.conf"),
@@ -524,6 +528,33 @@ pub fn resolv_conf_path(src: &ProbeSource, host_root: Option<&std::path::Path>) 
         Some(r) => r.join(rel),
         None => PathBuf::from("/").join(rel),
     })
+}
+
+/// Reads a source's `/etc/resolv.conf` inside the right root: the pod's
+/// (`/proc/<pid>/root`, where a symlink leaving it is refused) or the node's.
+/// Regular files only, at most [`RESOLV_CONF_CAP`] bytes, abandoned after
+/// `timeout`. None when the source has no process to read it through.
+pub fn read_resolv_conf(
+    src: &ProbeSource,
+    host_root: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Option<Result<Vec<u8>, ReadError>> {
+    let host = HostPaths::new(host_root.map(std::path::Path::to_path_buf));
+    let pid = match src.pid {
+        Some(pid) => Some(pid),
+        None if src.netns == layout::HOST_NETNS => None,
+        None => return None,
+    };
+    let shown = resolv_conf_path(src, host_root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Some(run_bounded(&shown, timeout, move || {
+        let root = match pid {
+            Some(pid) => RootDir::container(&host, pid)?,
+            None => RootDir::host(&host)?,
+        };
+        root.read_capped("/etc/resolv.conf", RESOLV_CONF_CAP)
+    }))
 }
 
 /// The DNS step: stores each source's resolv.conf, finds cluster DNS, probes,
@@ -546,8 +577,7 @@ pub fn collect_dns(
         let spec =
             ArtifactSpec::raw_file(&path, layout::content::RESOLV_CONF).in_netns(src.netns.clone());
         let t = Instant::now();
-        let file = resolv_conf_path(src, opts.host_root.as_deref());
-        match file.as_ref().map(std::fs::read) {
+        match read_resolv_conf(src, opts.host_root.as_deref(), opts.timeout) {
             Some(Ok(bytes)) => {
                 resolvs.push(parse_resolv_conf(&String::from_utf8_lossy(&bytes)));
                 let _ = writer.add_bytes(
@@ -560,15 +590,11 @@ pub fn collect_dns(
                 );
             }
             Some(Err(e)) => {
-                let _ = writer.record_missing(
-                    spec,
-                    ArtifactStatus::Failed,
-                    format!(
-                        "cannot read /proc/{}/root/etc/resolv.conf: {e}",
-                        src.pid.unwrap_or(0)
-                    ),
-                    Completion::default(),
-                );
+                let spec = match src.pid {
+                    Some(pid) => spec.with_attribute("pid", pid.to_string()),
+                    None => spec,
+                };
+                let _ = record_read_error(writer, spec, &e, t.elapsed());
             }
             None => {
                 let _ = writer.record_missing(

@@ -89,7 +89,8 @@ impl Step for IpvsStep {
                 let rec = copy_file(
                     &ctx.writer,
                     ArtifactSpec::raw_file(path, content),
-                    &ctx.host.path(src),
+                    &ctx.host,
+                    src,
                     cap,
                     ctx.options.timeout,
                     &ctx.cancel,

@@ -26,6 +26,8 @@ pub mod node;
 pub mod options;
 pub mod progress;
 pub mod runner;
+pub mod secrets;
+pub mod spool;
 
 pub use cancel::{Cancel, StopReason};
 pub use options::Options;

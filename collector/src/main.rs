@@ -1,7 +1,7 @@
 //! `netsnap-collect`: thin CLI over the `netsnap_collector` library.
 //!
 //! Parses flags once into `Options`, lowers the process priority before any
-//! thread exists, wires Ctrl-C/SIGTERM to the cancellation token, runs the
+//! thread exists, wires Ctrl-C/SIGTERM/SIGHUP to the cancellation token, runs the
 //! collection and prints the closing summary. Exit codes: 0 a bundle was
 //! written (possibly partial), 2 no bundle could be written.
 
@@ -25,11 +25,17 @@ It runs at low CPU and I/O priority (nice 10, best-effort I/O 7).
 
 Every command and every namespace read has a timeout (--timeout) and the whole \
 run a deadline (--deadline). A step that fails or times out is recorded in the \
-manifest with its reason and the rest still lands. Ctrl-C writes a valid partial bundle.
+manifest with its reason and the rest still lands. Ctrl-C, SIGTERM and SIGHUP write \
+a valid partial bundle.
+
+NO SECRETS: files are read inside the node's (or the pod's) root, regular files \
+only; credentials in CNI and kubelet files (tokens, passwords, keys, certificates, \
+kubeconfigs) are withheld and the manifest says where. An existing --output file \
+is refused unless --force.
 
 Exit codes:
   0  a bundle was written (it may be partial: see the warning summary on stderr)
-  2  no bundle could be written (bad option, unwritable output path)
+  2  no bundle could be written (bad option, existing output without --force, unwritable output path)
 
 Progress and logs go to stderr; stdout only receives the bundle path.";
 
@@ -40,6 +46,9 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Bundle to write [default: netsnap-<node>-<UTC>.tar.zst in the current directory].
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Replace the file at --output if one exists (without it, an existing file is refused).
+        #[arg(long)]
+        force: bool,
         /// Do not contact the Kubernetes API (node-local data only).
         #[arg(long)]
         no_api: bool,
@@ -82,6 +91,29 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// Kubeconfig context to use [default: its current-context].
         #[arg(long, value_name = "NAME")]
         context: Option<String>,
+        /// Which API data to collect: full (cluster lists + this node, alone), node (only
+        /// this node's objects, for fan-out), cluster (only the cluster lists, once per run).
+        #[arg(long, default_value = "full", value_name = "SCOPE", value_parser = ["full", "node", "cluster"])]
+        api_scope: String,
+        /// Id shared by the node bundles and the cluster bundle of one collection run.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        /// Client-side API request rate after the burst (requests per second, 0 = unlimited).
+        #[arg(long, default_value_t = netsnap_collector::kube::DEFAULT_QPS, value_name = "QPS")]
+        api_qps: f64,
+        /// API requests allowed back to back before --api-qps applies.
+        #[arg(long, default_value_t = netsnap_collector::kube::DEFAULT_BURST, value_name = "N")]
+        api_burst: u32,
+        /// Hard cap on API response bytes [default: 32 MiB for node scope, 2 GiB otherwise].
+        #[arg(long, value_name = "BYTES")]
+        api_max_bytes: Option<u64>,
+        /// Most retries after `429 Too Many Requests` (each waits Retry-After, within the deadline).
+        #[arg(long, default_value_t = netsnap_collector::kube::DEFAULT_MAX_RETRIES, value_name = "N")]
+        api_max_retries: u32,
+        /// Delay the first API request by this node's share of DURATION (e.g. 30s), so a
+        /// DaemonSet's collectors do not all ask at once. Bounded by half the deadline.
+        #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+        start_jitter: Duration,
         /// Pod namespaces to send DNS probes from: `all`, a number N, or `namespace/pod` (plus the host).
         #[arg(long, default_value = "3", value_name = "WHICH")]
         dns_from: String,
@@ -97,6 +129,28 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
         /// More logging (-v info, -vv debug).
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
+    }
+
+    /// `30s`, `500ms`, `2m` or plain seconds.
+    fn parse_duration(v: &str) -> Result<Duration, String> {
+        let v = v.trim();
+        let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
+            Some(i) => v.split_at(i),
+            None => (v, "s"),
+        };
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("{v:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            _ => return Err(format!("{v:?}: unknown unit {unit:?} (ms, s or m)")),
+        };
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(format!("{v:?} must be a non-negative duration"));
+        }
+        Ok(Duration::from_secs_f64(secs))
     }
 
     fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -124,6 +178,7 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 netns_workers: self.netns_workers.clamp(1, 64),
                 max_ip_text_netns: self.max_ip_text_netns,
                 ipvs_conn_max_lines: self.ipvs_max_connections.max(1),
+                force: self.force,
                 ..Options::default()
             })
         }
@@ -143,6 +198,13 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 node_name: options.node_name.clone(),
+                scope: self.api_scope.parse().map_err(anyhow::Error::msg)?,
+                run_id: self.run_id.clone().filter(|s| !s.is_empty()),
+                qps: self.api_qps,
+                burst: self.api_burst,
+                max_bytes: self.api_max_bytes,
+                max_retries: self.api_max_retries,
+                start_jitter: self.start_jitter,
                 ..Default::default()
             }
             .with_environment();
@@ -180,13 +242,52 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
 
     fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let mut options = cli.options()?;
+        if let Some(out) = &options.output
+            && !options.force
+            && out.as_os_str() != "-"
+            && std::fs::symlink_metadata(out).is_ok()
+        {
+            anyhow::bail!(
+                "{} already exists; refusing to overwrite it (use --force to replace it)",
+                out.display()
+            );
+        }
         let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
+        let cluster_pass = kube_opts.scope == netsnap_bundle::k8s::ApiScope::Cluster;
+        if cluster_pass {
+            anyhow::ensure!(
+                !options.no_api,
+                "--api-scope cluster collects only from the API: it cannot be combined with --no-api"
+            );
+            // A cluster bundle describes no node.
+            options.node_name = None;
+            if options.output.is_none() {
+                let label = match &kube_opts.run_id {
+                    Some(id) => format!("cluster-{id}"),
+                    None => "cluster".to_string(),
+                };
+                options.output = Some(PathBuf::from(netsnap_bundle::layout::default_bundle_name(
+                    &label,
+                    chrono::Utc::now(),
+                )));
+            }
+        }
         for (key, value) in [
             ("kubeconfig", serde_json::json!(cli.kubeconfig)),
             ("context", serde_json::json!(cli.context)),
             ("dns_from", serde_json::json!(cli.dns_from)),
             ("dns_names", serde_json::json!(cli.dns_name)),
             ("dns_timeout", serde_json::json!(cli.dns_timeout)),
+            ("api_scope", serde_json::json!(kube_opts.scope)),
+            ("run_id", serde_json::json!(kube_opts.run_id)),
+            ("api_qps", serde_json::json!(cli.api_qps)),
+            ("api_burst", serde_json::json!(cli.api_burst)),
+            ("api_max_bytes", serde_json::json!(cli.api_max_bytes)),
+            ("api_max_retries", serde_json::json!(cli.api_max_retries)),
+            (
+                "start_jitter",
+                serde_json::json!(cli.start_jitter.as_secs_f64()),
+            ),
         ] {
             options.step_options.insert(key.to_string(), value);
         }
@@ -221,6 +322,8 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
             use tokio::signal::unix::{SignalKind, signal};
             let mut int = signal(SignalKind::interrupt()).ok();
             let mut term = signal(SignalKind::terminate()).ok();
+            // SIGHUP: the SSH session dropped; same as SIGTERM (a partial bundle).
+            let mut hup = signal(SignalKind::hangup()).ok();
             tokio::spawn(async move {
                 async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
                     match s.as_mut() {
@@ -233,21 +336,36 @@ Progress and logs go to stderr; stdout only receives the bundle path.";
                 tokio::select! {
                     _ = recv(&mut int) => {}
                     _ = recv(&mut term) => {}
+                    _ = recv(&mut hup) => {}
                 }
-                eprintln!(
+                sig.stop(StopReason::Interrupted);
+                // Never eprintln! here: after a hangup stderr may be gone, and a failed
+                // write must not panic the handler.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "netsnap-collect: interrupted, writing a partial bundle (Ctrl-C again to abort)"
                 );
-                sig.stop(StopReason::Interrupted);
                 tokio::select! {
                     _ = recv(&mut int) => {}
                     _ = recv(&mut term) => {}
+                    _ = recv(&mut hup) => {}
                 }
+                // exit() runs no destructor: remove the spool (0700, artifacts inside) first.
+                netsnap_bundle::remove_live_spools();
                 std::process::exit(130);
             });
-            let mut steps = netsnap_collector::default_steps();
             let (kube_step, pods_step) = netsnap_collector::kube::step::steps(kube_opts, dns_opts);
+            // The cluster pass captures nothing node-local: only the API lists.
+            let mut steps: Vec<std::sync::Arc<dyn netsnap_collector::Step>> = if cluster_pass {
+                Vec::new()
+            } else {
+                netsnap_collector::default_steps()
+            };
             steps.push(kube_step);
-            steps.push(pods_step);
+            if !cluster_pass {
+                steps.push(pods_step);
+            }
             netsnap_collector::collect(options, steps, cancel, progress).await
         })?;
         runtime.shutdown_timeout(Duration::from_millis(200));

@@ -704,12 +704,12 @@ pub fn read_sysctl(key: &str) -> Option<String> {
 /// are split, as the kernel's `conf/<ifname>/<key>` layout requires.
 pub fn read_sysctl_under(base: &std::path::Path, key: &str) -> Option<String> {
     let rel = sysctl_rel_path(key);
-    std::fs::read_to_string(base.join(rel))
-        .ok()
-        .map(|s| s.trim_end().replace('\t', " "))
+    // Non-blocking, regular files only, capped (see `fileio`).
+    crate::fileio::read_small(&base.join(rel)).map(|s| s.replace('\t', " "))
 }
 
-fn sysctl_rel_path(key: &str) -> PathBuf {
+/// The path of dotted sysctl `key` relative to `/proc/sys`.
+pub fn sysctl_rel_path(key: &str) -> PathBuf {
     // net.ipv4.conf.<ifname>.<key>: the interface name may contain dots.
     let parts: Vec<&str> = key.split('.').collect();
     if parts.len() >= 5 && parts[0] == "net" && (parts[2] == "conf" || parts[2] == "neigh") {

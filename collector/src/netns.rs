@@ -136,12 +136,9 @@ fn is_nsfs(p: &Path) -> bool {
 
 fn read_process(proc_dir: &Path, pid: u32) -> NetnsProcess {
     let base = proc_dir.join(pid.to_string());
-    let comm = fs::read_to_string(base.join("comm"))
-        .map(|s| s.trim_end().to_string())
-        .unwrap_or_default();
-    let cgroup = fs::read_to_string(base.join("cgroup"))
-        .ok()
-        .and_then(|s| pick_cgroup(&s));
+    // Capped, non-blocking, regular files only (see `fileio`).
+    let comm = crate::fileio::read_small(&base.join("comm")).unwrap_or_default();
+    let cgroup = crate::fileio::read_small(&base.join("cgroup")).and_then(|s| pick_cgroup(&s));
     let (pod_uid, container_id) = cgroup
         .as_deref()
         .map(|c| (pod_uid_from_cgroup(c), container_id_from_cgroup(c)))

@@ -22,8 +22,7 @@ use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, Completion, l
 use regex::Regex;
 
 use crate::exec::{Captured, Limits};
-use crate::fileio::read_small;
-use crate::netlink::read_sysctl_under;
+use crate::fileio::{RootDir, read_small, record_read_error, run_bounded_async};
 use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
 
 /// Lines kept from the end of the kernel log (networking lines are kept regardless).
@@ -74,7 +73,7 @@ pub fn privileges(status: &str, euid: u32) -> Privileges {
 
 /// Writes `node/privileges.json` and prints one line on stderr when privileges are missing.
 pub fn check_privileges(ctx: &RunContext) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = read_small(Path::new("/proc/self/status")).unwrap_or_default();
     let p = privileges(&status, nix::unistd::geteuid().as_raw());
     if !p.consequences.is_empty() {
         eprintln!(
@@ -117,12 +116,12 @@ pub const NODE_SYSCTLS: &[&str] = &[
     "fs.file-max",
 ];
 
-/// Reads the node sysctls under a `/proc/sys` directory: (present values, absent keys).
-pub fn node_sysctls(proc_sys: &Path) -> (BTreeMap<String, String>, Vec<String>) {
+/// Reads the node sysctls under the node's `/proc/sys`: (present values, absent keys).
+pub fn node_sysctls(root: &RootDir) -> (BTreeMap<String, String>, Vec<String>) {
     let mut map = BTreeMap::new();
     let mut absent = Vec::new();
     for k in NODE_SYSCTLS {
-        match read_sysctl_under(proc_sys, k) {
+        match sysctl_in(root, k) {
             Some(v) => {
                 map.insert((*k).to_string(), v);
             }
@@ -130,14 +129,14 @@ pub fn node_sysctls(proc_sys: &Path) -> (BTreeMap<String, String>, Vec<String>) 
         }
     }
     // Per interface: rp_filter and route_localnet of every interface.
-    if let Ok(rd) = std::fs::read_dir(proc_sys.join("net/ipv4/conf")) {
-        for e in rd.flatten() {
-            let ifname = e.file_name().to_string_lossy().into_owned();
-            if ifname == "all" || ifname == "default" {
+    if let Ok(entries) = root.read_dir("/proc/sys/net/ipv4/conf") {
+        for (ifname, is_dir, _) in entries {
+            if !is_dir || ifname == "all" || ifname == "default" {
                 continue;
             }
             for key in ["rp_filter", "route_localnet", "forwarding"] {
-                if let Some(v) = read_small(&e.path().join(key)) {
+                if let Some(v) = root.read_small(&format!("/proc/sys/net/ipv4/conf/{ifname}/{key}"))
+                {
                     map.insert(format!("net.ipv4.conf.{ifname}.{key}"), v);
                 }
             }
@@ -146,23 +145,37 @@ pub fn node_sysctls(proc_sys: &Path) -> (BTreeMap<String, String>, Vec<String>) 
     (map, absent)
 }
 
-/// Bridge ports and hairpin modes from a `/sys/class/net` directory.
-pub fn bridge_ports(sys_class_net: &Path) -> BridgePorts {
+/// One sysctl by dotted key under the node's `/proc/sys`.
+fn sysctl_in(root: &RootDir, key: &str) -> Option<String> {
+    let rel = crate::netlink::sysctl_rel_path(key);
+    root.read_small(&format!("/proc/sys/{}", rel.display()))
+        .map(|v| v.replace('\t', " "))
+}
+
+/// Bridge ports and hairpin modes from the node's `/sys/class/net`.
+pub fn bridge_ports(root: &RootDir) -> BridgePorts {
     let mut ports = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(sys_class_net) {
-        for e in rd.flatten() {
-            let brport = e.path().join("brport");
-            if !brport.is_dir() {
+    if let Ok(entries) = root.read_dir("/sys/class/net") {
+        for (port, _, _) in entries {
+            let brport = format!("/sys/class/net/{port}/brport");
+            if !root.is_dir(&brport) {
                 continue;
             }
-            let bridge = std::fs::read_link(brport.join("bridge"))
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            // `brport/bridge` links to the bridge's device directory, whose uevent names it.
+            let bridge = root
+                .read_small(&format!("{brport}/bridge/uevent"))
+                .and_then(|u| {
+                    u.lines()
+                        .find_map(|l| l.strip_prefix("INTERFACE="))
+                        .map(str::to_string)
+                })
                 .unwrap_or_default();
-            let hairpin = read_small(&brport.join("hairpin_mode")).map(|v| v == "1");
+            let hairpin = root
+                .read_small(&format!("{brport}/hairpin_mode"))
+                .map(|v| v == "1");
             ports.push(BridgePort {
                 bridge,
-                port: e.file_name().to_string_lossy().into_owned(),
+                port,
                 hairpin,
             });
         }
@@ -195,8 +208,13 @@ impl Step for NodeSysctlsStep {
         Box::pin(async move {
             let mut tally = Tally::default();
             let start = Instant::now();
-            let root = ctx.host.path("/proc/sys");
-            let (map, absent) = tokio::task::spawn_blocking(move || node_sysctls(&root))
+            let host = ctx.host.clone();
+            // Its own thread, abandoned at the timeout: a hung read never holds the run.
+            // Not abandoned on a stop: this step runs after one, on purpose.
+            let (map, absent) =
+                run_bounded_async("node sysctls", ctx.options.timeout, None, move || {
+                    Ok(node_sysctls(&RootDir::host(&host)?))
+                })
                 .await
                 .map_err(|e| StepError::Other(e.to_string()))?;
             let mut spec = ArtifactSpec::native(layout::node::SYSCTLS, ArtifactSource::File);
@@ -222,12 +240,19 @@ impl Step for NodeStep {
         Box::pin(async move {
             let mut tally = Tally::default();
             let w = &ctx.writer;
-            let ports = bridge_ports(&ctx.host.path("/sys/class/net"));
-            tally.add_result(w.add_json(
-                ArtifactSpec::native(layout::node::BRIDGE_PORTS, ArtifactSource::File),
-                &ports,
-                Duration::ZERO,
-            ));
+            let host = ctx.host.clone();
+            let spec = ArtifactSpec::native(layout::node::BRIDGE_PORTS, ArtifactSource::File);
+            match run_bounded_async(
+                "/sys/class/net",
+                ctx.options.timeout,
+                &ctx.cancel,
+                move || Ok(bridge_ports(&RootDir::host(&host)?)),
+            )
+            .await
+            {
+                Ok(ports) => tally.add_result(w.add_json(spec, &ports, Duration::ZERO)),
+                Err(e) => tally.add_result(record_read_error(w, spec, &e, Duration::ZERO)),
+            }
 
             let c = layout::content::IP_RULE;
             let runs: [(&str, &str, &[&str]); 3] = [
@@ -471,12 +496,17 @@ impl Step for KernelLogStep {
         Box::pin(async move {
             let start = Instant::now();
             let mut tally = Tally::default();
-            let kmsg = tokio::task::spawn_blocking(|| {
+            // Its own thread, abandoned at the timeout (then `dmesg` is tried).
+            let kmsg = run_bounded_async("/dev/kmsg", ctx.options.timeout, &ctx.cancel, || {
                 let mut f = LogFilter::new(KERNEL_LOG_TAIL);
-                read_kmsg(Path::new("/dev/kmsg"), &mut f).map(|_| f)
+                read_kmsg(Path::new("/dev/kmsg"), &mut f)
+                    .map(|_| f)
+                    .map_err(|e| crate::fileio::ReadError::Io {
+                        path: "/dev/kmsg".into(),
+                        err: e.to_string(),
+                    })
             })
-            .await
-            .map_err(|e| StepError::Other(e.to_string()))?;
+            .await;
             let spec =
                 ArtifactSpec::raw_file(layout::node::KERNEL_LOG, layout::content::KERNEL_LOG);
             let (filter, spec) = match kmsg {

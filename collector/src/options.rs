@@ -43,6 +43,8 @@ pub struct Options {
     pub max_ip_text_netns: usize,
     /// Maximum processes listed per namespace in `netns/index.json`.
     pub max_processes_per_netns: usize,
+    /// Replace an existing file at `output` (`--force`); otherwise the run refuses it.
+    pub force: bool,
     /// Options of plugged-in steps (API, DNS), recorded with the rest in the manifest.
     #[serde(flatten)]
     pub step_options: serde_json::Map<String, serde_json::Value>,
@@ -70,6 +72,7 @@ impl Default for Options {
             command_concurrency: 4,
             max_ip_text_netns: 100,
             max_processes_per_netns: 32,
+            force: false,
             step_options: serde_json::Map::new(),
         }
     }

@@ -378,11 +378,16 @@ pub async fn collect(
             started_at,
         ))
     });
+    let stale = crate::spool::remove_stale(match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    });
     let writer = BundleWriter::create(
         &output,
         WriterOptions {
             max_artifact_bytes: options.max_artifact_size,
             max_total_bytes: options.max_bundle_size,
+            replace_existing: options.force,
             ..WriterOptions::default()
         },
     )?;
@@ -404,7 +409,17 @@ pub async fn collect(
         })
     };
 
-    crate::node::check_privileges(&ctx);
+    // The API-only cluster pass (no discovery step) reads nothing of the node.
+    let node_local = steps.iter().any(|s| s.phase() == Phase::Discover);
+    if node_local {
+        crate::node::check_privileges(&ctx);
+    }
+    for p in stale {
+        ctx.note(format!(
+            "removed the spool of an earlier run that was killed: {}",
+            p.display()
+        ));
+    }
 
     let mut step_failures = Vec::new();
     for phase in [Phase::Discover, Phase::Capture, Phase::Derive] {
@@ -414,7 +429,7 @@ pub async fn collect(
             .cloned()
             .collect();
         step_failures.extend(run_phase(&ctx, in_phase).await);
-        if phase == Phase::Capture {
+        if phase == Phase::Capture && node_local {
             write_netns_index(&ctx);
         }
     }

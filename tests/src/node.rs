@@ -1232,6 +1232,41 @@ impl LabNode {
         Ok(())
     }
 
+    /// Starts a process in pod `pod`'s network namespace whose root directory is
+    /// `root` (a host directory, e.g. under [`LabNode::tmp_dir`]), as a container
+    /// runtime would: its own mount namespace, the node's `/usr` bound into `root`
+    /// so it can run `sleep`. Whatever the test put in `root/etc` (a hostile
+    /// `resolv.conf`) is what `/proc/<pid>/root` shows the collector. Returns the
+    /// host PID; the process ends with the node.
+    pub fn pod_process_with_root(&mut self, pod: usize, root: &Path) -> LabResult<u32> {
+        let r = shq(&root.to_string_lossy());
+        let inner = format!(
+            "mkdir -p {r}/usr && mount --rbind /usr {r}/usr && ln -sfn usr/bin {r}/bin && \
+             ln -sfn usr/lib {r}/lib && ln -sfn usr/lib64 {r}/lib64 && exec chroot {r} /usr/bin/sleep infinity"
+        );
+        let netns_arg = format!("--net=/run/netns/{}", self.pods[pod].netns);
+        let mut c = self.nsenter_node();
+        c.args(["nsenter", &netns_arg, "--"])
+            .args([
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &inner,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = c
+            .spawn()
+            .map_err(|e| LabError::io(format!("spawning `{}`", describe(&c)), e))?;
+        let nsenter_pid = child.id();
+        self.children.push(child);
+        child_of(nsenter_pid, Duration::from_secs(20), "sleep")
+    }
+
     /// Fault: stops the DNS pod's dnsmasq (SIGTERM, then SIGKILL) and waits for it to be gone.
     pub fn stop_dns(&mut self) -> LabResult<()> {
         let Some(d) = self.dns.as_mut() else {

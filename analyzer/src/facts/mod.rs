@@ -3,9 +3,11 @@
 //!
 //! [`model`] holds the types (the public API rule authors write against),
 //! [`build`] builds them from a bundle (streaming large artifacts), [`sources`]
-//! says which data a rule can require, [`docs`] renders `docs/facts.md`.
+//! says which data a rule can require, [`docs`] renders `docs/facts.md`, [`coverage`]
+//! counts the lines each artifact's parser did not understand.
 
 pub mod build;
+pub mod coverage;
 pub mod docs;
 pub mod model;
 pub mod netfilter;

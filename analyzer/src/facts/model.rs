@@ -798,6 +798,26 @@ pub struct IptablesBackendFacts {
     pub duplicate_source: Option<Source>,
     /// Evidence: first KUBE-* chain line.
     pub kube_source: Option<Source>,
+    /// NAT rules whose target this iptables could not decode (`--to-destination`
+    /// followed by an option or `:0`, `[unsupported revision]`): the rules were written
+    /// by an iptables of another version (kube-proxy's image vs the node's).
+    pub garbled_nat_rules: Vec<GarbledNatRule>,
+}
+
+/// A NAT rule printed garbled by `iptables-save`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct GarbledNatRule {
+    /// Table.
+    pub table: String,
+    /// Chain.
+    pub chain: String,
+    /// Target name (`DNAT`, `SNAT`).
+    pub target: String,
+    /// What is wrong with the target.
+    pub reason: String,
+    /// Evidence: the rule.
+    pub source: Option<Source>,
 }
 
 /// nftables.

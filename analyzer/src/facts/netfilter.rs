@@ -14,7 +14,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use super::build::{cidr_contains, service_key};
-use super::model::{IptablesBackendFacts, MasqueradeRule, Source};
+use super::model::{GarbledNatRule, IptablesBackendFacts, MasqueradeRule, Source};
+
+/// Garbled NAT rules kept as evidence per save (one is enough to name the skew).
+const GARBLED_RULE_CAP: usize = 20;
 
 /// Splits an iptables-save rule into words, keeping double-quoted strings whole (quotes
 /// removed); words without quotes borrow from the line.
@@ -526,9 +529,23 @@ pub fn scan_iptables(
         f.max_duplicate_rule = count;
         f.duplicate_source = Some(Source::line(path, first));
     }
-    let model = crate::parse::iptables::kube_proxy::kube_proxy_model(
-        &crate::parse::iptables::parse_iptables_save(text),
-    );
+    let dump = crate::parse::iptables::parse_iptables_save(text);
+    for t in &dump.tables {
+        for r in &t.rules {
+            if let Some(why) = &r.garbled_target
+                && f.garbled_nat_rules.len() < GARBLED_RULE_CAP
+            {
+                f.garbled_nat_rules.push(GarbledNatRule {
+                    table: t.name.clone(),
+                    chain: r.chain.clone(),
+                    target: r.target_name().to_string(),
+                    reason: why.clone(),
+                    source: Some(Source::line(path, r.line as u64)),
+                });
+            }
+        }
+    }
+    let model = crate::parse::iptables::kube_proxy::kube_proxy_model(&dump);
     apply_iptables_model(&mut s, path, &model);
     s
 }

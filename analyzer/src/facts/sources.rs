@@ -141,11 +141,19 @@ pub const DATA_SOURCES: &[DataSource] = &[
     },
     DataSource {
         id: "iptables",
-        description: "Every iptables backend's save (legacy and nft, IPv4 and IPv6; `iptables-save` stands for the backend it points to)",
+        description: "Every iptables backend's IPv4 save (legacy and nft; `iptables-save` stands for the backend it points to)",
         paths: &[
             layout::iptables::SAVE,
             layout::iptables::LEGACY_SAVE,
             layout::iptables::NFT_SAVE,
+        ],
+        grouping: Grouping::Netfilter,
+        sample_ok: false,
+    },
+    DataSource {
+        id: "ip6tables",
+        description: "Every iptables backend's IPv6 save",
+        paths: &[
             layout::iptables::SAVE6,
             layout::iptables::LEGACY_SAVE6,
             layout::iptables::NFT_SAVE6,
@@ -173,14 +181,11 @@ pub const DATA_SOURCES: &[DataSource] = &[
     },
     DataSource {
         id: "netfilter",
-        description: "Every iptables backend's save and nft list ruleset (what a packet meets)",
+        description: "Every iptables backend's IPv4 save and nft list ruleset (what an IPv4 packet meets)",
         paths: &[
             layout::iptables::SAVE,
             layout::iptables::LEGACY_SAVE,
             layout::iptables::NFT_SAVE,
-            layout::iptables::SAVE6,
-            layout::iptables::LEGACY_SAVE6,
-            layout::iptables::NFT_SAVE6,
             layout::nft::RULESET,
         ],
         grouping: Grouping::Netfilter,
@@ -395,10 +400,33 @@ pub fn status_of(source: &DataSource, manifest: &Manifest) -> SourceStatus {
             sample: None,
         };
     }
-    let states: Vec<GroupState> = groups
-        .values()
-        .map(|records| group_state(manifest, records))
+    let mut states: BTreeMap<&String, GroupState> = groups
+        .iter()
+        .map(|(key, records)| (key, group_state(manifest, records)))
         .collect();
+    // An `iptables-save` whose backend is unknown (no `backend` attribute, as from an
+    // import of hand-collected outputs) stands for the backend saves that were never
+    // attempted (all skipped); never for one that failed, timed out or was cut.
+    if source.grouping == Grouping::Netfilter {
+        for family in ["4", "6"] {
+            let default = format!("iptables-default-{family}");
+            if !matches!(states.get(&default), Some(GroupState::Complete)) {
+                continue;
+            }
+            for backend in ["legacy", "nft"] {
+                let key = format!("iptables-{backend}-{family}");
+                let never_tried = groups.get(&key).is_some_and(|records| {
+                    records
+                        .iter()
+                        .all(|r| same_as(manifest, r).status == ArtifactStatus::Skipped)
+                });
+                if never_tried && let Some(state) = states.get_mut(&key) {
+                    *state = GroupState::Complete;
+                }
+            }
+        }
+    }
+    let states: Vec<GroupState> = states.into_values().collect();
     let missing = states.iter().find_map(|s| match s {
         GroupState::Missing(r) => Some(r.clone()),
         _ => None,
@@ -718,6 +746,18 @@ mod tests {
         ];
         assert!(status("iptables", recs.clone()).available);
         assert!(!status("netfilter", recs).available);
+    }
+
+    #[test]
+    fn a_save_of_unknown_backend_stands_only_for_saves_never_tried() {
+        // An import of hand-collected outputs: `iptables-save` without a backend, the
+        // explicit backend saves skipped as not in the directory.
+        let unknown = || record(layout::iptables::SAVE, Ok, None);
+        let skipped = record(layout::iptables::LEGACY_SAVE, Skipped, None);
+        assert!(status("iptables", vec![unknown(), skipped]).available);
+        // A backend save that timed out is not covered by a save of unknown backend.
+        let failed = record(layout::iptables::NFT_SAVE, Failed, None);
+        assert!(!status("iptables", vec![unknown(), failed]).available);
     }
 
     #[test]

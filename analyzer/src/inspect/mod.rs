@@ -23,6 +23,7 @@ mod ipvs;
 mod k8s;
 mod kernel_log;
 mod net;
+mod parse;
 mod sysctl;
 pub mod table;
 
@@ -55,6 +56,8 @@ pub enum View {
     Sysctl,
     /// Kernel log lines.
     KernelLog,
+    /// Lines each text artifact's parser did not understand.
+    Parse,
 }
 
 impl View {
@@ -73,6 +76,7 @@ impl View {
             View::Dns => "dns",
             View::Sysctl => "sysctl",
             View::KernelLog => "kernel-log",
+            View::Parse => "parse",
         }
     }
 }
@@ -152,7 +156,7 @@ pub enum Outcome {
 pub enum InspectError {
     /// No view given.
     #[error(
-        "no view given; choose one of: pods, services, netns, links, addrs, routes, conntrack, iptables, ipvs, dns, sysctl, kernel-log"
+        "no view given; choose one of: pods, services, netns, links, addrs, routes, conntrack, iptables, ipvs, dns, sysctl, kernel-log, parse"
     )]
     NoView,
     /// A filter was given that the view does not use.
@@ -215,6 +219,7 @@ pub fn run(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError>
         View::Iptables => iptables::iptables(bundle, args),
         View::Ipvs => ipvs::ipvs(bundle, args),
         View::KernelLog => kernel_log::kernel_log(bundle, args),
+        View::Parse => parse::parse(bundle, args),
     }
 }
 

@@ -362,6 +362,24 @@ pub struct ConntrackEntry {
     /// `key=value` fields this parser has no field for (e.g. `labels=`), verbatim and in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_fields: Vec<(String, String)>,
+    /// The event kind, when the line comes from `conntrack -E` (`[NEW]`, `[UPDATE]`, `[DESTROY]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<ConntrackEvent>,
+    /// `conntrack -E -o timestamp`'s `[seconds.micros]` prefix, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+}
+
+/// A `conntrack -E` event kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConntrackEvent {
+    /// `[NEW]`: the entry was created.
+    New,
+    /// `[UPDATE]`: state, timeout or flags changed.
+    Update,
+    /// `[DESTROY]`: the entry was removed (timed out, closed, or deleted).
+    Destroy,
 }
 
 impl ConntrackEntry {
@@ -561,8 +579,24 @@ pub fn parse_conntrack_line(line_no: usize, line: &str) -> ConntrackLine {
     if let Some(n) = parse_summary(trimmed) {
         return ConntrackLine::Summary(n);
     }
-    match parse_entry(line_no, trimmed) {
-        Ok(e) => ConntrackLine::Entry(e),
+    let (time, event, body) = if trimmed.starts_with('[') {
+        split_event(trimmed)
+    } else {
+        (None, None, trimmed)
+    };
+    if time.is_some() && event.is_none() {
+        return ConntrackLine::Unparsed(Unparsed::new(
+            line_no,
+            line,
+            "timestamp without a conntrack -E event",
+        ));
+    }
+    match parse_entry(line_no, body) {
+        Ok(mut e) => {
+            e.event = event;
+            e.event_time = time.map(str::to_string);
+            ConntrackLine::Entry(e)
+        }
         Err(reason) => ConntrackLine::Unparsed(Unparsed::new(line_no, line, reason)),
     }
 }
@@ -773,7 +807,34 @@ fn parse_entry(line_no: usize, line: &str) -> Result<ConntrackEntry, &'static st
         delta_time,
         other_flags,
         other_fields,
+        event: None,
+        event_time: None,
     })
+}
+
+/// Splits `conntrack -E`'s prefixes off: an optional `[1796306105.025051]\t` timestamp
+/// (`-o timestamp`) and the right-aligned `[NEW]`/`[UPDATE]`/`[DESTROY]` event.
+fn split_event(line: &str) -> (Option<&str>, Option<ConntrackEvent>, &str) {
+    let mut rest = line;
+    let mut time = None;
+    if let Some(r) = rest.strip_prefix('[')
+        && let Some((ts, after)) = r.split_once(']')
+        && !ts.is_empty()
+        && ts.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        time = Some(ts);
+        rest = after.trim_start();
+    }
+    for (tag, ev) in [
+        ("[NEW]", ConntrackEvent::New),
+        ("[UPDATE]", ConntrackEvent::Update),
+        ("[DESTROY]", ConntrackEvent::Destroy),
+    ] {
+        if let Some(r) = rest.strip_prefix(tag) {
+            return (time, Some(ev), r.trim_start());
+        }
+    }
+    (time, None, line)
 }
 
 /// Entry counts by protocol, state and destination, built while streaming ([`ConntrackTally::add`]).

@@ -174,6 +174,12 @@ pub struct RealServer {
     pub stats: Option<IpvsCounters>,
     /// `--rate` counters.
     pub rate: Option<IpvsCounters>,
+    /// `PersistConn` (`--persistent-conn`): persistence templates pointing at this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_conns: Option<u64>,
+    /// `Uthreshold`/`Lthreshold` (`--thresholds`); 0 means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<(u32, u32)>,
 }
 
 impl RealServer {
@@ -219,6 +225,10 @@ pub enum IpvsListKind {
     Rate,
     /// `/proc/net/ip_vs` (hex).
     Proc,
+    /// `ipvsadm -Ln --persistent-conn` (Weight PersistConn ActiveConn InActConn).
+    PersistentConn,
+    /// `ipvsadm -Ln --thresholds` (Uthreshold Lthreshold ActiveConn InActConn).
+    Thresholds,
 }
 
 /// A parsed service listing.
@@ -270,6 +280,8 @@ impl IpvsTable {
                 rs.weight = rs.weight.or(ors.weight);
                 rs.active_conns = rs.active_conns.or(ors.active_conns);
                 rs.inactive_conns = rs.inactive_conns.or(ors.inactive_conns);
+                rs.persistent_conns = rs.persistent_conns.or(ors.persistent_conns);
+                rs.thresholds = rs.thresholds.or(ors.thresholds);
             }
         }
     }
@@ -286,9 +298,6 @@ pub fn parse_ipvs_list(text: &str) -> IpvsTable {
         unparsed: Vec::new(),
     };
     let mut hex: Option<bool> = None;
-    // `--persistent-conn` and `--thresholds` listings have other columns: kept as unparsed
-    // rather than misread as Forward/Weight.
-    let mut unsupported = false;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -313,8 +322,12 @@ pub fn parse_ipvs_list(text: &str) -> IpvsTable {
             } else if cols.contains(&"CPS") {
                 t.kind = IpvsListKind::Rate;
                 hex = Some(false);
-            } else if cols.contains(&"PersistConn") || cols.contains(&"Uthreshold") {
-                unsupported = true;
+            } else if cols.contains(&"PersistConn") {
+                t.kind = IpvsListKind::PersistentConn;
+                hex = Some(false);
+            } else if cols.contains(&"Uthreshold") {
+                t.kind = IpvsListKind::Thresholds;
+                hex = Some(false);
             }
             continue;
         }
@@ -328,9 +341,7 @@ pub fn parse_ipvs_list(text: &str) -> IpvsTable {
             }
             continue;
         }
-        let result = if unsupported {
-            Err("--persistent-conn/--thresholds listings are not parsed")
-        } else if let Some(rest) = line.strip_prefix("->") {
+        let result = if let Some(rest) = line.strip_prefix("->") {
             match t.services.last_mut() {
                 Some(svc) => parse_real_server(line_no, rest, t.kind, hex.unwrap_or(false))
                     .map(|rs| svc.real_servers.push(rs)),
@@ -502,7 +513,10 @@ fn parse_service(
             svc.rate = Some(parse_counters(rest)?);
             return Ok(svc);
         }
-        IpvsListKind::List | IpvsListKind::Proc => {}
+        IpvsListKind::List
+        | IpvsListKind::Proc
+        | IpvsListKind::PersistentConn
+        | IpvsListKind::Thresholds => {}
     }
     let (&sched, mut flags) = rest.split_first().ok_or("service line without scheduler")?;
     svc.scheduler = Some(sched.to_string());
@@ -573,8 +587,30 @@ fn parse_real_server(
         inactive_conns: None,
         stats: None,
         rate: None,
+        persistent_conns: None,
+        thresholds: None,
     };
     match kind {
+        IpvsListKind::PersistentConn => {
+            let [w, p, a, i] = rest else {
+                return Err("expected Weight PersistConn ActiveConn InActConn");
+            };
+            rs.weight = Some(w.parse().map_err(|_| "bad weight")?);
+            rs.persistent_conns = Some(p.parse().map_err(|_| "bad PersistConn")?);
+            rs.active_conns = Some(a.parse().map_err(|_| "bad ActiveConn")?);
+            rs.inactive_conns = Some(i.parse().map_err(|_| "bad InActConn")?);
+        }
+        IpvsListKind::Thresholds => {
+            let [u, l, a, i] = rest else {
+                return Err("expected Uthreshold Lthreshold ActiveConn InActConn");
+            };
+            rs.thresholds = Some((
+                u.parse().map_err(|_| "bad Uthreshold")?,
+                l.parse().map_err(|_| "bad Lthreshold")?,
+            ));
+            rs.active_conns = Some(a.parse().map_err(|_| "bad ActiveConn")?);
+            rs.inactive_conns = Some(i.parse().map_err(|_| "bad InActConn")?);
+        }
         IpvsListKind::Stats => rs.stats = Some(parse_counters(rest)?),
         IpvsListKind::Rate => rs.rate = Some(parse_counters(rest)?),
         IpvsListKind::List | IpvsListKind::Proc => {

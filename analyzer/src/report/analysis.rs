@@ -93,6 +93,24 @@ pub struct CollectionError {
     pub reason: String,
 }
 
+/// An artifact with lines its parser did not understand: views and findings built on
+/// it may miss what those lines held.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnparsedArtifact {
+    /// Node.
+    pub node: String,
+    /// Artifact path.
+    pub path: String,
+    /// Lines in the artifact.
+    pub lines: usize,
+    /// Lines not understood.
+    pub unparsed: usize,
+    /// The first of them: 1-based line.
+    pub first_line: usize,
+    /// Why the first was not understood.
+    pub reason: String,
+}
+
 /// One analyzed bundle.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BundleSummary {
@@ -146,6 +164,8 @@ pub struct Report {
     pub partial_data: Vec<NotEvaluated>,
     /// Artifacts missing or partial in the bundles.
     pub collection_errors: Vec<CollectionError>,
+    /// Artifacts with lines their parser did not understand.
+    pub unparsed_artifacts: Vec<UnparsedArtifact>,
 }
 
 /// Evaluates `rules` over facts; evidence is not quoted (no bundle at hand).
@@ -250,10 +270,27 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         not_evaluated: Vec::new(),
         partial_data: Vec::new(),
         collection_errors: Vec::new(),
+        unparsed_artifacts: Vec::new(),
     };
     for (path, bundle) in bundles {
         let t0 = std::time::Instant::now();
-        let facts = Facts::from_bundle(bundle);
+        // Parse coverage re-reads the text artifacts: beside the fact build, not after it.
+        let (facts, coverage) = std::thread::scope(|scope| {
+            let coverage = scope.spawn(|| crate::facts::coverage::parse_coverage(bundle));
+            let facts = Facts::from_bundle(bundle);
+            (facts, coverage.join().unwrap_or_default())
+        });
+        for c in coverage.into_iter().filter(|c| c.unparsed > 0) {
+            let first = c.first.first();
+            report.unparsed_artifacts.push(UnparsedArtifact {
+                node: facts.node.name.clone(),
+                path: c.path,
+                lines: c.lines,
+                unparsed: c.unparsed,
+                first_line: first.map_or(0, |u| u.line),
+                reason: first.map(|u| u.reason.clone()).unwrap_or_default(),
+            });
+        }
         let t1 = std::time::Instant::now();
         let (mut findings, not_evaluated, evaluated) = evaluate_facts(&facts, rules)?;
         let t2 = std::time::Instant::now();
@@ -470,6 +507,22 @@ pub fn render_text(r: &Report, color: bool) -> String {
         }
         let _ = writeln!(out);
     }
+    if !r.unparsed_artifacts.is_empty() {
+        let _ = writeln!(out, "{}", st.paint("1", "Lines not understood:"));
+        for u in &r.unparsed_artifacts {
+            let node = if multi {
+                format!(" [node {}]", u.node)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {}{node}: {} of {} line(s), first at line {}: {}",
+                u.path, u.unparsed, u.lines, u.first_line, u.reason
+            );
+        }
+        let _ = writeln!(out);
+    }
     if !r.collection_errors.is_empty() {
         let _ = writeln!(out, "{}", st.paint("1", "Collection errors:"));
         for c in &r.collection_errors {
@@ -587,6 +640,25 @@ pub fn render_markdown(r: &Report) -> String {
                 md_escape(&n.node),
                 n.rule_id,
                 md_escape(&n.reason)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.unparsed_artifacts.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Lines not understood\n\n| node | artifact | lines not understood | first |\n|---|---|---|---|"
+        );
+        for u in &r.unparsed_artifacts {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} of {} | line {}: {} |",
+                md_escape(&u.node),
+                u.path,
+                u.unparsed,
+                u.lines,
+                u.first_line,
+                md_escape(&u.reason)
             );
         }
         let _ = writeln!(out);

@@ -1,4 +1,5 @@
 //! Reports: text, JSON and Markdown renderings of findings and manifests.
 
 pub mod analysis;
+pub mod coverage;
 pub mod manifest;

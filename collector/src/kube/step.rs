@@ -61,15 +61,18 @@ impl Step for KubeStep {
     fn run(self: Arc<Self>, ctx: Arc<RunContext>) -> BoxFuture<Result<Tally, StepError>> {
         Box::pin(async move {
             let mut opts = self.options.clone();
-            // Never outlive the run: one request may use what is left, at most.
+            // Never outlive the run: one request may use what is left, at most, and the
+            // politeness waits (rate limit, Retry-After) end with the run.
             opts.request_timeout = opts.request_timeout.min(ctx.remaining());
+            opts.deadline = Some(tokio::time::Instant::now() + ctx.remaining());
             let out = collect_api(&ctx.writer, &opts).await;
             let mut tally = Tally::default();
-            let total = crate::kube::API_ARTIFACTS.len();
+            let artifacts = crate::kube::api_artifacts(opts.scope);
+            let total = artifacts.len();
             if opts.no_api {
                 tally.skipped = total;
             } else {
-                let failed = crate::kube::API_ARTIFACTS
+                let failed = artifacts
                     .iter()
                     .filter(|p| out.errors.iter().any(|e| e.starts_with(&format!("{p}: "))))
                     .count();
@@ -77,9 +80,26 @@ impl Step for KubeStep {
                 tally.ok = total - failed;
                 tally.notes.extend(out.errors.iter().take(3).cloned());
             }
-            // Without a pod list from the API, the runtime says which sandboxes exist.
-            let pods_ok = !opts.no_api && out.counts.contains_key(layout::k8s::PODS);
-            if !pods_ok {
+            if opts.scope == netsnap_bundle::k8s::ApiScope::Node {
+                tally.skipped += netsnap_bundle::k8s::CLUSTER_LISTS.len();
+            }
+            if let Some(r) = &out.api_report {
+                tally.notes.push(format!(
+                    "api-scope {}: {} request(s), {} bytes{}",
+                    r.api_scope,
+                    r.requests,
+                    r.bytes,
+                    if r.throttled > 0 {
+                        format!(", {} throttled (429)", r.throttled)
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            // Without a pod list from the API, the runtime says which sandboxes exist
+            // (a cluster bundle has no node to ask).
+            let pods_ok = !opts.no_api && out.local_pods_listed;
+            if !pods_ok && opts.scope != netsnap_bundle::k8s::ApiScope::Cluster {
                 let pods = collect_runtime(&ctx.writer, &ctx.exec).await;
                 tally.notes.push(format!(
                     "{} sandbox(es) from the container runtime",
@@ -160,7 +180,7 @@ impl Step for PodsStep {
             let snapshots: Vec<_> = snaps.values().map(|s| (**s).clone()).collect();
             // From the API when it answered, else from the runtime (no node filter then:
             // the runtime only knows this node's sandboxes).
-            let (pods, node_name) = if kube.counts.contains_key(layout::k8s::PODS) {
+            let (pods, node_name) = if kube.local_pods_listed {
                 (kube.local_pods.clone(), kube.node_name.clone())
             } else {
                 (runtime_as_pods(&runtime), None)

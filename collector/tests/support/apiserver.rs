@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use super::simcluster::Sim;
+
 /// How the server behaves.
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -24,6 +26,8 @@ pub enum Mode {
     Unauthorized,
     /// Accept connections and never answer.
     Silent,
+    /// A simulated cluster of generated objects (see `simcluster.rs`).
+    Sim(Arc<Sim>),
     /// Serve `pages` generated pages of `per_page` pods each (copies of the first
     /// fixture pod, every tenth bound to `node-a`); other paths as `Normal`.
     Synthetic {
@@ -72,6 +76,23 @@ pub struct Reply {
     pub code: u16,
     /// Body.
     pub body: Vec<u8>,
+    /// Extra headers (`Retry-After`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// One answered request, as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Request target (path and query).
+    pub target: String,
+    /// Bearer token of the client.
+    pub token: String,
+    /// Status code sent.
+    pub code: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 /// A running server.
@@ -82,6 +103,8 @@ pub struct ApiServer {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// Authorization headers seen.
     pub auth: Arc<Mutex<Vec<String>>>,
+    /// Every answered request with its status and body size.
+    pub served: Arc<Mutex<Vec<Served>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -100,7 +123,13 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixture_dir().join("api").join(name)).unwrap()
 }
 
-fn query(target: &str) -> (String, BTreeMap<String, String>) {
+/// A fixture of `fixtures/k8s/api/`, parsed.
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+/// Splits a request target into its path and decoded query parameters.
+pub fn query(target: &str) -> (String, BTreeMap<String, String>) {
     let (path, q) = target.split_once('?').unwrap_or((target, ""));
     let params = q
         .split('&')
@@ -132,7 +161,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn status_body(code: u16, reason: &str, message: &str) -> Vec<u8> {
+/// A Kubernetes `Status` body.
+pub fn status_body(code: u16, reason: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code
@@ -142,11 +172,20 @@ fn status_body(code: u16, reason: &str, message: &str) -> Vec<u8> {
 
 /// Routes a request target to a fixture, following the real API paths.
 pub fn route(mode: &Mode, target: &str) -> Reply {
+    route_as(mode, target, "")
+}
+
+/// Like [`route`], for the client holding bearer `token`.
+pub fn route_as(mode: &Mode, target: &str, token: &str) -> Reply {
     let (path, q) = query(target);
+    if let Mode::Sim(sim) = mode {
+        return sim.route(&path, &q, token);
+    }
     if let Mode::Unauthorized = mode {
         return Reply {
             code: 401,
             body: fixture("status-401.json"),
+            headers: Vec::new(),
         };
     }
     if let Mode::Forbid(prefixes) = mode
@@ -155,11 +194,13 @@ pub fn route(mode: &Mode, target: &str) -> Reply {
         return Reply {
             code: 403,
             body: fixture("status-403-pods.json"),
+            headers: Vec::new(),
         };
     }
     let ok = |name: &str| Reply {
         code: 200,
         body: fixture(name),
+        headers: Vec::new(),
     };
     match path.as_str() {
         "/version" => ok("version.json"),
@@ -172,6 +213,7 @@ pub fn route(mode: &Mode, target: &str) -> Reply {
                 return Reply {
                     code: 400,
                     body: status_body(400, "BadRequest", "test server wants the field selector"),
+                    headers: Vec::new(),
                 };
             }
             ok("events.json")
@@ -189,6 +231,7 @@ pub fn route(mode: &Mode, target: &str) -> Reply {
             Reply {
                 code: 200,
                 body: synthetic_page(page, *pages, *per_page),
+                headers: Vec::new(),
             }
         }
         "/api/v1/pods" => {
@@ -212,6 +255,7 @@ pub fn route(mode: &Mode, target: &str) -> Reply {
                                 "Expired",
                                 "The provided continue parameter is too old to display a consistent list result.",
                             ),
+                            headers: Vec::new(),
                         };
                     }
                 }
@@ -225,6 +269,7 @@ pub fn route(mode: &Mode, target: &str) -> Reply {
                 "NotFound",
                 &format!("the server could not find the requested resource ({path})"),
             ),
+            headers: Vec::new(),
         },
     }
 }
@@ -237,6 +282,7 @@ fn reason_phrase(code: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         410 => "Gone",
+        429 => "Too Many Requests",
         _ => "Unknown",
     }
 }
@@ -253,7 +299,8 @@ pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> Api
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let auth = Arc::new(Mutex::new(Vec::new()));
-    let (req2, auth2) = (requests.clone(), auth.clone());
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let (req2, auth2, served2) = (requests.clone(), auth.clone(), served.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
@@ -261,7 +308,7 @@ pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> Api
             };
             let mode = mode.clone();
             let rewrites = rewrites.clone();
-            let (requests, auth) = (req2.clone(), auth2.clone());
+            let (requests, auth, served) = (req2.clone(), auth2.clone(), served2.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -281,11 +328,14 @@ pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> Api
                     let mut lines = head.split("\r\n");
                     let request_line = lines.next().unwrap_or_default();
                     let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+                    let at = std::time::Instant::now();
+                    let mut token = String::new();
                     for l in lines {
                         if let Some((k, v)) = l.split_once(':')
                             && k.eq_ignore_ascii_case("authorization")
                         {
                             auth.lock().unwrap().push(v.trim().to_string());
+                            token = v.trim().trim_start_matches("Bearer ").to_string();
                         }
                     }
                     requests.lock().unwrap().push(target.clone());
@@ -294,7 +344,7 @@ pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> Api
                         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                         return;
                     }
-                    let mut reply = route(&mode, &target);
+                    let mut reply = route_as(&mode, &target, &token);
                     if !rewrites.is_empty() {
                         let mut text = String::from_utf8(reply.body).unwrap();
                         for (from, to) in &rewrites {
@@ -302,15 +352,29 @@ pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> Api
                         }
                         reply.body = text.into_bytes();
                     }
+                    let extra: String = reply
+                        .headers
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}\r\n"))
+                        .collect();
                     let head = format!(
-                        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAudit-Id: 0b2c7a0e-8d5f-4b1e-9c3a-7f6e5d4c3b2a\r\n\r\n",
+                        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAudit-Id: 0b2c7a0e-8d5f-4b1e-9c3a-7f6e5d4c3b2a\r\n{extra}\r\n",
                         reply.code,
                         reason_phrase(reply.code),
                         reply.body.len()
                     );
-                    if sock.write_all(head.as_bytes()).await.is_err()
-                        || sock.write_all(&reply.body).await.is_err()
-                    {
+                    served.lock().unwrap().push(Served {
+                        target: target.clone(),
+                        token: token.clone(),
+                        code: reply.code,
+                        bytes: reply.body.len() as u64,
+                        at,
+                    });
+                    // One write: a head and body sent apart meet Nagle and delayed ACK
+                    // (40 ms per request on loopback).
+                    let mut wire = head.into_bytes();
+                    wire.extend_from_slice(&reply.body);
+                    if sock.write_all(&wire).await.is_err() {
                         return;
                     }
                 }
@@ -321,8 +385,42 @@ pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> Api
         port,
         requests,
         auth,
+        served,
         task,
     }
+}
+
+/// Writes a one-context kubeconfig for this server with bearer `token` (the
+/// simulator tells collectors apart by it). It names a CA (never used over plain
+/// HTTP) so the client does not load the system trust store: that costs ~60 ms
+/// per client in a debug build, a minute for a 1,000-collector fan-out.
+pub fn kubeconfig_with_token(path: &std::path::Path, port: u16, token: &str) {
+    let ca = fixture_dir().join("sim-ca.pem");
+    let ca = ca.display();
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    server: http://127.0.0.1:{port}
+    certificate-authority: {ca}
+  name: sim
+contexts:
+- context:
+    cluster: sim
+    user: u
+  name: sim
+current-context: sim
+users:
+- name: u
+  user:
+    token: {token}
+"
+        ),
+    )
+    .unwrap();
 }
 
 /// Writes a kubeconfig with two contexts: `lab` (this server) and current-context

@@ -42,6 +42,10 @@ pub struct Dig {
     pub msg_size: Option<u32>,
     /// `;; WARNING: …` lines, verbatim.
     pub warnings: Vec<String>,
+    /// `; (2 servers found)`: how many addresses the `@server` name resolved to (dig
+    /// prints the line when the server is given by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers_found: Option<u32>,
     /// Error lines (timeouts, refused connections, no servers).
     pub errors: Vec<DigError>,
     /// Lines not understood.
@@ -191,6 +195,16 @@ pub fn parse_dig(text: &str) -> Dig {
                     Section::None
                 }
             };
+            continue;
+        }
+        if let Some(n) = line
+            .strip_prefix("; (")
+            .and_then(|r| r.strip_suffix(" found)"))
+            .and_then(|r| r.split_once(' '))
+            .filter(|(_, w)| *w == "server" || *w == "servers")
+            .and_then(|(n, _)| n.parse().ok())
+        {
+            d.servers_found = Some(n);
             continue;
         }
         if let Some(rest) = line.strip_prefix("; <<>> DiG ") {

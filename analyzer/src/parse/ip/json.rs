@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use super::{
-    Addr, BridgePort, Family, IpError, Lifetime, Link, Links, Route, Routes, Vxlan, parse_prefix,
+    Addr, BridgePort, Family, IpError, Lifetime, Link, Links, Nexthop, Route, Routes, Vxlan,
+    parse_prefix,
 };
 
 #[derive(Deserialize)]
@@ -236,6 +237,21 @@ struct JRoute {
     metric: Option<u32>,
     #[serde(default)]
     flags: Vec<String>,
+    #[serde(default)]
+    nexthops: Vec<JNexthop>,
+}
+
+/// One element of `nexthops` (an ECMP route).
+#[derive(Deserialize)]
+struct JNexthop {
+    #[serde(default)]
+    gateway: Option<String>,
+    #[serde(default)]
+    dev: Option<String>,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    flags: Vec<String>,
 }
 
 /// Parses `ip -j route` output (any table, either family).
@@ -265,6 +281,17 @@ pub fn parse_json_routes(text: &str) -> Result<Routes, IpError> {
                 src,
                 metric: j.metric,
                 flags: j.flags,
+                nexthops: j
+                    .nexthops
+                    .into_iter()
+                    .map(|n| Nexthop {
+                        line: None,
+                        gateway: n.gateway.as_deref().and_then(|g| g.parse().ok()),
+                        dev: n.dev,
+                        weight: n.weight,
+                        flags: n.flags,
+                    })
+                    .collect(),
                 ..Route::default()
             }
         })

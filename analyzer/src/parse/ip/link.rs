@@ -13,6 +13,17 @@ use crate::parse::Unparsed;
 
 /// Parses `ip [-d] addr` or `ip [-d] link` text. Never fails; lines not understood are kept.
 pub fn parse_addr(text: &str) -> Links {
+    // `ip -j addr` / `ip -j link` in a file named like the text form.
+    if text.trim_start().starts_with('[') {
+        return super::json::parse_json_links(text).unwrap_or_else(|e| Links {
+            links: Vec::new(),
+            unparsed: vec![Unparsed::new(
+                1,
+                text.lines().next().unwrap_or(""),
+                format!("ip -j output that does not parse: {e}"),
+            )],
+        });
+    }
     let mut out = Links::default();
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -21,7 +32,7 @@ pub fn parse_addr(text: &str) -> Links {
             continue;
         }
         if !line.starts_with(' ') && !line.starts_with('\t') {
-            match parse_header(line, line_no) {
+            match parse_header(line, line_no).or_else(|| parse_brief(line, line_no)) {
                 Some(link) => out.links.push(link),
                 None => out
                     .unparsed
@@ -42,6 +53,71 @@ pub fn parse_addr(text: &str) -> Links {
         }
     }
     out
+}
+
+/// One `ip -br addr` (`v19-va@if2  UP  10.79.0.1/24 fe80::…/64`) or `ip -br link`
+/// (`cni0  UNKNOWN  c2:9c:…:81 <BROADCAST,MULTICAST,UP,LOWER_UP>`) line. The brief form
+/// prints no interface index: [`Link::index`] is 0.
+fn parse_brief(line: &str, line_no: usize) -> Option<Link> {
+    const STATES: [&str; 7] = [
+        "UP",
+        "DOWN",
+        "UNKNOWN",
+        "LOWERLAYERDOWN",
+        "DORMANT",
+        "NOTPRESENT",
+        "TESTING",
+    ];
+    let mut words = line.split_whitespace();
+    let full_name = words.next()?;
+    let state = words.next()?;
+    if !STATES.contains(&state) {
+        return None;
+    }
+    let (name, peer_index, parent) = match full_name.split_once('@') {
+        Some((n, p)) => match p.strip_prefix("if").and_then(|d| d.parse::<u32>().ok()) {
+            Some(pi) => (n, Some(pi), None),
+            None if p == "NONE" => (n, None, None),
+            None => (n, None, Some(p.to_string())),
+        },
+        None => (full_name, None, None),
+    };
+    let mut link = Link {
+        line: Some(line_no),
+        name: name.to_string(),
+        peer_index,
+        parent,
+        state: Some(state.to_string()),
+        ..Link::default()
+    };
+    for w in words {
+        if let Some(flags) = w.strip_prefix('<').and_then(|f| f.strip_suffix('>')) {
+            link.flags = flags
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect();
+        } else if let Some((address, prefix_len)) = parse_prefix(w).filter(|_| w.contains('/')) {
+            link.addrs.push(Addr {
+                line: Some(line_no),
+                family: Family::of(&address),
+                address,
+                prefix_len,
+                peer: None,
+                broadcast: None,
+                scope: None,
+                label: None,
+                flags: Vec::new(),
+                valid_lft: None,
+                preferred_lft: None,
+            });
+        } else if w.len() == 17 && w.bytes().filter(|b| *b == b':').count() == 5 {
+            link.mac = Some(w.to_string());
+        } else {
+            return None;
+        }
+    }
+    Some(link)
 }
 
 /// `10: eth0@if11: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue master cni0 state UP group default qlen 1000`

@@ -36,6 +36,17 @@ const NH_FLAGS: &[&str] = &[
 
 /// Parses `ip route` / `ip -6 route` / `ip route show table all` text.
 pub fn parse_routes(text: &str) -> Routes {
+    // `ip -j route` in a file named like the text form.
+    if text.trim_start().starts_with('[') {
+        return super::json::parse_json_routes(text).unwrap_or_else(|e| Routes {
+            routes: Vec::new(),
+            unparsed: vec![Unparsed::new(
+                1,
+                text.lines().next().unwrap_or(""),
+                format!("ip -j output that does not parse: {e}"),
+            )],
+        });
+    }
     let mut out = Routes::default();
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;

@@ -109,8 +109,13 @@ pub struct Rule {
     pub comment: Option<String>,
     /// The `-j`/`-g` target, if any.
     pub target: Option<Target>,
-    /// DNAT/SNAT `--to-destination` value.
+    /// DNAT/SNAT `--to-destination` value; `None` when the target is garbled.
     pub to_destination: Option<String>,
+    /// Why the NAT target cannot be read (`--to-destination` followed by another
+    /// option, `:0`, `[unsupported revision]`): the rule was written by an iptables
+    /// whose version differs from the one that printed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garbled_target: Option<String>,
     /// `-m statistic --probability` value.
     pub probability: Option<f64>,
 }
@@ -391,6 +396,13 @@ pub fn parse_iptables_save(text: &str) -> IptablesDump {
                     unparsed(&mut dump, lineno, line, "line outside a table");
                     continue;
                 };
+                if let Some(applied) = apply_command(&mut dump.tables[ti], trimmed, lineno) {
+                    match applied {
+                        Ok(()) => dump.lines.parsed += 1,
+                        Err(reason) => unparsed(&mut dump, lineno, line, reason),
+                    }
+                    continue;
+                }
                 match parse_rule_line(trimmed, lineno) {
                     Ok(rule) => {
                         dump.tables[ti].rules.push(rule);
@@ -402,6 +414,132 @@ pub fn parse_iptables_save(text: &str) -> IptablesDump {
         }
     }
     dump
+}
+
+/// Applies the `iptables-restore` commands other than `-A` that appear in restore
+/// input (kube-proxy's `-X KUBE-SEP-…` for stale chains) and `iptables -S`-style
+/// listings: `-N`, `-P`, `-X`, `-F`, `-Z`, `-I`. `None`: not such a command.
+fn apply_command(table: &mut Table, line: &str, lineno: usize) -> Option<Result<(), &'static str>> {
+    let mut words = line.split_ascii_whitespace();
+    let cmd = words.next()?;
+    let chain = words.next();
+    let result = match cmd {
+        "-N" | "--new-chain" => match (chain, words.next()) {
+            (Some(name), None) => {
+                if table.chain(name).is_none() {
+                    table.chains.push(Chain {
+                        name: name.to_string(),
+                        policy: None,
+                        counters: None,
+                        line: lineno,
+                    });
+                }
+                Ok(())
+            }
+            _ => Err("bad -N (new chain) line"),
+        },
+        "-P" | "--policy" => match (chain, words.next()) {
+            (Some(name), Some(policy)) => {
+                match table.chains.iter_mut().find(|c| c.name == name) {
+                    Some(c) => c.policy = Some(policy.to_string()),
+                    None => table.chains.push(Chain {
+                        name: name.to_string(),
+                        policy: Some(policy.to_string()),
+                        counters: None,
+                        line: lineno,
+                    }),
+                }
+                Ok(())
+            }
+            _ => Err("bad -P (policy) line"),
+        },
+        "-X" | "--delete-chain" => {
+            match chain {
+                Some(name) => {
+                    table.chains.retain(|c| c.name != name);
+                    table.rules.retain(|r| r.chain != name);
+                }
+                // `-X` alone deletes every user-defined chain.
+                None => {
+                    let user: Vec<String> = table
+                        .chains
+                        .iter()
+                        .filter(|c| c.policy.is_none())
+                        .map(|c| c.name.clone())
+                        .collect();
+                    table.chains.retain(|c| c.policy.is_some());
+                    table.rules.retain(|r| !user.contains(&r.chain));
+                }
+            }
+            Ok(())
+        }
+        "-F" | "--flush" => {
+            match chain {
+                Some(name) => table.rules.retain(|r| r.chain != name),
+                None => table.rules.clear(),
+            }
+            Ok(())
+        }
+        "-Z" | "--zero" => {
+            let zero = Counters {
+                packets: 0,
+                bytes: 0,
+            };
+            for c in &mut table.chains {
+                if chain.is_none_or(|n| n == c.name) && c.counters.is_some() {
+                    c.counters = Some(zero);
+                }
+            }
+            for r in &mut table.rules {
+                if chain.is_none_or(|n| n == r.chain) && r.counters.is_some() {
+                    r.counters = Some(zero);
+                }
+            }
+            Ok(())
+        }
+        "-I" | "--insert" => {
+            let name = chain?;
+            let rest = line
+                .get(cmd.len()..)?
+                .trim_start()
+                .strip_prefix(name)?
+                .trim_start();
+            // An optional 1-based position follows the chain name.
+            let (pos, spec): (usize, &str) =
+                match rest.split_once(|c: char| c.is_ascii_whitespace()) {
+                    Some((n, spec)) if n.parse::<usize>().is_ok() => (n.parse().unwrap_or(1), spec),
+                    _ => (1, rest),
+                };
+            match parse_rule_line(&format!("-A {name} {spec}"), lineno) {
+                Ok(rule) => {
+                    let at = table
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.chain == name)
+                        .nth(pos.saturating_sub(1))
+                        .map_or_else(
+                            || {
+                                table
+                                    .rules
+                                    .iter()
+                                    .rposition(|r| r.chain == name)
+                                    .map_or(table.rules.len(), |i| i + 1)
+                            },
+                            |(i, _)| i,
+                        );
+                    table.rules.insert(at, rule);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        "-D" | "--delete" | "-R" | "--replace" | "-E" | "--rename-chain" => {
+            Err("rule deletion/replacement/rename is not applied to the model")
+        }
+        _ => return None,
+    };
+    Some(result)
 }
 
 fn unparsed(dump: &mut IptablesDump, lineno: usize, line: &str, reason: &str) {
@@ -502,6 +640,7 @@ fn parse_rule_line(line: &str, lineno: usize) -> Result<Rule, &'static str> {
         comment: None,
         target: None,
         to_destination: None,
+        garbled_target: None,
         probability: None,
     };
     extract_fields(&mut rule);
@@ -628,10 +767,10 @@ fn extract_fields(rule: &mut Rule) {
             "-j" | "--jump" | "-g" | "--goto" => {
                 if let Some(name) = next {
                     let args = toks.to_vec_from(i + 2);
-                    rule.to_destination = args
-                        .iter()
-                        .position(|a| a == "--to-destination")
-                        .and_then(|k| args.get(k + 1).cloned());
+                    match nat_destination(name, &args) {
+                        Ok(d) => rule.to_destination = d,
+                        Err(why) => rule.garbled_target = Some(why),
+                    }
                     rule.target = Some(Target {
                         name: name.to_string(),
                         goto: matches!(t, "-g" | "--goto"),
@@ -648,9 +787,79 @@ fn extract_fields(rule: &mut Rule) {
     }
 }
 
+/// The `--to-destination` of a DNAT (or any target that has one), or why it is garbled.
+///
+/// An iptables binary reading a rule written with a different version of the DNAT
+/// target struct prints nonsense: `--to-destination :0 --persistent --to-destination :0
+/// ...` (kubernetes#114537), `--to-destination` directly followed by another option,
+/// or `DNAT [unsupported revision]` (kubernetes#95409). Taking such a token as the
+/// destination would invent an endpoint; the rule is marked instead.
+fn nat_destination(target: &str, args: &[String]) -> Result<Option<String>, String> {
+    if target == "DNAT" && args.first().is_some_and(|a| a == "[unsupported") {
+        return Err("target printed as `[unsupported revision]`".into());
+    }
+    let mut found: Option<String> = None;
+    let mut count = 0usize;
+    for (k, a) in args.iter().enumerate() {
+        if a != "--to-destination" {
+            continue;
+        }
+        count += 1;
+        let Some(value) = args.get(k + 1) else {
+            return Err("`--to-destination` without a value".into());
+        };
+        if value.starts_with("--") {
+            return Err(format!("`--to-destination` followed by option `{value}`"));
+        }
+        if destination_is_void(value) {
+            return Err(format!("`--to-destination {value}` names no address"));
+        }
+        found.get_or_insert_with(|| value.clone());
+    }
+    if count > 1 {
+        return Err(format!("{count} `--to-destination` options on one rule"));
+    }
+    if target == "DNAT" && count == 0 && args.iter().all(|a| a != "--to-ports") {
+        return Err("DNAT without `--to-destination`".into());
+    }
+    Ok(found)
+}
+
+/// `:0`, `0.0.0.0:0`, `[::]:0`, empty host: what a skewed iptables prints for a
+/// range it cannot decode.
+fn destination_is_void(value: &str) -> bool {
+    let host = match value.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => {
+            if p.parse::<u32>() == Ok(0) && (h.is_empty() || h == "0.0.0.0" || h == "[::]") {
+                return true;
+            }
+            h
+        }
+        _ => value,
+    };
+    host.is_empty() || host == "0.0.0.0"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn garbled_dnat_is_never_a_destination() {
+        let d = parse_iptables_save(
+            "*nat\n-A S1 -p tcp -m tcp -j DNAT --to-destination :0 --persistent --to-destination :0 --persistent --to-destination 0.0.0.0:0\n-A S2 -p tcp -j DNAT --to-destination --random\n-A S3 -p tcp -m tcp -j DNAT [unsupported revision]\n-A S4 -p tcp -j DNAT --to-destination 10.0.0.1:80 --random\n-A S5 -p tcp -j DNAT --to-destination [fd00::1]:80\nCOMMIT\n",
+        );
+        let r = &d.tables[0].rules;
+        for bad in &r[..3] {
+            assert_eq!(bad.to_destination, None, "{}", bad.chain);
+            assert!(bad.garbled_target.is_some(), "{}", bad.chain);
+        }
+        assert!(r[1].garbled_target.as_deref().unwrap().contains("--random"));
+        assert_eq!(r[3].to_destination.as_deref(), Some("10.0.0.1:80"));
+        assert_eq!(r[3].garbled_target, None);
+        assert_eq!(r[4].to_destination.as_deref(), Some("[fd00::1]:80"));
+        assert_eq!(r[4].garbled_target, None);
+    }
 
     #[test]
     fn tokenizes_quotes_and_escapes() {

@@ -76,6 +76,9 @@ pub struct NftChain {
     pub comment: Option<String>,
     /// Rules in order.
     pub rules: Vec<NftRule>,
+    /// `# handle N` after the `{` (with `nft -a`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
 }
 
 /// Whether a [`NftSet`] is a set or a map.
@@ -156,6 +159,9 @@ pub struct NftTable {
     pub objects: Vec<NftObject>,
     /// Set when the table looks managed by iptables-nft.
     pub iptables_nft: Option<IptablesNftEvidence>,
+    /// `# handle N` after the `{` (with `nft -a`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
 }
 
 impl NftTable {
@@ -175,6 +181,33 @@ impl NftTable {
     }
 }
 
+/// Which form of nft text the input was.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NftForm {
+    /// `nft list ruleset` (with or without `-a`): `table … { … }` blocks.
+    #[default]
+    Listing,
+    /// `nft -f` input: `add table`, `add chain`, `add rule`, `add element`, … commands
+    /// (kube-proxy's transactions and test fixtures), replayed into tables.
+    Commands,
+    /// `nft list tables`: table names only, no chains or rules ([`NftRuleset::listed_tables`]).
+    TableList,
+}
+
+/// A table named by `nft list tables` (no content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NftTableName {
+    /// Family.
+    pub family: String,
+    /// Name.
+    pub name: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
 /// A parsed `nft list ruleset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NftRuleset {
@@ -184,6 +217,13 @@ pub struct NftRuleset {
     pub unparsed: Vec<Unparsed>,
     /// Line accounting.
     pub lines: LineCounts,
+    /// Which form the input was.
+    #[serde(default)]
+    pub form: NftForm,
+    /// Tables named by `nft list tables` (form [`NftForm::TableList`]); they carry no
+    /// chains, so they are not in `tables`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listed_tables: Vec<NftTableName>,
 }
 
 impl NftRuleset {
@@ -211,7 +251,11 @@ pub fn parse_nft_ruleset(text: &str) -> NftRuleset {
             tables: Vec::new(),
             unparsed: Vec::new(),
             lines: LineCounts::default(),
+            form: NftForm::Listing,
+            listed_tables: Vec::new(),
         },
+        pending_command: None,
+        saw_block: false,
         ctx: Ctx::Top,
         pending: None,
         pending_elements: None,
@@ -237,6 +281,10 @@ struct PendingElements {
 
 struct Parser {
     out: NftRuleset,
+    /// An `nft -f` command whose `{ … }` spans lines.
+    pending_command: Option<Pending>,
+    /// A `table … {` block was seen (the input is a listing, not a table list).
+    saw_block: bool,
     ctx: Ctx,
     pending: Option<Pending>,
     pending_elements: Option<PendingElements>,
@@ -265,6 +313,17 @@ impl Parser {
                 self.flush_elements(pe);
             } else {
                 self.pending_elements = Some(pe);
+            }
+            return;
+        }
+        if let Some(mut pending) = self.pending_command.take() {
+            self.out.lines.parsed += 1;
+            pending.text.push(' ');
+            pending.text.push_str(t);
+            if balance(&pending.text) <= 0 {
+                self.command(pending.line, &pending.text);
+            } else {
+                self.pending_command = Some(pending);
             }
             return;
         }
@@ -332,14 +391,42 @@ impl Parser {
     }
 
     fn top_line(&mut self, lineno: usize, line: &str, t: &str) {
+        let first = t.split_ascii_whitespace().next().unwrap_or("");
+        if COMMANDS.contains(&first) {
+            self.out.lines.parsed += 1;
+            if balance(t) > 0 {
+                self.pending_command = Some(Pending {
+                    line: lineno,
+                    text: t.to_string(),
+                });
+            } else {
+                self.command(lineno, t);
+            }
+            return;
+        }
+        let (t, handle) = split_handle(t);
         let Some(rest) = t.strip_prefix("table ") else {
             self.unparsed(lineno, line, "expected `table`");
             return;
         };
         let Some(head) = rest.strip_suffix('{') else {
+            // `nft list tables` prints `table FAMILY NAME` without a block.
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if let [family, name] = words.as_slice()
+                && FAMILIES.contains(family)
+            {
+                self.out.lines.parsed += 1;
+                self.out.listed_tables.push(NftTableName {
+                    family: family.to_string(),
+                    name: name.to_string(),
+                    line: lineno,
+                });
+                return;
+            }
             self.unparsed(lineno, line, "table header without `{`");
             return;
         };
+        self.saw_block = true;
         let words: Vec<&str> = head.split_whitespace().collect();
         let (family, name) = match words.as_slice() {
             [family, name] => (*family, *name),
@@ -360,6 +447,7 @@ impl Parser {
             sets: Vec::new(),
             objects: Vec::new(),
             iptables_nft: None,
+            handle,
         });
         self.ctx = Ctx::Table;
     }
@@ -387,6 +475,7 @@ impl Parser {
             }
             return;
         }
+        let (t, handle) = split_handle(t);
         let Some(head) = t.strip_suffix('{').map(str::trim) else {
             self.unparsed(lineno, line, "unexpected line in table");
             return;
@@ -410,6 +499,7 @@ impl Parser {
                     hook: None,
                     comment: None,
                     rules: Vec::new(),
+                    handle,
                 });
                 self.ctx = Ctx::Chain;
             }
@@ -536,7 +626,14 @@ impl Parser {
     }
 
     fn close_table(&mut self) {
-        let Some(tb) = self.out.tables.last_mut() else {
+        let Some(i) = self.out.tables.len().checked_sub(1) else {
+            return;
+        };
+        self.close_table_at(i);
+    }
+
+    fn close_table_at(&mut self, i: usize) {
+        let Some(tb) = self.out.tables.get_mut(i) else {
             return;
         };
         if self
@@ -586,9 +683,306 @@ impl Parser {
         if let Some(p) = self.pending.take() {
             self.push_rule(p.line, &p.text);
         }
+        if let Some(p) = self.pending_command.take() {
+            self.command(p.line, &p.text);
+        }
         if matches!(self.ctx, Ctx::Table | Ctx::Chain | Ctx::Set | Ctx::Object) {
             self.close_table();
         }
+        if self.out.form == NftForm::Commands {
+            for i in 0..self.out.tables.len() {
+                self.close_table_at(i);
+            }
+        } else if !self.saw_block && !self.out.listed_tables.is_empty() {
+            self.out.form = NftForm::TableList;
+        }
+    }
+
+    /// Index of the table `family name`, created on first mention (an `nft -f`
+    /// transaction may add rules to a table it does not declare).
+    fn table_index(&mut self, family: &str, name: &str, lineno: usize) -> usize {
+        if let Some(i) = self
+            .out
+            .tables
+            .iter()
+            .position(|t| t.family == family && t.name == name)
+        {
+            return i;
+        }
+        self.out.tables.push(NftTable {
+            family: family.to_string(),
+            name: name.to_string(),
+            line: lineno,
+            comment: None,
+            flags: Vec::new(),
+            chains: Vec::new(),
+            sets: Vec::new(),
+            objects: Vec::new(),
+            iptables_nft: None,
+            handle: None,
+        });
+        self.out.tables.len() - 1
+    }
+
+    fn chain_index(&mut self, ti: usize, name: &str, lineno: usize) -> usize {
+        let tb = &mut self.out.tables[ti];
+        if let Some(i) = tb.chains.iter().position(|c| c.name == name) {
+            return i;
+        }
+        tb.chains.push(NftChain {
+            name: name.to_string(),
+            line: lineno,
+            hook: None,
+            comment: None,
+            rules: Vec::new(),
+            handle: None,
+        });
+        tb.chains.len() - 1
+    }
+
+    /// Replays one `nft -f` command (`add table ip kube-proxy { comment "…" ; }`,
+    /// `add rule ip kube-proxy services ip daddr … vmap @service-ips`, …) into the
+    /// tables. The line was already counted as parsed; what cannot be applied is
+    /// reported as unparsed with the reason.
+    fn command(&mut self, lineno: usize, t: &str) {
+        self.out.form = NftForm::Commands;
+        let fail = |p: &mut Parser, why: &str| {
+            p.out.lines.parsed -= 1;
+            p.unparsed(lineno, t, why);
+        };
+        let (verb, rest) = split_word(t);
+        let (object, rest) = split_word(rest);
+        let (family, rest) = match split_word(rest) {
+            (f, r) if FAMILIES.contains(&f) => (f, r),
+            _ => ("ip", rest),
+        };
+        let (table, rest) = split_word(rest);
+        // `flush ruleset` / `delete table x` need no more words.
+        match (verb, object) {
+            ("flush", "ruleset") => {
+                self.out.tables.clear();
+                return;
+            }
+            ("define" | "include", _) => {
+                fail(self, "`define`/`include` are not expanded");
+                return;
+            }
+            _ => {}
+        }
+        if table.is_empty() {
+            fail(self, "command without a table");
+            return;
+        }
+        let ti = match (verb, object) {
+            ("delete" | "destroy", "table") => {
+                self.out
+                    .tables
+                    .retain(|tb| !(tb.family == family && tb.name == table));
+                return;
+            }
+            _ => self.table_index(family, table, lineno),
+        };
+        let (name, body) = split_word(rest);
+        let body = body.trim();
+        match (verb, object) {
+            ("add" | "create", "table") => {
+                for part in block_parts(rest) {
+                    if let Some(c) = part.strip_prefix("comment ") {
+                        self.out.tables[ti].comment = Some(unquote(c.trim()));
+                    } else if let Some(f) = part.strip_prefix("flags ") {
+                        self.out.tables[ti].flags = split_flags(f);
+                    }
+                }
+            }
+            ("flush", "table") => {
+                for c in &mut self.out.tables[ti].chains {
+                    c.rules.clear();
+                }
+            }
+            ("add" | "create", "chain") => {
+                let ci = self.chain_index(ti, name, lineno);
+                let chain = &mut self.out.tables[ti].chains[ci];
+                for part in block_parts(body) {
+                    if let Some(h) = part.strip_prefix("type ").and_then(parse_hook) {
+                        chain.hook = Some(h);
+                    } else if let Some(p) = part.strip_prefix("policy ") {
+                        if let Some(h) = chain.hook.as_mut() {
+                            h.policy = Some(p.trim().to_string());
+                        }
+                    } else if let Some(c) = part.strip_prefix("comment ") {
+                        chain.comment = Some(unquote(c.trim()));
+                    }
+                }
+            }
+            ("flush", "chain") => {
+                let ci = self.chain_index(ti, name, lineno);
+                self.out.tables[ti].chains[ci].rules.clear();
+            }
+            ("delete" | "destroy", "chain") => {
+                self.out.tables[ti].chains.retain(|c| c.name != name);
+            }
+            ("add" | "insert", "rule") => {
+                let ci = self.chain_index(ti, name, lineno);
+                let mut stmt = body;
+                // `add rule t c position N …` / `index N` / `handle N` place the rule.
+                for kw in ["position ", "index ", "handle "] {
+                    if let Some(r) = stmt.strip_prefix(kw) {
+                        stmt = split_word(r).1;
+                    }
+                }
+                let rule = parse_rule(lineno, stmt);
+                let rules = &mut self.out.tables[ti].chains[ci].rules;
+                if verb == "insert" {
+                    rules.insert(0, rule);
+                } else {
+                    rules.push(rule);
+                }
+            }
+            ("delete" | "destroy" | "replace", "rule") => {
+                fail(
+                    self,
+                    "rule deletion/replacement by handle is not applied to the model",
+                );
+            }
+            ("add" | "create", "set" | "map") => {
+                let tb = &mut self.out.tables[ti];
+                let si = match tb.sets.iter().position(|x| x.name == name) {
+                    Some(i) => i,
+                    None => {
+                        tb.sets.push(NftSet {
+                            kind: if object == "set" {
+                                SetKind::Set
+                            } else {
+                                SetKind::Map
+                            },
+                            name: name.to_string(),
+                            line: lineno,
+                            key_type: None,
+                            flags: Vec::new(),
+                            comment: None,
+                            properties: Vec::new(),
+                            elements: Vec::new(),
+                        });
+                        tb.sets.len() - 1
+                    }
+                };
+                let set = &mut tb.sets[si];
+                for part in block_parts(body) {
+                    if part.starts_with("type ") || part.starts_with("typeof ") {
+                        set.key_type = Some(part.to_string());
+                    } else if let Some(f) = part.strip_prefix("flags ") {
+                        set.flags = split_flags(f);
+                    } else if let Some(c) = part.strip_prefix("comment ") {
+                        set.comment = Some(unquote(c.trim()));
+                    } else if let Some(e) = part.strip_prefix("elements = ") {
+                        set.elements
+                            .extend(split_elements(&[(lineno, e.to_string())]));
+                    } else if !part.is_empty() {
+                        set.properties.push(part.to_string());
+                    }
+                }
+            }
+            ("flush", "set" | "map") => {
+                if let Some(set) = self.out.tables[ti].sets.iter_mut().find(|x| x.name == name) {
+                    set.elements.clear();
+                }
+            }
+            ("delete" | "destroy", "set" | "map") => {
+                self.out.tables[ti].sets.retain(|x| x.name != name);
+            }
+            ("add" | "create" | "delete" | "destroy", "element") => {
+                let elements = split_elements(&[(lineno, body.to_string())]);
+                let tb = &mut self.out.tables[ti];
+                let Some(set) = tb.sets.iter_mut().find(|x| x.name == name) else {
+                    fail(self, "element of a set that was not declared");
+                    return;
+                };
+                if verb == "add" || verb == "create" {
+                    set.elements.extend(elements);
+                } else {
+                    set.elements
+                        .retain(|e| !elements.iter().any(|d| d.key == e.key));
+                }
+            }
+            ("add" | "create", kind) if OBJECTS.contains(&kind) => {
+                self.out.tables[ti].objects.push(NftObject {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                    line: lineno,
+                    body: block_parts(body).map(str::to_string).collect(),
+                });
+            }
+            _ => fail(self, "nft command not understood"),
+        }
+    }
+}
+
+/// Commands of `nft -f` input.
+const COMMANDS: [&str; 8] = [
+    "add", "create", "insert", "replace", "flush", "delete", "destroy", "define",
+];
+
+/// Families nft prints.
+const FAMILIES: [&str; 6] = ["ip", "ip6", "inet", "arp", "bridge", "netdev"];
+
+/// Stateful object kinds an `add` command may create.
+const OBJECTS: [&str; 8] = [
+    "counter",
+    "quota",
+    "limit",
+    "flowtable",
+    "ct",
+    "secmark",
+    "synproxy",
+    "tunnel",
+];
+
+/// First whitespace-separated word and the trimmed rest.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.split_once(|c: char| c.is_ascii_whitespace()) {
+        Some((w, r)) => (w, r.trim_start()),
+        None => (s, ""),
+    }
+}
+
+/// The `;`-separated parts of a `{ a ; b ; }` block (outer braces removed); `;`
+/// inside quotes or nested braces does not split.
+fn block_parts(s: &str) -> impl Iterator<Item = &str> {
+    let s = s.trim();
+    let inner = s
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or("");
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i64, false, 0usize);
+    for (i, b) in inner.bytes().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'{' if !quoted => depth += 1,
+            b'}' if !quoted => depth -= 1,
+            b';' if !quoted && depth == 0 => {
+                parts.push(inner[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(inner[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty())
+}
+
+/// Splits a header's trailing `# handle N` comment (`nft -a`) off.
+fn split_handle(t: &str) -> (&str, Option<u64>) {
+    match find_unquoted(t, "# handle ") {
+        Some(i) => (
+            t[..i].trim_end(),
+            t[i + 9..]
+                .split_whitespace()
+                .next()
+                .and_then(|h| h.parse().ok()),
+        ),
+        None => (t, None),
     }
 }
 

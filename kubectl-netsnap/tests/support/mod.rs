@@ -1,0 +1,4 @@
+//! Test support: the fake API server and bundle builders.
+
+pub mod apiserver;
+pub mod bundles;
