@@ -269,7 +269,22 @@ fn write_bundle(path: &Path, ipvs: &str, c: &Cluster, vips: &[&str], iptables: O
         )
         .unwrap();
     }
-    if let Some(text) = iptables {
+    // An IPVS-mode node: the iptables save holds kube-proxy's IPVS helpers (or, without a
+    // given text, only the empty filter table) and nft lists nothing of its own. Both were
+    // collected, so the rules that tell the proxy mode apart can judge.
+    let empty_save =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::nft::RULESET,
+            layout::content::NFT_RULESET,
+            &["nft", "list", "ruleset"],
+        ),
+        b"",
+        ok(),
+    )
+    .unwrap();
+    if let Some(text) = iptables.or(Some(empty_save)) {
         w.add_bytes(
             ArtifactSpec::raw_command(
                 layout::iptables::SAVE,

@@ -54,6 +54,17 @@ fn node_bundle(path: &Path, node: &str, run: &str) {
         Duration::ZERO,
     )
     .unwrap();
+    // The node's only namespace, with no pod address in it: duplicate-pod-ip needs every
+    // namespace's addresses (and here judges the pods from the cluster list).
+    w.add_json(
+        ArtifactSpec::native(
+            layout::netns_path(layout::HOST_NETNS, layout::netns::NETLINK),
+            ArtifactSource::Netlink,
+        ),
+        &json!({"netns": "host", "links": [], "addrs": [], "routes": []}),
+        Duration::ZERO,
+    )
+    .unwrap();
     for p in CLUSTER_LISTS {
         w.record_missing(
             ArtifactSpec::native(*p, ArtifactSource::KubernetesApi),

@@ -51,6 +51,29 @@ fn every_required_rule_exists_and_the_pack_has_at_least_35() {
     insta::assert_yaml_snapshot!("rule_ids", ids);
 }
 
+/// Every rule file loads on its own, so one run lists every rule whose `requires` misses a
+/// data source its expressions read (the engine derives them from the fact paths).
+#[test]
+fn every_rule_file_declares_the_data_it_reads() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let env = cel_env();
+    let mut errors = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = format!("rules/{}", f.file_name().unwrap().to_string_lossy());
+        if let Err(e) = Rule::from_yaml(&env, &name, &text) {
+            errors.push(e.to_string());
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
 #[test]
 fn every_rule_test_case_passes() {
     let set = builtin();
@@ -185,6 +208,7 @@ title: t
 severity: warning
 category: c
 description: d
+requires: [sysctls]
 condition: node.name == 'x'
 message: m {{ node.name }}
 remediation: r
@@ -217,13 +241,23 @@ fn malformed_rule_files_give_file_line_and_id() {
         load_err("other.yaml", GOOD),
         load_err(
             "my-rule.yaml",
-            &GOOD.replace("description: d", "description: d\nrequires: [nope]"),
+            &GOOD.replace("requires: [sysctls]", "requires: [nope]"),
         ),
         load_err("My_Rule.yaml", &GOOD.replace("id: my-rule", "id: My_Rule")),
+        // Reads the iptables and nft facts through a binding, requires neither.
+        load_err(
+            "my-rule.yaml",
+            &GOOD.replace(
+                "condition: node.name == 'x'",
+                "condition: services.exists(s, s.ports.exists(p, !p.iptables.present)) || node.proxy_mode == 'none'",
+            ),
+        ),
+        // Needs nothing: a rule must say what it concludes from.
+        load_err("my-rule.yaml", &GOOD.replace("requires: [sysctls]\n", "")),
     ];
     // Each names the file and a line; the semantic ones name the rule id.
     assert!(
-        errors[0].starts_with("DIR/my-rule.yaml:6: rule my-rule: CEL error in condition"),
+        errors[0].starts_with("DIR/my-rule.yaml:7: rule my-rule: CEL error in condition"),
         "{}",
         errors[0]
     );
@@ -237,6 +271,15 @@ fn malformed_rule_files_give_file_line_and_id() {
         "{}",
         errors[5]
     );
+    assert!(
+        errors[7].contains(
+            "add iptables (it reads node.proxy_mode), ipvs (it reads node.proxy_mode), \
+             k8s-services (it reads services), nft (it reads node.proxy_mode)"
+        ),
+        "{}",
+        errors[7]
+    );
+    assert!(errors[8].contains("requires is empty"), "{}", errors[8]);
     insta::assert_yaml_snapshot!("rule_file_errors", errors);
 }
 

@@ -18,7 +18,7 @@ use netsnap_bundle::k8s::{
 use netsnap_bundle::native::{
     BridgePorts, DnsProbeReport, NetnsIndex, NetnsSnapshot, PodCorrelation, RouteRecord, VethPair,
 };
-use netsnap_bundle::{Bundle, layout};
+use netsnap_bundle::{ArtifactStatus, Bundle, layout};
 use serde::de::DeserializeOwned;
 
 use super::model::*;
@@ -1253,6 +1253,14 @@ impl<'a> Builder<'a> {
             (p.to_string(), backend, f.to_string())
         })
         .collect();
+        // Per backend and family, a complete dump before one cut short (a stable sort:
+        // the explicit backend's save still comes before `iptables-save` when both are
+        // whole), so a timed-out `iptables-nft-save` never hides a whole `iptables-save`.
+        let mut candidates = candidates;
+        candidates.sort_by_key(|(p, _, _)| {
+            !m.artifact(p)
+                .is_some_and(|a| a.status == ArtifactStatus::Ok && a.truncated.is_none())
+        });
         let pod_cidrs = self.facts.node.cluster_pod_cidrs.clone();
         let mut scans: Vec<IptablesScan> = Vec::new();
         let mut seen: HashSet<(String, String)> = HashSet::new();

@@ -273,7 +273,8 @@ pub struct CollectionFacts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SourceStatus {
-    /// True when at least one of its artifacts has content.
+    /// True when rules can use it: every distinct piece of its data has a complete artifact
+    /// (or, for a capped list, a sample; see `sample`).
     pub available: bool,
     /// Why it is not available (from the manifest), when it is not.
     pub reason: Option<String>,
@@ -281,6 +282,9 @@ pub struct SourceStatus {
     /// in the kernel, tool not installed), so rules run on the empty data instead of being
     /// reported as not evaluated.
     pub absent_on_node: bool,
+    /// Set when only part of a list was collected (the conntrack table cut at its entry
+    /// cap): rules run on that sample and say so; the reason from the manifest.
+    pub sample: Option<String>,
 }
 
 /// An artifact that is missing or partial.

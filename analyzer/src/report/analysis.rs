@@ -192,6 +192,10 @@ pub struct Report {
     pub not_evaluated: Vec<NotEvaluated>,
     /// Rules whose evaluation failed (budget exceeded): no answer, and not for missing data.
     pub rule_errors: Vec<RuleFailure>,
+    /// Rules evaluated on part of their data (a capped conntrack listing, an optional
+    /// source missing) and what was missing: their silence is not a clean bill.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partial_data: Vec<NotEvaluated>,
     /// Artifacts missing or partial in the bundles.
     pub collection_errors: Vec<CollectionError>,
     /// Artifacts with lines their parser did not understand.
@@ -368,6 +372,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         findings: Vec::new(),
         not_evaluated: Vec::new(),
         rule_errors: Vec::new(),
+        partial_data: Vec::new(),
         collection_errors: Vec::new(),
         unparsed_artifacts: Vec::new(),
     };
@@ -436,6 +441,18 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
                 status: m.status.clone(),
                 reason: m.reason.clone(),
             });
+        }
+        for rule in rules.rules() {
+            if not_evaluated.iter().any(|n| n.rule_id == rule.spec.id) {
+                continue;
+            }
+            if let Some(note) = rule.data_note(&facts) {
+                report.partial_data.push(NotEvaluated {
+                    node: facts.node.name.clone(),
+                    rule_id: rule.spec.id.clone(),
+                    reason: note,
+                });
+            }
         }
         report.findings.extend(findings);
         report.not_evaluated.extend(not_evaluated);
@@ -632,6 +649,25 @@ pub fn render_text(r: &Report, color: bool) -> String {
         }
         let _ = writeln!(out);
     }
+    if !r.partial_data.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            st.paint(
+                "1",
+                "Evaluated on partial data (no finding is not a clean bill):"
+            )
+        );
+        for n in &r.partial_data {
+            let node = if multi {
+                format!(" [node {}]", n.node)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  {}{node}: {}", n.rule_id, n.reason);
+        }
+        let _ = writeln!(out);
+    }
     if !r.unparsed_artifacts.is_empty() {
         let _ = writeln!(out, "{}", st.paint("1", "Lines not understood:"));
         for u in &r.unparsed_artifacts {
@@ -774,6 +810,22 @@ pub fn render_markdown(r: &Report) -> String {
                 "| {} | {} | {} |",
                 md_escape(&n.node),
                 md_code(&n.rule_id),
+                md_escape(&n.reason)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.partial_data.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Evaluated on partial data\n\n| node | rule | what was missing |\n|---|---|---|"
+        );
+        for n in &r.partial_data {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} |",
+                md_escape(&n.node),
+                n.rule_id,
                 md_escape(&n.reason)
             );
         }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::engine::RuleSet;
 use super::spec::RuleSpec;
 use crate::facts::docs::render_schema;
-use crate::facts::sources::DATA_SOURCES;
+use crate::facts::sources::{DATA_SOURCES, Grouping};
 
 /// The full text of `docs/rules.md` for `set`.
 pub fn render_markdown(set: &RuleSet) -> String {
@@ -54,6 +54,17 @@ pub fn render_markdown(set: &RuleSet) -> String {
                     .join(", ")
             );
         }
+        if !s.optional.is_empty() {
+            let _ = writeln!(
+                out,
+                "Optional (read for the message only): {}\n",
+                s.optional
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         for w in &s.severity_when {
             let _ = writeln!(out, "Severity `{}` when `{}`\n", w.severity, w.when.trim());
         }
@@ -73,12 +84,24 @@ pub fn render_markdown(set: &RuleSet) -> String {
     }
     let _ = writeln!(
         out,
-        "## Data sources (`requires`)\n\n| id | artifacts | description |\n|---|---|---|"
+        "## Data sources (`requires`)\n\n\
+         A rule must require every source its expressions read facts from (checked at load).\n\
+         A source is usable when each of its distinct pieces of data has a complete (`ok`)\n\
+         artifact: *one of* lists alternatives holding the same data, *each of* lists data that\n\
+         must all be complete, *per backend* groups iptables saves by backend and family (with\n\
+         `nft list ruleset` apart). A capped conntrack listing is used as a sample.\n\n\
+         | id | artifacts | description |\n|---|---|---|"
     );
     for d in DATA_SOURCES {
+        let how = match d.grouping {
+            Grouping::Alternatives if d.paths.len() > 1 => "one of ",
+            Grouping::Alternatives => "",
+            Grouping::Each => "each of ",
+            Grouping::Netfilter => "per backend: ",
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} |",
+            "| `{}` | {how}{} | {} |",
             d.id,
             d.paths
                 .iter()
@@ -133,6 +156,9 @@ pub fn render_explain(rule: &super::Rule) -> String {
     let _ = writeln!(out, "{}\n", s.description.trim());
     if !s.requires.is_empty() {
         let _ = writeln!(out, "requires: {}", s.requires.join(", "));
+    }
+    if !s.optional.is_empty() {
+        let _ = writeln!(out, "optional: {}", s.optional.join(", "));
     }
     if let Some(p) = &s.precondition {
         let _ = writeln!(out, "precondition: {}", p.trim());

@@ -232,7 +232,7 @@ impl Rule {
                 format!("id must equal the file name ({stem:?})"),
             ));
         }
-        for r in &spec.requires {
+        for r in spec.requires.iter().chain(&spec.optional) {
             if sources::find(r).is_none() {
                 let known: Vec<_> = sources::DATA_SOURCES.iter().map(|s| s.id).collect();
                 return Err(invalid(
@@ -322,24 +322,44 @@ impl Rule {
             }
             None => None,
         };
-        let record_src = format!(
-            "[{}]",
-            record
-                .iter()
-                .map(|r| format!("({r})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let combined_src = match &spec.for_each {
-            Some(fe) => format!(
-                "({}).filter({n}, ({})).map({n}, {record_src})",
-                fe.list,
-                spec.condition,
-                n = fe.name
-            ),
-            None => format!("({}) ? [{record_src}] : []", spec.condition),
+        let combined_of = |record: &[String]| {
+            let record_src = format!(
+                "[{}]",
+                record
+                    .iter()
+                    .map(|r| format!("({r})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            match &spec.for_each {
+                Some(fe) => format!(
+                    "({}).filter({n}, ({})).map({n}, {record_src})",
+                    fe.list,
+                    spec.condition,
+                    n = fe.name
+                ),
+                None => format!("({}) ? [{record_src}] : []", spec.condition),
+            }
         };
-        let mut combined = compile("condition", &combined_src)?.expression().clone();
+        let combined_program = compile("condition", &combined_of(&record))?;
+        // The data a rule needs is what every expression reads, except a `severity_when`
+        // that only raises the severity: without its data the finding stays at the lower
+        // severity, which is still true (a kernel log that failed must not hide a full
+        // conntrack table); and the evidence, which only points at lines.
+        let needs_record: Vec<String> = record
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match spec.severity_when.get(i) {
+                Some(w) if w.severity > spec.severity => "false".to_string(),
+                // Evidence only points at lines; without its artifact there are fewer.
+                _ if Some(i) == evidence_index => "[]".to_string(),
+                _ => r.clone(),
+            })
+            .collect();
+        let needs_program = compile("condition", &combined_of(&needs_record))?;
+        check_needs(&spec, precondition.as_ref(), &needs_program)
+            .map_err(|m| invalid("requires", m))?;
+        let mut combined = combined_program.expression().clone();
         instrument(&mut combined);
         let precondition = precondition.map(|p| {
             let mut e = p.expression().clone();
@@ -412,10 +432,45 @@ impl Rule {
             ));
         }
         match result {
-            Ok(Some(f)) => Outcome::Findings(f),
+            Ok(Some(mut f)) => {
+                if let Some(note) = self.data_note(facts) {
+                    for finding in &mut f {
+                        finding.message = format!("{} ({note})", finding.message);
+                    }
+                }
+                Outcome::Findings(f)
+            }
             Ok(None) => Outcome::NotApplicable,
             Err(e) => Outcome::NotEvaluated(format!("evaluation error: {e}")),
         }
+    }
+
+    /// What the rule ran without: a required source seen only as a sample (a capped
+    /// conntrack listing) or an optional source that was not collected. Findings carry
+    /// it in their message; `None` when the rule saw all its data.
+    pub fn data_note(&self, facts: &Facts) -> Option<String> {
+        let mut notes = Vec::new();
+        for req in &self.spec.requires {
+            if let Some(sample) = facts
+                .collection
+                .sources
+                .get(req)
+                .and_then(|s| s.sample.as_ref())
+            {
+                notes.push(format!("seen in a sample only: {sample}"));
+            }
+        }
+        for opt in &self.spec.optional {
+            if let Some(s) = facts.collection.sources.get(opt)
+                && !s.available
+                && !s.absent_on_node
+            {
+                let reason = s.reason.as_deref().unwrap_or("not collected");
+                notes.push(format!("without {opt}: {reason}"));
+            }
+        }
+        notes.dedup();
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     /// A guess at the rule's cost for scheduling: the length of the fact list its
@@ -510,6 +565,44 @@ impl Rule {
             evidence,
         })
     }
+}
+
+/// Checks that `requires` names every data source the rule's expressions read facts
+/// from (see [`super::needs`]): a rule cannot conclude from data it did not ask for.
+fn check_needs(
+    spec: &RuleSpec,
+    precondition: Option<&Program>,
+    combined: &Program,
+) -> Result<(), String> {
+    let mut paths = super::needs::fact_paths(combined.expression());
+    if let Some(p) = precondition {
+        paths.extend(super::needs::fact_paths(p.expression()));
+    }
+    let needed = super::needs::needed_sources(&paths);
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(n, _)| {
+            !spec
+                .requires
+                .iter()
+                .chain(&spec.optional)
+                .any(|d| sources::covers(d, n))
+        })
+        .map(|(n, path)| format!("{n} (it reads {path})"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "requires must name every data source the rule reads; add {}",
+            missing.join(", ")
+        ));
+    }
+    if spec.requires.is_empty() {
+        return Err(
+            "requires is empty: list the data sources the rule concludes from (docs/rules.md#data-sources-requires)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Runs a program; the result may hold fact nodes, which [`to_value`] understands.

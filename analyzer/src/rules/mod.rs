@@ -8,6 +8,7 @@
 pub mod budget;
 pub mod docs;
 pub mod engine;
+pub mod needs;
 pub mod spec;
 pub mod testing;
 pub mod value;

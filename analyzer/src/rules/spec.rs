@@ -78,6 +78,11 @@ pub struct RuleSpec {
     /// rule is reported as not evaluated, with the manifest's reason.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Data sources the rule reads only to add to a finding (a count in the message, a
+    /// severity raise): when one is missing the rule still runs and its findings say what
+    /// was not collected. The rule must never conclude from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub optional: Vec<String>,
     /// CEL boolean evaluated once; when false the rule does not apply to this node.
     #[serde(default)]
     pub precondition: Option<String>,
