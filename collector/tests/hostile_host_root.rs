@@ -22,7 +22,10 @@ fn fifo(p: &Path) {
 
 #[test]
 fn fifos_devices_and_escaping_symlinks_under_host_root_are_refused_in_time() {
-    if !lab_available("fifos_devices_and_escaping_symlinks_under_host_root_are_refused_in_time") {
+    if !lab_available(
+        "fifos_devices_and_escaping_symlinks_under_host_root_are_refused_in_time",
+        &["zstd"],
+    ) {
         return;
     }
     let root = tempfile::tempdir().unwrap();

@@ -37,6 +37,14 @@ pub fn judge(m: &Manifest) -> Verdict {
         CollectionOutcome::Complete => {}
         CollectionOutcome::DeadlineExceeded => why.push("deadline exceeded".to_string()),
         CollectionOutcome::Interrupted => why.push("collector interrupted".to_string()),
+        CollectionOutcome::Partial => {
+            let core = m.incomplete_core();
+            let first = core.first().map(|a| a.path.as_str()).unwrap_or_default();
+            why.push(format!(
+                "{} core artifact(s) incomplete (first: {first})",
+                core.len()
+            ));
+        }
     }
     if failed > 0 {
         let first = m
