@@ -237,7 +237,9 @@ fn iptables_rules_from_both_backends() {
         (layout::iptables::LEGACY_SAVE, Backend::Legacy),
         (layout::iptables::NFT_SAVE, Backend::Nft),
     ] {
-        let rec = b.record(path).unwrap();
+        // A backend's own save may be skipped as `same_as` the default `iptables-save`
+        // when that is the same program: the record it names holds the rules.
+        let rec = b.manifest().resolve(path).unwrap();
         assert_eq!(rec.status, ArtifactStatus::Ok, "{path}: {rec:?}");
         let want_backend = if backend == Backend::Legacy {
             "legacy"
@@ -248,7 +250,7 @@ fn iptables_rules_from_both_backends() {
             rec.attributes.get("backend").map(String::as_str),
             Some(want_backend)
         );
-        let got = rules(&text(&b, path));
+        let got = rules(&text(&b, &rec.path));
         let live = rules(&node.run_in_node(&[backend.save()]).unwrap().stdout);
         assert_eq!(got, live, "{path} differs from the live {backend:?} rules");
         assert!(
