@@ -270,9 +270,19 @@ fn iptables_rules_from_both_backends() {
                 .any(|r| r.starts_with("-A KUBE-SERVICES -d 10.96.50.5/32"))
         );
     }
-    // nft list ruleset shows the nft backend's KUBE chains too.
-    let nft = text(&b, layout::nft::RULESET);
-    assert!(nft.contains("chain KUBE-SERVICES"), "{nft}");
+    // The nft backend's `ip nat`/`ip filter` tables are dumped once, by
+    // iptables-nft-save: `nft/ruleset.txt` lists the other tables and names the ones
+    // it left to that dump.
+    let nft = b.record(layout::nft::RULESET).unwrap();
+    assert_eq!(nft.status, ArtifactStatus::Ok, "{nft:?}");
+    let left_out = nft
+        .attributes
+        .get("iptables_nft_tables")
+        .cloned()
+        .unwrap_or_default();
+    assert!(left_out.contains("ip nat"), "{nft:?}");
+    let ruleset = text(&b, layout::nft::RULESET);
+    assert!(!ruleset.contains("table ip nat"), "{ruleset}");
 }
 
 #[test]
@@ -283,6 +293,22 @@ fn conntrack_table_of_200k_entries_is_streamed_with_bounded_memory() {
     }
     const N: usize = 200_000;
     let node = lab.node().bridge().pods(2).build().unwrap();
+    let collect = || {
+        node.collect_with(&CollectOptions {
+            args: FAST
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["--timeout".into(), "20".into()])
+                .collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    // The same collection on the same node with an almost empty table: the
+    // collector's fixed cost (runtime, buffers, the API-less steps).
+    let base_rss = collect()
+        .max_rss_kib
+        .expect("peak RSS measured with /usr/bin/time");
     node.fill_conntrack(N).unwrap();
     let marker = CtEntry::udp_dnat(
         node.pods()[0].ip,
@@ -294,16 +320,7 @@ fn conntrack_table_of_200k_entries_is_streamed_with_bounded_memory() {
     node.conntrack_insert(&[marker]).unwrap();
     let live = node.conntrack_count().unwrap();
     assert!(live > N as u64);
-    let run = node
-        .collect_with(&CollectOptions {
-            args: FAST
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["--timeout".into(), "20".into()])
-                .collect(),
-            ..Default::default()
-        })
-        .unwrap();
+    let run = collect();
     let b = open(&run);
     let rec = b.record(layout::conntrack::TABLE).unwrap();
     assert_eq!(rec.status, ArtifactStatus::Ok, "{rec:?}");
@@ -332,14 +349,16 @@ fn conntrack_table_of_200k_entries_is_streamed_with_bounded_memory() {
         .max_rss_kib
         .expect("peak RSS measured with /usr/bin/time");
     eprintln!(
-        "conntrack {entries} entries: collect {:?}, peak RSS {rss} KiB, table {} bytes",
+        "conntrack {entries} entries: collect {:?}, peak RSS {rss} KiB (empty table: {base_rss} KiB), table {} bytes",
         run.output.elapsed, rec.size
     );
     assert!(rss < 64 * 1024, "collector peak RSS {rss} KiB >= 64 MiB");
-    // The table is larger than the collector's whole peak memory: it was streamed, not held.
+    // Streamed, not held: 200,000 more entries (tens of MB of text) cost the
+    // collector less than a quarter of the table's size in extra memory.
+    let growth = rss.saturating_sub(base_rss) * 1024;
     assert!(
-        rec.size > rss * 1024,
-        "table {} bytes vs peak RSS {rss} KiB",
+        growth < rec.size / 4,
+        "peak RSS grew by {growth} bytes ({base_rss} -> {rss} KiB) for a {} byte table",
         rec.size
     );
 }
