@@ -55,7 +55,8 @@ enum Command {
     /// cluster bundle of the same run id when it is given too.
     ///
     /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
-    /// 2 on usage errors, unreadable bundles or invalid rules.
+    /// 2 on usage errors, unreadable bundles, invalid rules or a rule error (a rule
+    /// that failed while running).
     Analyze {
         /// Bundles: .tar.zst, .tar, or extracted directories.
         #[arg(required = true)]
@@ -347,7 +348,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ReportFormat::Markdown => report::analysis::render_markdown(&rep),
             };
             write_stdout(&text)?;
-            Ok(if rep.fails(fail_on.into()) {
+            // A rule that failed gave no answer: fail closed, whatever was found.
+            Ok(if !rep.rule_errors.is_empty() {
+                eprintln!(
+                    "netsnap-analyze: error: {} rule error(s): see \"Rule errors\" in the report",
+                    rep.rule_errors.len()
+                );
+                exit::ERROR
+            } else if rep.fails(fail_on.into()) {
                 exit::FINDINGS
             } else {
                 exit::OK
@@ -430,21 +438,33 @@ fn run_rules(command: RulesCommand) -> anyhow::Result<i32> {
             let results = rules::testing::run_all(&set);
             let mut out = String::new();
             let failed = results.iter().filter(|r| !r.passed).count();
+            let errors = results.iter().filter(|r| r.rule_error).count();
             for r in &results {
                 if r.passed && all {
                     out.push_str(&format!("ok    {} / {}\n", r.rule_id, r.case));
+                } else if r.rule_error {
+                    out.push_str(&format!("ERROR {} / {}: {}\n", r.rule_id, r.case, r.detail));
                 } else if !r.passed {
                     out.push_str(&format!("FAIL  {} / {}: {}\n", r.rule_id, r.case, r.detail));
                 }
             }
             out.push_str(&format!(
-                "{} rule(s), {} case(s), {} failed\n",
+                "{} rule(s), {} case(s), {} failed ({} rule error(s))\n",
                 set.rules().len(),
                 results.len(),
-                failed
+                failed,
+                errors
             ));
             write_stdout(&out)?;
-            Ok(if failed > 0 { exit::FINDINGS } else { exit::OK })
+            // A rule error is the rule's own fault (exit 2, like a rule that fails to load);
+            // a failed expectation is a test failure (exit 1).
+            Ok(if errors > 0 {
+                exit::ERROR
+            } else if failed > 0 {
+                exit::FINDINGS
+            } else {
+                exit::OK
+            })
         }
         RulesCommand::Docs => {
             let set = rules::RuleSet::builtin()?;
