@@ -156,7 +156,7 @@ _netsnap__analyze() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json markdown html" -- "${cur}"))
                     return 0
                     ;;
                 --fail-on)

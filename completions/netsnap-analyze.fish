@@ -67,7 +67,8 @@ complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze"
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l set -d 'Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable)' -r
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l format -d 'Output format' -r -f -a "text\t''
 json\t''
-markdown\t''"
+markdown\t''
+html\t'One self-contained HTML file (no script, no external resource)'"
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l fail-on -d 'Exit 1 when a finding is at or above this severity' -r -f -a "info\t''
 warning\t''
 error\t''

@@ -176,6 +176,8 @@ enum ReportFormat {
     Text,
     Json,
     Markdown,
+    /// One self-contained HTML file (no script, no external resource).
+    Html,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ReportFormat::Text => report::analysis::render_text(&rep, use_color(color)),
                 ReportFormat::Json => json_line(&rep)?,
                 ReportFormat::Markdown => report::analysis::render_markdown(&rep),
+                ReportFormat::Html => report::html::render_html(&rep),
             };
             write_stdout(&text)?;
             // A rule that failed gave no answer: fail closed, whatever was found.

@@ -141,6 +141,21 @@ pub struct UnparsedArtifact {
     pub reason: String,
 }
 
+/// A rule that ran on a node and found nothing (a check that passed), or whose
+/// precondition said it does not apply there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PassedCheck {
+    /// Node.
+    pub node: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule title.
+    pub title: String,
+    /// True when the precondition was false: the rule does not apply to this node.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_applicable: bool,
+}
+
 /// One analyzed bundle.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BundleSummary {
@@ -200,6 +215,8 @@ pub struct Report {
     pub collection_errors: Vec<CollectionError>,
     /// Artifacts with lines their parser did not understand.
     pub unparsed_artifacts: Vec<UnparsedArtifact>,
+    /// Rules that ran and found nothing (or do not apply), per node: the checks that passed.
+    pub passed: Vec<PassedCheck>,
 }
 
 /// What [`evaluate_facts`] found on one node.
@@ -213,6 +230,8 @@ pub struct Evaluation {
     pub rule_errors: Vec<RuleFailure>,
     /// Rules evaluated.
     pub evaluated: usize,
+    /// Rules evaluated without a finding.
+    pub passed: Vec<PassedCheck>,
 }
 
 /// Evaluates `rules` over facts; evidence is not quoted (no bundle at hand).
@@ -221,6 +240,7 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
     let mut findings = Vec::new();
     let mut not_evaluated = Vec::new();
     let mut rule_errors = Vec::new();
+    let mut passed = Vec::new();
     let mut evaluated = 0;
     for (rule, outcome) in rules.evaluate(facts).map_err(AnalyzeError::Facts)? {
         match outcome {
@@ -234,7 +254,24 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
                 rule_id: rule.spec.id.clone(),
                 reason,
             }),
-            Outcome::NotApplicable => evaluated += 1,
+            Outcome::NotApplicable => {
+                evaluated += 1;
+                passed.push(PassedCheck {
+                    node: node.clone(),
+                    rule_id: rule.spec.id.clone(),
+                    title: rule.spec.title.clone(),
+                    not_applicable: true,
+                });
+            }
+            Outcome::Findings(fs) if fs.is_empty() => {
+                evaluated += 1;
+                passed.push(PassedCheck {
+                    node: node.clone(),
+                    rule_id: rule.spec.id.clone(),
+                    title: rule.spec.title.clone(),
+                    not_applicable: false,
+                });
+            }
             Outcome::Findings(fs) => {
                 evaluated += 1;
                 for f in fs {
@@ -269,6 +306,7 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
         not_evaluated,
         rule_errors,
         evaluated,
+        passed,
     })
 }
 
@@ -314,7 +352,7 @@ pub fn aggregate(findings: Vec<Finding>) -> Vec<Finding> {
 }
 
 /// The number of subjects a finding stands for (1, or the aggregate's count).
-fn weight(f: &Finding) -> usize {
+pub(crate) fn weight(f: &Finding) -> usize {
     f.aggregate.as_ref().map_or(1, |a| a.count)
 }
 
@@ -375,6 +413,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         partial_data: Vec::new(),
         collection_errors: Vec::new(),
         unparsed_artifacts: Vec::new(),
+        passed: Vec::new(),
     };
     for (path, bundle) in bundles {
         let t0 = std::time::Instant::now();
@@ -401,6 +440,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
             not_evaluated,
             rule_errors,
             evaluated,
+            passed,
         } = evaluate_facts(&facts, rules)?;
         let mut findings = aggregate(findings);
         let t2 = std::time::Instant::now();
@@ -457,6 +497,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         report.findings.extend(findings);
         report.not_evaluated.extend(not_evaluated);
         report.rule_errors.extend(rule_errors);
+        report.passed.extend(passed);
         // A big node's facts take a while to free: do it beside the report.
         std::thread::spawn(move || drop(facts));
     }
@@ -498,7 +539,7 @@ impl Report {
     }
 }
 
-fn evidence_line(e: &Evidence) -> String {
+pub(crate) fn evidence_line(e: &Evidence) -> String {
     match (e.line, &e.text) {
         (Some(l), Some(t)) => format!("{}:{l}: {t}", e.path),
         (Some(l), None) => format!("{}:{l}", e.path),
@@ -530,7 +571,7 @@ impl Style {
     }
 }
 
-fn counts_line(r: &Report) -> String {
+pub(crate) fn counts_line(r: &Report) -> String {
     let s = &r.summary;
     let shown = r.findings.len();
     let total = s.critical + s.error + s.warning + s.info;
@@ -551,7 +592,7 @@ fn counts_line(r: &Report) -> String {
 }
 
 /// The "and N more" line of an aggregated finding.
-fn aggregate_line(a: &Aggregate) -> String {
+pub(crate) fn aggregate_line(a: &Aggregate) -> String {
     let more = a.count.saturating_sub(a.first_subjects.len());
     format!(
         "{} in all; first {}: {}{}",
@@ -704,7 +745,7 @@ pub fn render_text(r: &Report, color: bool) -> String {
     out
 }
 
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
