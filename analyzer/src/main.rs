@@ -26,6 +26,10 @@ struct Cli {
     /// Log verbosity on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never. Every command
+    /// takes it; bundle text is made inert whatever the choice.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,9 +75,6 @@ enum Command {
         /// Exit 1 when a finding is at or above this severity.
         #[arg(long, value_enum, default_value_t = FailOn::Error)]
         fail_on: FailOn,
-        /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never.
-        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
-        color: ColorChoice,
     },
     /// Turn a sosreport (directory or tarball) or a directory of hand-collected command
     /// outputs into a bundle (see docs/import.md for the file names).
@@ -206,14 +207,13 @@ enum ColorChoice {
     Never,
 }
 
-fn use_color(choice: ColorChoice) -> bool {
-    use std::io::IsTerminal;
+/// Whether to colour a stream: `auto` colours a terminal unless `NO_COLOR` is set.
+fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stdout().is_terminal()
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && is_terminal
         }
     }
 }
@@ -254,7 +254,7 @@ enum DataFormat {
     Json,
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, color: ColorChoice) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -266,14 +266,15 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
+        .with_ansi(use_color(
+            color,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ))
         .try_init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    let color = cli.color;
     match cli.command {
         Command::Manifest {
             bundle,
@@ -316,7 +317,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             rules,
             format,
             fail_on,
-            color,
         } => {
             // Compiling the rules' CEL takes tens of milliseconds: do it while the bundles
             // are extracted. A rule error still wins over a bundle error, as before.
@@ -325,9 +325,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let opened: Vec<anyhow::Result<(String, Bundle)>> = bundles
                     .iter()
                     .map(|path| {
-                        open.open(path)
-                            .with_context(|| format!("opening {}", path.display()))
-                            .map(|b| (path.display().to_string(), b))
+                        // The bundle error names the path already.
+                        open.open(path).map(|b| (path.display().to_string(), b))
                     })
                     .collect();
                 let set = set.join().unwrap_or_else(|_| {
@@ -345,7 +344,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let refs: Vec<(String, &Bundle)> = opened.iter().map(|(p, b)| (p.clone(), b)).collect();
             let rep = report::analysis::analyze(&refs, &set).context("evaluating rules")?;
             let text = match format {
-                ReportFormat::Text => report::analysis::render_text(&rep, use_color(color)),
+                ReportFormat::Text => report::analysis::render_text(
+                    &rep,
+                    use_color(color, std::io::IsTerminal::is_terminal(&std::io::stdout())),
+                ),
                 ReportFormat::Json => json_line(&rep)?,
                 ReportFormat::Markdown => report::analysis::render_markdown(&rep),
                 ReportFormat::Html => report::html::render_html(&rep),
@@ -376,9 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 json_line(&schemars::schema_for!(facts::Facts))?
             } else {
                 let path = bundle.context("a bundle is required")?;
-                let b = open
-                    .open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
+                let b = open.open(&path)?;
                 json_line(&facts::Facts::from_bundle(&b))?
             };
             write_stdout(&text)?;
@@ -486,6 +486,24 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes on one line, each cause once: many errors already quote
+/// their cause in their own message (`cannot read X: No such file`), and printing the
+/// chain again would say it twice.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -499,7 +517,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, cli.color);
     // SIGINT, SIGTERM, SIGHUP: remove the extraction directories (a bundle may be a few
     // GiB once unpacked) and exit. Without it the process dies with them left in TMPDIR.
     if let Err(e) = ctrlc::set_handler(|| {
@@ -513,7 +531,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             // The message may quote the bundle (a path, a JSON error): keep it inert.
-            let msg = format!("{e:#}");
+            let msg = error_line(&e);
             eprintln!("netsnap-analyze: error: {}", inert::terminal(&msg));
             ExitCode::from(exit::ERROR as u8)
         }

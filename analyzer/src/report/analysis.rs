@@ -28,7 +28,8 @@ pub enum AnalyzeError {
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 /// Most evidence lines kept per finding.
 pub const MAX_EVIDENCE: usize = 8;
-/// Longest quoted evidence line (characters).
+/// Longest evidence line the text, Markdown and HTML reports show (characters); JSON keeps
+/// the whole line.
 const MAX_EVIDENCE_TEXT: usize = 240;
 /// Above this many findings of one rule (and severity) on one node, they are reported as one
 /// aggregated finding: a report stays readable and bounded whatever the node's size.
@@ -211,8 +212,12 @@ pub struct Report {
     /// source missing) and what was missing: their silence is not a clean bill.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partial_data: Vec<NotEvaluated>,
-    /// Artifacts missing or partial in the bundles.
+    /// Artifacts that failed or are partial in the bundles.
     pub collection_errors: Vec<CollectionError>,
+    /// Artifacts the collector skipped on purpose (`--no-api`, "not needed", the same
+    /// output as another artifact): planned, not errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<CollectionError>,
     /// Artifacts with lines their parser did not understand.
     pub unparsed_artifacts: Vec<UnparsedArtifact>,
     /// Rules that ran and found nothing (or do not apply), per node: the checks that passed.
@@ -373,19 +378,13 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
         };
         let Some(&last) = lines.last() else { continue };
         // Over-long lines come back empty (the facts noted them); only the quoted ones are
-        // kept, each cut to MAX_EVIDENCE_TEXT below.
+        // kept, whole: JSON carries them exact, the human formats cut them when rendering.
         let _ = crate::lines::for_each_line(file, crate::lines::MAX_LINE_BYTES, |n, l| {
             if n > last {
                 return false;
             }
             if lines.contains(&n) {
                 let text = String::from_utf8_lossy(l).trim_end().to_string();
-                let text = if text.chars().count() > MAX_EVIDENCE_TEXT {
-                    let cut: String = text.chars().take(MAX_EVIDENCE_TEXT).collect();
-                    format!("{cut}…")
-                } else {
-                    text
-                };
                 texts.insert((path.clone(), n), text);
             }
             true
@@ -412,6 +411,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         rule_errors: Vec::new(),
         partial_data: Vec::new(),
         collection_errors: Vec::new(),
+        skipped: Vec::new(),
         unparsed_artifacts: Vec::new(),
         passed: Vec::new(),
     };
@@ -475,12 +475,18 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
             if m.status == "unavailable" {
                 continue;
             }
-            report.collection_errors.push(CollectionError {
+            let record = CollectionError {
                 node: facts.node.name.clone(),
                 path: m.path.clone(),
                 status: m.status.clone(),
                 reason: m.reason.clone(),
-            });
+            };
+            // Skipped on purpose is a plan, not an error.
+            if m.status == "skipped" {
+                report.skipped.push(record);
+            } else {
+                report.collection_errors.push(record);
+            }
         }
         for rule in rules.rules() {
             if not_evaluated.iter().any(|n| n.rule_id == rule.spec.id) {
@@ -539,8 +545,14 @@ impl Report {
     }
 }
 
+/// An evidence line for the human formats: `path:line: text`, the text cut at
+/// [`MAX_EVIDENCE_TEXT`] characters (JSON keeps it whole).
 pub(crate) fn evidence_line(e: &Evidence) -> String {
     match (e.line, &e.text) {
+        (Some(l), Some(t)) if t.chars().count() > MAX_EVIDENCE_TEXT => {
+            let cut: String = t.chars().take(MAX_EVIDENCE_TEXT).collect();
+            format!("{}:{l}: {cut}…", e.path)
+        }
         (Some(l), Some(t)) => format!("{}:{l}: {t}", e.path),
         (Some(l), None) => format!("{}:{l}", e.path),
         (None, _) => e.path.clone(),
@@ -725,6 +737,23 @@ pub fn render_text(r: &Report, color: bool) -> String {
         }
         let _ = writeln!(out);
     }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(out, "{}", st.paint("1", "Skipped on purpose:"));
+        for c in &r.skipped {
+            let _ = writeln!(
+                out,
+                "  {} {}{}",
+                inert(&c.node),
+                inert(&c.path),
+                if c.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", inert(&c.reason))
+                }
+            );
+        }
+        let _ = writeln!(out);
+    }
     if !r.collection_errors.is_empty() {
         let _ = writeln!(out, "{}", st.paint("1", "Collection errors:"));
         for c in &r.collection_errors {
@@ -887,6 +916,22 @@ pub fn render_markdown(r: &Report) -> String {
                 u.lines,
                 u.first_line,
                 md_escape(&u.reason)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Skipped on purpose\n\n| node | artifact | why |\n|---|---|---|"
+        );
+        for c in &r.skipped {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                md_escape(&c.node),
+                md_code(&c.path),
+                md_escape(&c.reason)
             );
         }
         let _ = writeln!(out);

@@ -64,6 +64,7 @@ pub fn render_html(r: &Report) -> String {
     partial_data(&mut out, r);
     unparsed(&mut out, r);
     collection_errors(&mut out, r);
+    skipped(&mut out, r);
     passed(&mut out, r);
     let _ = writeln!(
         out,
@@ -352,6 +353,22 @@ fn collection_errors(out: &mut String, r: &Report) {
         "Collection errors",
         "",
         &["node", "artifact", "status", "reason"],
+        &rows,
+    );
+}
+
+fn skipped(out: &mut String, r: &Report) {
+    let rows: Vec<Vec<String>> = r
+        .skipped
+        .iter()
+        .map(|c| vec![c.node.clone(), c.path.clone(), c.reason.clone()])
+        .collect();
+    table(
+        out,
+        "skipped",
+        "Skipped on purpose",
+        "Not collected by plan (an option, or the same output as another artifact): not errors.",
+        &["node", "artifact", "why"],
         &rows,
     );
 }
