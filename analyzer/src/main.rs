@@ -207,6 +207,18 @@ enum ColorChoice {
     Never,
 }
 
+/// The width tables fit: `COLUMNS` when set, else the terminal's when stdout is one; a pipe
+/// gets every cell whole.
+fn table_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+    {
+        return Some(c);
+    }
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| usize::from(w.0))
+}
+
 /// Whether to colour a stream: `auto` colours a terminal unless `NO_COLOR` is set.
 fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
     match choice {
@@ -298,7 +310,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             write_stdout(&text)?;
             Ok(exit::OK)
         }
-        Command::Inspect { bundle, open, args } => {
+        Command::Inspect {
+            bundle,
+            open,
+            mut args,
+        } => {
+            args.width = table_width();
             let b = open.open(&bundle)?;
             match inspect::run(&b, &args)? {
                 inspect::Outcome::Rendered(text) => {

@@ -234,3 +234,60 @@ fn conntrack_near_max_quotes_the_count_and_max_lines() {
         "{out}"
     );
 }
+
+fn cli_cols(args: &[&str], columns: Option<&str>) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_netsnap-analyze"));
+    c.args(args).env_remove("COLUMNS");
+    if let Some(w) = columns {
+        c.env("COLUMNS", w);
+    }
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn widest(s: &str) -> usize {
+    s.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+#[test]
+fn tables_fit_the_terminal_and_wide_shows_everything() {
+    let b = fixture("inspect-example.tar.zst");
+    for view in [
+        &["pods", "-A"][..],
+        &["services", "-A"],
+        &["routes"],
+        &["kernel-log"],
+    ] {
+        let mut args = vec!["inspect", b.as_str()];
+        args.extend_from_slice(view);
+        let whole = cli_cols(&args, None);
+        assert!(widest(&whole) > 100, "{view:?} is wide to begin with");
+        let fit = cli_cols(&args, Some("100"));
+        assert!(widest(&fit) <= 100, "{view:?}:\n{fit}");
+        assert_eq!(fit.lines().count(), whole.lines().count(), "no row lost");
+        let mut wide = args.clone();
+        wide.extend(["-o", "wide"]);
+        assert_eq!(
+            cli_cols(&wide, Some("100")),
+            whole,
+            "{view:?}: -o wide is whole"
+        );
+    }
+    // The least important columns go first: pods keep NAME, IP, NETNS and VETH.
+    let fit = cli_cols(&["inspect", &b, "pods", "-A"], Some("100"));
+    let header = fit.lines().next().unwrap();
+    for keep in ["NAME", "IP", "NETNS", "VETH"] {
+        assert!(header.contains(keep), "{header}");
+    }
+    assert!(!header.contains("RESTARTS"), "{header}");
+    // JSON is never fitted.
+    let json = cli_cols(
+        &["inspect", &b, "pods", "-A", "--format", "json"],
+        Some("40"),
+    );
+    assert_eq!(
+        json,
+        cli_cols(&["inspect", &b, "pods", "-A", "--format", "json"], None)
+    );
+}

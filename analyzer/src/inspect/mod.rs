@@ -101,6 +101,13 @@ pub enum Format {
     Json,
 }
 
+/// `-o` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Every column whole.
+    Wide,
+}
+
 /// View selection, format and filters of `inspect` (flattened into the CLI).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct InspectArgs {
@@ -110,6 +117,12 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// `-o wide`: every column whole, even wider than the terminal (kubectl's `-o wide`).
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<Output>,
+    /// Width text tables must fit (the terminal's; set by the CLI, not a flag).
+    #[arg(skip)]
+    pub width: Option<usize>,
     /// pods/services: only this Kubernetes namespace (default: `default`, like kubectl).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
@@ -227,7 +240,11 @@ pub fn run(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError>
     let view = args.view.ok_or(InspectError::NoView)?;
     check_filters(view, args)?;
     check_netns(bundle, args)?;
-    let outcome = render_view(view, bundle, args)?;
+    let width = match args.output {
+        Some(Output::Wide) => None,
+        None => args.width,
+    };
+    let outcome = table::with_max_width(width, || render_view(view, bundle, args))?;
     // Tables made their cells inert; this also covers the free-text views (iptables, ipvs)
     // and the one-line reasons. JSON stays exact: serde escapes control characters.
     Ok(match outcome {
