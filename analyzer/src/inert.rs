@@ -1,5 +1,5 @@
-//! Makes text from a bundle inert before it is shown: one sanitizer for the terminal and one
-//! escaper for Markdown, used by every text renderer.
+//! Makes text from a bundle inert before it is shown: one sanitizer for the terminal, one
+//! escaper for Markdown and one for HTML, used by every human-readable renderer.
 //!
 //! A bundle is untrusted input: pod names, interface names, process names, iptables comments,
 //! kernel log lines and the collector's own reasons can all carry bytes chosen by whoever
@@ -139,6 +139,25 @@ pub fn markdown_code_block(info: &str, lines: &[String]) -> String {
     out
 }
 
+/// One field for HTML text or a quoted attribute value: made inert for the terminal first
+/// (a control character shows as `^[`, as in the text report), then `&`, `<`, `>`, `"` and
+/// `'` become entities, so no field can open a tag, an attribute or an entity.
+pub fn html(s: &str) -> String {
+    let s = terminal(s);
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn longest_run(s: &str, c: char) -> usize {
     let mut best = 0;
     let mut run = 0;
@@ -184,6 +203,20 @@ mod tests {
         assert_eq!(markdown("see www.e.vil"), "see www\\.e.vil");
         assert_eq!(markdown("&lt;"), "\\&lt;");
         assert_eq!(markdown("a\nb"), "a^Jb");
+    }
+
+    #[test]
+    fn html_escapes_markup_and_controls() {
+        assert_eq!(
+            html("\"><img src=x onerror=alert(1)>"),
+            "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"
+        );
+        assert_eq!(
+            html("<script>a&b</script>"),
+            "&lt;script&gt;a&amp;b&lt;/script&gt;"
+        );
+        assert_eq!(html("it's\x1b[2J\u{202E}"), "it&#39;s^[[2J\\u{202E}");
+        assert_eq!(html("10.244.0.0/16"), "10.244.0.0/16");
     }
 
     #[test]

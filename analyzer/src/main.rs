@@ -26,6 +26,10 @@ struct Cli {
     /// Log verbosity on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never. Every command
+    /// takes it; bundle text is made inert whatever the choice.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,7 +59,8 @@ enum Command {
     /// cluster bundle of the same run id when it is given too.
     ///
     /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
-    /// 2 on usage errors, unreadable bundles or invalid rules.
+    /// 2 on usage errors, unreadable bundles, invalid rules or a rule error (a rule
+    /// that failed while running).
     Analyze {
         /// Bundles: .tar.zst, .tar, or extracted directories.
         #[arg(required = true)]
@@ -70,9 +75,6 @@ enum Command {
         /// Exit 1 when a finding is at or above this severity.
         #[arg(long, value_enum, default_value_t = FailOn::Error)]
         fail_on: FailOn,
-        /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never.
-        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
-        color: ColorChoice,
     },
     /// Turn a sosreport (directory or tarball) or a directory of hand-collected command
     /// outputs into a bundle (see docs/import.md for the file names).
@@ -175,6 +177,8 @@ enum ReportFormat {
     Text,
     Json,
     Markdown,
+    /// One self-contained HTML file (no script, no external resource).
+    Html,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,14 +207,25 @@ enum ColorChoice {
     Never,
 }
 
-fn use_color(choice: ColorChoice) -> bool {
-    use std::io::IsTerminal;
+/// The width tables fit: `COLUMNS` when set, else the terminal's when stdout is one; a pipe
+/// gets every cell whole.
+fn table_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+    {
+        return Some(c);
+    }
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| usize::from(w.0))
+}
+
+/// Whether to colour a stream: `auto` colours a terminal unless `NO_COLOR` is set.
+fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stdout().is_terminal()
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && is_terminal
         }
     }
 }
@@ -251,7 +266,7 @@ enum DataFormat {
     Json,
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, color: ColorChoice) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -263,14 +278,15 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
+        .with_ansi(use_color(
+            color,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ))
         .try_init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    let color = cli.color;
     match cli.command {
         Command::Manifest {
             bundle,
@@ -294,7 +310,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             write_stdout(&text)?;
             Ok(exit::OK)
         }
-        Command::Inspect { bundle, open, args } => {
+        Command::Inspect {
+            bundle,
+            open,
+            mut args,
+        } => {
+            args.width = table_width();
             let b = open.open(&bundle)?;
             match inspect::run(&b, &args)? {
                 inspect::Outcome::Rendered(text) => {
@@ -313,7 +334,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             rules,
             format,
             fail_on,
-            color,
         } => {
             // Compiling the rules' CEL takes tens of milliseconds: do it while the bundles
             // are extracted. A rule error still wins over a bundle error, as before.
@@ -322,9 +342,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let opened: Vec<anyhow::Result<(String, Bundle)>> = bundles
                     .iter()
                     .map(|path| {
-                        open.open(path)
-                            .with_context(|| format!("opening {}", path.display()))
-                            .map(|b| (path.display().to_string(), b))
+                        // The bundle error names the path already.
+                        open.open(path).map(|b| (path.display().to_string(), b))
                     })
                     .collect();
                 let set = set.join().unwrap_or_else(|_| {
@@ -342,12 +361,23 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let refs: Vec<(String, &Bundle)> = opened.iter().map(|(p, b)| (p.clone(), b)).collect();
             let rep = report::analysis::analyze(&refs, &set).context("evaluating rules")?;
             let text = match format {
-                ReportFormat::Text => report::analysis::render_text(&rep, use_color(color)),
+                ReportFormat::Text => report::analysis::render_text(
+                    &rep,
+                    use_color(color, std::io::IsTerminal::is_terminal(&std::io::stdout())),
+                ),
                 ReportFormat::Json => json_line(&rep)?,
                 ReportFormat::Markdown => report::analysis::render_markdown(&rep),
+                ReportFormat::Html => report::html::render_html(&rep),
             };
             write_stdout(&text)?;
-            Ok(if rep.fails(fail_on.into()) {
+            // A rule that failed gave no answer: fail closed, whatever was found.
+            Ok(if !rep.rule_errors.is_empty() {
+                eprintln!(
+                    "netsnap-analyze: error: {} rule error(s): see \"Rule errors\" in the report",
+                    rep.rule_errors.len()
+                );
+                exit::ERROR
+            } else if rep.fails(fail_on.into()) {
                 exit::FINDINGS
             } else {
                 exit::OK
@@ -365,9 +395,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 json_line(&schemars::schema_for!(facts::Facts))?
             } else {
                 let path = bundle.context("a bundle is required")?;
-                let b = open
-                    .open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
+                let b = open.open(&path)?;
                 json_line(&facts::Facts::from_bundle(&b))?
             };
             write_stdout(&text)?;
@@ -430,21 +458,33 @@ fn run_rules(command: RulesCommand) -> anyhow::Result<i32> {
             let results = rules::testing::run_all(&set);
             let mut out = String::new();
             let failed = results.iter().filter(|r| !r.passed).count();
+            let errors = results.iter().filter(|r| r.rule_error).count();
             for r in &results {
                 if r.passed && all {
                     out.push_str(&format!("ok    {} / {}\n", r.rule_id, r.case));
+                } else if r.rule_error {
+                    out.push_str(&format!("ERROR {} / {}: {}\n", r.rule_id, r.case, r.detail));
                 } else if !r.passed {
                     out.push_str(&format!("FAIL  {} / {}: {}\n", r.rule_id, r.case, r.detail));
                 }
             }
             out.push_str(&format!(
-                "{} rule(s), {} case(s), {} failed\n",
+                "{} rule(s), {} case(s), {} failed ({} rule error(s))\n",
                 set.rules().len(),
                 results.len(),
-                failed
+                failed,
+                errors
             ));
             write_stdout(&out)?;
-            Ok(if failed > 0 { exit::FINDINGS } else { exit::OK })
+            // A rule error is the rule's own fault (exit 2, like a rule that fails to load);
+            // a failed expectation is a test failure (exit 1).
+            Ok(if errors > 0 {
+                exit::ERROR
+            } else if failed > 0 {
+                exit::FINDINGS
+            } else {
+                exit::OK
+            })
         }
         RulesCommand::Docs => {
             let set = rules::RuleSet::builtin()?;
@@ -463,6 +503,24 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes on one line, each cause once: many errors already quote
+/// their cause in their own message (`cannot read X: No such file`), and printing the
+/// chain again would say it twice.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -476,7 +534,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, cli.color);
     // SIGINT, SIGTERM, SIGHUP: remove the extraction directories (a bundle may be a few
     // GiB once unpacked) and exit. Without it the process dies with them left in TMPDIR.
     if let Err(e) = ctrlc::set_handler(|| {
@@ -490,7 +548,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             // The message may quote the bundle (a path, a JSON error): keep it inert.
-            let msg = format!("{e:#}");
+            let msg = error_line(&e);
             eprintln!("netsnap-analyze: error: {}", inert::terminal(&msg));
             ExitCode::from(exit::ERROR as u8)
         }

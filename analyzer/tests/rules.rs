@@ -333,15 +333,22 @@ fn user_rules_override_and_set_and_disable() {
 }
 
 #[test]
-fn runtime_errors_are_not_evaluated_never_passed() {
+fn runtime_errors_are_rule_errors_never_passed() {
     let env = cel_env();
+    // The schema check refuses `node.nope` at load; a key missing from a map (the
+    // schema cannot know its keys) still fails at run time.
     let text = GOOD.replace("condition: node.name == 'x'", "condition: node.nope == 'x'");
+    assert!(Rule::from_yaml(&env, "my-rule.yaml", &text).is_err());
+    let text = GOOD.replace(
+        "condition: node.name == 'x'",
+        "condition: node.sysctls['nope'] == 'x'",
+    );
     let rule = Rule::from_yaml(&env, "my-rule.yaml", &text).unwrap();
     let facts = Facts::default();
     let value = prepare_facts(&facts).unwrap();
     match rule.evaluate(&env, &facts, &value, &Default::default()) {
-        Outcome::NotEvaluated(reason) => assert!(reason.contains("nope"), "{reason}"),
-        other => panic!("expected not evaluated, got {other:?}"),
+        Outcome::RuleError(reason) => assert!(reason.contains("nope"), "{reason}"),
+        other => panic!("expected a rule error, got {other:?}"),
     }
 }
 

@@ -67,6 +67,81 @@ fn age(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Option<i64> {
     t.map(|t| (now - t).num_seconds().max(0))
 }
 
+/// Merges CIDRs into the fewest prefixes covering exactly the same addresses: contained
+/// ranges dropped, sibling halves joined (`10.244.0.0/25` + `10.244.0.128/25` =
+/// `10.244.0.0/24`), repeatedly. IPv4 and IPv6 alike; anything unparsable is kept as is.
+pub fn aggregate_cidrs(cidrs: &[String]) -> Vec<String> {
+    let mut v4: Vec<(u128, u32)> = Vec::new();
+    let mut v6: Vec<(u128, u32)> = Vec::new();
+    let mut other: Vec<String> = Vec::new();
+    for c in cidrs {
+        let parsed = c
+            .split_once('/')
+            .and_then(|(n, l)| Some((n.parse::<IpAddr>().ok()?, l.parse::<u32>().ok()?)));
+        match parsed {
+            Some((IpAddr::V4(n), l)) if l <= 32 => v4.push((u128::from(u32::from(n)), l)),
+            Some((IpAddr::V6(n), l)) if l <= 128 => v6.push((u128::from(n), l)),
+            _ => other.push(c.clone()),
+        }
+    }
+    fn merge(mut nets: Vec<(u128, u32)>, bits: u32) -> Vec<(u128, u32)> {
+        let mask = |l: u32| -> u128 {
+            if l == 0 {
+                0
+            } else {
+                (u128::MAX << (128 - l)) >> (128 - bits)
+            }
+        };
+        for n in nets.iter_mut() {
+            n.0 &= mask(n.1);
+        }
+        loop {
+            nets.sort_unstable();
+            nets.dedup();
+            let mut out: Vec<(u128, u32)> = Vec::with_capacity(nets.len());
+            let mut changed = false;
+            for (net, len) in nets.iter().copied() {
+                // Drop a range inside the previous one (sorted by address, wider first).
+                if let Some(&(pn, pl)) = out.last()
+                    && pl <= len
+                    && net & mask(pl) == pn
+                {
+                    changed = true;
+                    continue;
+                }
+                // Join with the previous range when they are the two halves of one prefix.
+                if let Some(&(pn, pl)) = out.last()
+                    && pl == len
+                    && len > 0
+                    && pn & mask(len - 1) == net & mask(len - 1)
+                    && pn != net
+                {
+                    out.pop();
+                    out.push((pn & mask(len - 1), len - 1));
+                    changed = true;
+                    continue;
+                }
+                out.push((net, len));
+            }
+            nets = out;
+            if !changed {
+                return nets;
+            }
+        }
+    }
+    let mut out: Vec<String> = merge(v4, 32)
+        .into_iter()
+        .map(|(n, l)| format!("{}/{l}", std::net::Ipv4Addr::from(n as u32)))
+        .collect();
+    out.extend(
+        merge(v6, 128)
+            .into_iter()
+            .map(|(n, l)| format!("{}/{l}", std::net::Ipv6Addr::from(n))),
+    );
+    out.extend(other);
+    out
+}
+
 /// Parses `a.b.c.d/len` or `v6/len` and tests containment.
 pub fn cidr_contains(cidr: &str, ip: &str) -> bool {
     let Some((net, len)) = cidr.split_once('/') else {
@@ -290,7 +365,7 @@ impl<'a> Builder<'a> {
                     .or_else(|| {
                         a.truncated
                             .as_ref()
-                            .map(|t| format!("truncated ({:?})", t.reason))
+                            .map(|t| format!("cut at {}", sources::cap_name(t.reason)))
                     })
                     .unwrap_or_default(),
             };
@@ -330,6 +405,8 @@ impl<'a> Builder<'a> {
             }
         }
         self.facts.node.cluster_pod_cidrs = cluster.into_iter().collect();
+        self.facts.node.cluster_pod_cidrs_aggregated =
+            aggregate_cidrs(&self.facts.node.cluster_pod_cidrs);
         if let Some(cm) = self.read_json::<ConfigMapRecord>(layout::k8s::KUBE_PROXY_CONFIG) {
             let mode = cm.data.values().find_map(|v| {
                 v.lines().find_map(|l| {
@@ -340,6 +417,18 @@ impl<'a> Builder<'a> {
             });
             self.facts.node.proxy_mode_configured = mode;
         }
+    }
+
+    /// The line of `"key":` in a pretty-printed JSON artifact (one key per line, as the
+    /// collector writes sysctl dumps), so evidence quotes the value, not a bare path.
+    fn json_key_source(&self, path: &str, keys: &[String]) -> Option<Source> {
+        let text = self.bundle.read_text(path)?.ok()?;
+        text.lines().enumerate().find_map(|(i, l)| {
+            let t = l.trim_start();
+            keys.iter()
+                .any(|k| t.starts_with(&format!("\"{k}\":")))
+                .then(|| Source::line(path, i as u64 + 1))
+        })
     }
 
     fn sysctls(&mut self) {
@@ -383,7 +472,25 @@ impl<'a> Builder<'a> {
         let ct = &mut self.facts.conntrack;
         ct.count = count;
         ct.max = max;
-        ct.count_source = ct_source.or_else(|| self.facts.node.sysctls_source.clone());
+        // Point at the count and max lines of whichever dump holds them.
+        let keyed = |k: &str| {
+            vec![
+                format!("net.netfilter.nf_conntrack_{k}"),
+                format!("net/netfilter/nf_conntrack_{k}"),
+                format!("nf_conntrack_{k}"),
+            ]
+        };
+        let line_of = |k: &str| {
+            [layout::conntrack::SYSCTLS, layout::node::SYSCTLS]
+                .iter()
+                .find_map(|p| self.json_key_source(p, &keyed(k)))
+        };
+        let (count_line, max_line) = (line_of("count"), line_of("max"));
+        let ct = &mut self.facts.conntrack;
+        ct.count_source = count_line
+            .or(ct_source)
+            .or_else(|| self.facts.node.sysctls_source.clone());
+        ct.max_source = max_line;
         if ct.count.is_none()
             && let Some(Ok(t)) = self.bundle.read_text(layout::conntrack::COUNT)
             && let Ok(n) = parse::conntrack::parse_conntrack_count(&t)
@@ -1710,6 +1817,7 @@ impl<'a> Builder<'a> {
             max: _,
             usage_ratio: _,
             count_source: _,
+            max_source: _,
             stats: _,
             stats_sources: _,
             stats_delta: _,
@@ -3485,6 +3593,46 @@ mod tests {
         assert_eq!(s.routable_pod_cni.as_deref(), Some("aws-vpc-cni"));
         assert_eq!(s.routable_pod_cni_source, Some(Source::line("ipt", 4)));
         assert!(!snat_facts(&[], &NftFacts::default()).collected);
+    }
+
+    #[test]
+    fn cidrs_aggregate_without_adding_addresses() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // 64 node /24s of 10.244.0.0/18 are that /18.
+        let all: Vec<String> = (0..64).map(|i| format!("10.244.{i}.0/24")).collect();
+        assert_eq!(aggregate_cidrs(&all), s(&["10.244.0.0/18"]));
+        // 62 of them (two missing): no address is added, so several prefixes remain.
+        let some: Vec<String> = (0..64)
+            .filter(|i| *i != 5 && *i != 40)
+            .map(|i| format!("10.244.{i}.0/24"))
+            .collect();
+        let agg = aggregate_cidrs(&some);
+        assert!(agg.len() <= 12, "62 ranges become a handful: {agg:?}");
+        let covered: u64 = agg
+            .iter()
+            .map(|c| 1u64 << (32 - c.split_once('/').unwrap().1.parse::<u32>().unwrap()))
+            .sum();
+        assert_eq!(covered, 62 * 256, "{agg:?}");
+        for c in &some {
+            let ip = c.split_once('/').unwrap().0;
+            assert!(agg.iter().any(|a| cidr_contains(a, ip)), "{c} lost");
+        }
+        assert!(
+            !agg.iter().any(|a| cidr_contains(a, "10.244.5.1")),
+            "{agg:?}"
+        );
+        // Contained ranges go, unrelated and IPv6 ones stay, garbage is kept as is.
+        assert_eq!(
+            aggregate_cidrs(&s(&[
+                "10.0.0.0/8",
+                "10.1.0.0/16",
+                "192.168.0.0/24",
+                "fd00::/65",
+                "fd00:0:0:0:8000::/65",
+                "x"
+            ])),
+            s(&["10.0.0.0/8", "192.168.0.0/24", "fd00::/64", "x"])
+        );
     }
 
     #[test]

@@ -126,6 +126,10 @@ pub struct NodeFacts {
     pub pod_cidrs: Vec<String>,
     /// Pod CIDRs of every node (cluster pod range).
     pub cluster_pod_cidrs: Vec<String>,
+    /// `cluster_pod_cidrs` merged into the fewest covering prefixes with no address added
+    /// (64 node /24s of one /18 are `10.244.0.0/18`), for messages.
+    #[serde(default)]
+    pub cluster_pod_cidrs_aggregated: Vec<String>,
     /// Node addresses (`InternalIP`, `ExternalIP`).
     pub addresses: Vec<String>,
     /// Net sysctls of the host namespace (dotted keys), merged with conntrack sysctls.
@@ -623,8 +627,12 @@ pub struct ConntrackFacts {
     pub max: Option<u64>,
     /// `count / max`.
     pub usage_ratio: Option<f64>,
-    /// Evidence for count/max.
+    /// Evidence for the count: the `nf_conntrack_count` line of the sysctl dump (or the
+    /// `/proc` count file).
     pub count_source: Option<Source>,
+    /// Evidence for the max: the `nf_conntrack_max` line of the sysctl dump.
+    #[serde(default)]
+    pub max_source: Option<Source>,
     /// `conntrack -S` counters summed over CPUs.
     pub stats: BTreeMap<String, u64>,
     /// Evidence for the stats.

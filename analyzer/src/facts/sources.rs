@@ -307,17 +307,25 @@ fn same_as<'m>(manifest: &'m Manifest, record: &'m ArtifactRecord) -> &'m Artifa
     current
 }
 
+/// The cap that cut an artifact, in words (never the enum's name).
+pub fn cap_name(reason: TruncationReason) -> &'static str {
+    match reason {
+        TruncationReason::ArtifactCap => "the per-artifact size cap",
+        TruncationReason::TotalCap => "the bundle size cap",
+        TruncationReason::EntryCap => "the entry cap",
+    }
+}
+
 /// `path status: reason` of a record, as the manifest tells it.
 fn describe(record: &ArtifactRecord) -> String {
     let status = format!("{:?}", record.status).to_lowercase();
     let why = record.error.clone().or_else(|| {
         record.truncated.as_ref().map(|t| {
-            let cap = match t.reason {
-                TruncationReason::ArtifactCap => "the per-artifact size cap",
-                TruncationReason::TotalCap => "the bundle size cap",
-                TruncationReason::EntryCap => "the entry cap",
-            };
-            format!("cut at {cap} ({} bytes kept)", t.kept_bytes)
+            format!(
+                "cut at {} ({} bytes kept)",
+                cap_name(t.reason),
+                t.kept_bytes
+            )
         })
     });
     match why {
@@ -516,6 +524,7 @@ pub const FACT_NEEDS: &[(&str, &[&str])] = &[
     ("node.bridge_cni", &["host-netlink"]),
     ("node.pod_cidrs", &["k8s-nodes"]),
     ("node.cluster_pod_cidrs", &["k8s-nodes"]),
+    ("node.cluster_pod_cidrs_aggregated", &["k8s-nodes"]),
     ("node.addresses", &["k8s-nodes"]),
     ("node.sysctls", &["sysctls"]),
     ("node.sysctls_source", &["sysctls"]),
@@ -588,6 +597,7 @@ pub const FACT_NEEDS: &[(&str, &[&str])] = &[
     ("conntrack.max", &["conntrack-count"]),
     ("conntrack.usage_ratio", &["conntrack-count"]),
     ("conntrack.count_source", &["conntrack-count"]),
+    ("conntrack.max_source", &["conntrack-count"]),
     ("conntrack.stats", &["conntrack-stats"]),
     ("conntrack.stats_sources", &["conntrack-stats"]),
     ("conntrack.stats_delta", &["conntrack-stats"]),

@@ -152,6 +152,7 @@ pub fn conntrack(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, Inspect
     })?;
     emit(args, &rows, |rows| {
         let mut t = Table::new(&["PROTO", "TIMEOUT", "STATE", "ORIGINAL", "REPLY", "FLAGS"]);
+        t.drop_first(&["FLAGS", "TIMEOUT"]);
         for r in rows {
             t.row(vec![
                 r.protocol.clone(),

@@ -31,6 +31,7 @@ pub fn dns(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError>
         let mut t = Table::new(&[
             "FROM", "SERVER", "ROLE", "PROTO", "QNAME", "TYPE", "OUTCOME", "RTT", "ANSWERS",
         ]);
+        t.drop_first(&["TYPE", "ROLE", "PROTO"]);
         for p in rows {
             let from = match &p.from_pod {
                 Some(pod) => format!("{} ({pod})", p.from_netns),

@@ -115,6 +115,7 @@ pub fn pods(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError
             "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NETNS", "VETH",
         ]);
         let mut t = Table::new(&h);
+        t.drop_first(&["RESTARTS", "AGE", "READY", "NODE"]);
         for r in rows {
             let unknown = if have_corr { "<none>" } else { "<unknown>" };
             let mut cells = vec![];
@@ -324,6 +325,7 @@ pub fn services(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectE
             "DATAPLANE",
         ]);
         let mut t = Table::new(&h);
+        t.drop_first(&["EXTERNAL-IP", "AGE", "TYPE"]);
         for r in rows {
             let mut cells = vec![];
             if all {

@@ -50,6 +50,7 @@ pub fn kernel_log(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, Inspec
         .collect();
     emit(args, &rows, |rows| {
         let mut t = Table::new(&["LINE", "TIME", "KIND", "MESSAGE"]);
+        t.drop_first(&["LINE"]);
         for r in rows {
             let time = r
                 .time

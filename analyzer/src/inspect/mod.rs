@@ -33,28 +33,37 @@ pub use data::missing_reason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
     /// Pods like `kubectl get pod -o wide`, plus network namespace and host-side veth.
+    #[value(alias = "po", alias = "pod")]
     Pods,
     /// Services like `kubectl get service -A`, plus endpoints and the node's dataplane.
+    #[value(alias = "svc", alias = "service", alias = "ep", alias = "endpoints")]
     Services,
     /// Network namespaces, their processes and owning pods.
     Netns,
     /// Interfaces of every namespace, with veth peers and vxlan/bridge details.
+    #[value(alias = "link")]
     Links,
     /// Addresses of every namespace.
+    #[value(alias = "addr", alias = "address", alias = "addresses")]
     Addrs,
     /// Routes of every namespace (all tables).
+    #[value(alias = "route", alias = "rt")]
     Routes,
     /// Connection tracking table (`conntrack -L`), `--summary`, `--stats`.
+    #[value(alias = "ct")]
     Conntrack,
     /// iptables rules (`iptables -t TABLE -L CHAIN -n`) or the whole dump.
+    #[value(alias = "ipt")]
     Iptables,
     /// IPVS virtual services (`ipvsadm -Ln`).
     Ipvs,
     /// DNS probes sent by the collector.
     Dns,
     /// Sysctls the collector read.
+    #[value(alias = "sysctls")]
     Sysctl,
     /// Kernel log lines.
+    #[value(alias = "dmesg")]
     KernelLog,
     /// Lines each text artifact's parser did not understand.
     Parse,
@@ -84,11 +93,19 @@ impl View {
 /// Output format of a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
-    /// Aligned table, like the live command.
+    /// Aligned table, like the live command (`table` is an alias).
     #[default]
-    Table,
+    #[value(alias = "table")]
+    Text,
     /// Stable JSON array of rows.
     Json,
+}
+
+/// `-o` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Every column whole.
+    Wide,
 }
 
 /// View selection, format and filters of `inspect` (flattened into the CLI).
@@ -98,8 +115,14 @@ pub struct InspectArgs {
     #[arg(value_enum, required = true)]
     pub view: Option<View>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// `-o wide`: every column whole, even wider than the terminal (kubectl's `-o wide`).
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<Output>,
+    /// Width text tables must fit (the terminal's; set by the CLI, not a flag).
+    #[arg(skip)]
+    pub width: Option<usize>,
     /// pods/services: only this Kubernetes namespace (default: `default`, like kubectl).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
@@ -154,6 +177,16 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InspectError {
+    /// `--netns` names a namespace the bundle does not have (a usage error, not missing data).
+    #[error("--netns {value}: no such network namespace in the bundle{hint} (known: {known})")]
+    UnknownNetns {
+        /// The value given.
+        value: String,
+        /// ", did you mean X?" or empty.
+        hint: String,
+        /// The namespace ids the bundle has (the first ones).
+        known: String,
+    },
     /// No view given.
     #[error(
         "no view given; choose one of: pods, services, netns, links, addrs, routes, conntrack, iptables, ipvs, dns, sysctl, kernel-log, parse"
@@ -206,11 +239,16 @@ pub enum InspectError {
 pub fn run(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
     let view = args.view.ok_or(InspectError::NoView)?;
     check_filters(view, args)?;
-    let outcome = render_view(view, bundle, args)?;
+    check_netns(bundle, args)?;
+    let width = match args.output {
+        Some(Output::Wide) => None,
+        None => args.width,
+    };
+    let outcome = table::with_max_width(width, || render_view(view, bundle, args))?;
     // Tables made their cells inert; this also covers the free-text views (iptables, ipvs)
     // and the one-line reasons. JSON stays exact: serde escapes control characters.
     Ok(match outcome {
-        Outcome::Rendered(text) if args.format == Format::Table => {
+        Outcome::Rendered(text) if args.format == Format::Text => {
             Outcome::Rendered(crate::inert::terminal_lines(&text).into_owned())
         }
         Outcome::NoData(line) => Outcome::NoData(crate::inert::terminal(&line).into_owned()),
@@ -234,6 +272,35 @@ fn render_view(view: View, bundle: &Bundle, args: &InspectArgs) -> Result<Outcom
         View::KernelLog => kernel_log::kernel_log(bundle, args),
         View::Parse => parse::parse(bundle, args),
     }
+}
+
+/// Refuses a `--netns` the bundle does not know: a typo is a usage error (exit 2), not
+/// "not collected" (exit 3). A bundle without any namespace keeps the no-data answer.
+fn check_netns(bundle: &Bundle, args: &InspectArgs) -> Result<(), InspectError> {
+    let Some(value) = &args.netns else {
+        return Ok(());
+    };
+    let ids = data::netns_ids(bundle)?;
+    if ids.is_empty() || ids.contains(value) {
+        return Ok(());
+    }
+    let hint = crate::rules::typecheck::did_you_mean(value, ids.iter().map(String::as_str))
+        .map(|m| format!(", did you mean {m}?"))
+        .unwrap_or_default();
+    let shown: Vec<&str> = ids.iter().take(8).map(String::as_str).collect();
+    let more = ids.len() - shown.len();
+    Err(InspectError::UnknownNetns {
+        value: value.clone(),
+        hint,
+        known: if more > 0 {
+            format!(
+                "{} and {more} more; see `inspect BUNDLE netns`",
+                shown.join(", ")
+            )
+        } else {
+            shown.join(", ")
+        },
+    })
 }
 
 /// Rejects filters a view ignores, so a typo does not silently show everything.
@@ -279,7 +346,7 @@ fn emit<R: Serialize>(
     table: impl FnOnce(&[R]) -> String,
 ) -> Result<Outcome, InspectError> {
     match args.format {
-        Format::Table => Ok(Outcome::Rendered(table(rows))),
+        Format::Text => Ok(Outcome::Rendered(table(rows))),
         Format::Json => {
             let mut s = serde_json::to_string_pretty(rows)
                 .map_err(|e| InspectError::Serialize(e.to_string()))?;

@@ -218,6 +218,7 @@ pub fn links(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectErro
         let mut t = Table::new(&[
             "NETNS", "IDX", "NAME", "KIND", "MTU", "STATE", "MASTER", "PEER", "DETAIL",
         ]);
+        t.drop_first(&["IDX", "STATE"]);
         for r in rows {
             let l = &r.link;
             // Without a correlation, show what `ip` shows: `@ifN` in namespace id N.
@@ -361,6 +362,7 @@ pub fn routes(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectErr
         let mut t = Table::new(&[
             "NETNS", "TABLE", "TYPE", "DST", "GATEWAY", "DEV", "PROTO", "SCOPE", "SRC", "METRIC",
         ]);
+        t.drop_first(&["METRIC", "PROTO", "SCOPE", "SRC"]);
         for r in rows {
             t.row(vec![
                 r.netns.clone(),

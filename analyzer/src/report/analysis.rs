@@ -28,7 +28,8 @@ pub enum AnalyzeError {
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 /// Most evidence lines kept per finding.
 pub const MAX_EVIDENCE: usize = 8;
-/// Longest quoted evidence line (characters).
+/// Longest evidence line the text, Markdown and HTML reports show (characters); JSON keeps
+/// the whole line.
 const MAX_EVIDENCE_TEXT: usize = 240;
 /// Above this many findings of one rule (and severity) on one node, they are reported as one
 /// aggregated finding: a report stays readable and bounded whatever the node's size.
@@ -141,6 +142,21 @@ pub struct UnparsedArtifact {
     pub reason: String,
 }
 
+/// A rule that ran on a node and found nothing (a check that passed), or whose
+/// precondition said it does not apply there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PassedCheck {
+    /// Node.
+    pub node: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule title.
+    pub title: String,
+    /// True when the precondition was false: the rule does not apply to this node.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_applicable: bool,
+}
+
 /// One analyzed bundle.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BundleSummary {
@@ -196,10 +212,16 @@ pub struct Report {
     /// source missing) and what was missing: their silence is not a clean bill.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partial_data: Vec<NotEvaluated>,
-    /// Artifacts missing or partial in the bundles.
+    /// Artifacts that failed or are partial in the bundles.
     pub collection_errors: Vec<CollectionError>,
+    /// Artifacts the collector skipped on purpose (`--no-api`, "not needed", the same
+    /// output as another artifact): planned, not errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<CollectionError>,
     /// Artifacts with lines their parser did not understand.
     pub unparsed_artifacts: Vec<UnparsedArtifact>,
+    /// Rules that ran and found nothing (or do not apply), per node: the checks that passed.
+    pub passed: Vec<PassedCheck>,
 }
 
 /// What [`evaluate_facts`] found on one node.
@@ -213,6 +235,8 @@ pub struct Evaluation {
     pub rule_errors: Vec<RuleFailure>,
     /// Rules evaluated.
     pub evaluated: usize,
+    /// Rules evaluated without a finding.
+    pub passed: Vec<PassedCheck>,
 }
 
 /// Evaluates `rules` over facts; evidence is not quoted (no bundle at hand).
@@ -221,6 +245,7 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
     let mut findings = Vec::new();
     let mut not_evaluated = Vec::new();
     let mut rule_errors = Vec::new();
+    let mut passed = Vec::new();
     let mut evaluated = 0;
     for (rule, outcome) in rules.evaluate(facts).map_err(AnalyzeError::Facts)? {
         match outcome {
@@ -234,7 +259,24 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
                 rule_id: rule.spec.id.clone(),
                 reason,
             }),
-            Outcome::NotApplicable => evaluated += 1,
+            Outcome::NotApplicable => {
+                evaluated += 1;
+                passed.push(PassedCheck {
+                    node: node.clone(),
+                    rule_id: rule.spec.id.clone(),
+                    title: rule.spec.title.clone(),
+                    not_applicable: true,
+                });
+            }
+            Outcome::Findings(fs) if fs.is_empty() => {
+                evaluated += 1;
+                passed.push(PassedCheck {
+                    node: node.clone(),
+                    rule_id: rule.spec.id.clone(),
+                    title: rule.spec.title.clone(),
+                    not_applicable: false,
+                });
+            }
             Outcome::Findings(fs) => {
                 evaluated += 1;
                 for f in fs {
@@ -269,6 +311,7 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
         not_evaluated,
         rule_errors,
         evaluated,
+        passed,
     })
 }
 
@@ -314,7 +357,7 @@ pub fn aggregate(findings: Vec<Finding>) -> Vec<Finding> {
 }
 
 /// The number of subjects a finding stands for (1, or the aggregate's count).
-fn weight(f: &Finding) -> usize {
+pub(crate) fn weight(f: &Finding) -> usize {
     f.aggregate.as_ref().map_or(1, |a| a.count)
 }
 
@@ -335,19 +378,13 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
         };
         let Some(&last) = lines.last() else { continue };
         // Over-long lines come back empty (the facts noted them); only the quoted ones are
-        // kept, each cut to MAX_EVIDENCE_TEXT below.
+        // kept, whole: JSON carries them exact, the human formats cut them when rendering.
         let _ = crate::lines::for_each_line(file, crate::lines::MAX_LINE_BYTES, |n, l| {
             if n > last {
                 return false;
             }
             if lines.contains(&n) {
                 let text = String::from_utf8_lossy(l).trim_end().to_string();
-                let text = if text.chars().count() > MAX_EVIDENCE_TEXT {
-                    let cut: String = text.chars().take(MAX_EVIDENCE_TEXT).collect();
-                    format!("{cut}…")
-                } else {
-                    text
-                };
                 texts.insert((path.clone(), n), text);
             }
             true
@@ -374,7 +411,9 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         rule_errors: Vec::new(),
         partial_data: Vec::new(),
         collection_errors: Vec::new(),
+        skipped: Vec::new(),
         unparsed_artifacts: Vec::new(),
+        passed: Vec::new(),
     };
     for (path, bundle) in bundles {
         let t0 = std::time::Instant::now();
@@ -401,6 +440,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
             not_evaluated,
             rule_errors,
             evaluated,
+            passed,
         } = evaluate_facts(&facts, rules)?;
         let mut findings = aggregate(findings);
         let t2 = std::time::Instant::now();
@@ -435,12 +475,18 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
             if m.status == "unavailable" {
                 continue;
             }
-            report.collection_errors.push(CollectionError {
+            let record = CollectionError {
                 node: facts.node.name.clone(),
                 path: m.path.clone(),
                 status: m.status.clone(),
                 reason: m.reason.clone(),
-            });
+            };
+            // Skipped on purpose is a plan, not an error.
+            if m.status == "skipped" {
+                report.skipped.push(record);
+            } else {
+                report.collection_errors.push(record);
+            }
         }
         for rule in rules.rules() {
             if not_evaluated.iter().any(|n| n.rule_id == rule.spec.id) {
@@ -457,6 +503,7 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         report.findings.extend(findings);
         report.not_evaluated.extend(not_evaluated);
         report.rule_errors.extend(rule_errors);
+        report.passed.extend(passed);
         // A big node's facts take a while to free: do it beside the report.
         std::thread::spawn(move || drop(facts));
     }
@@ -498,8 +545,14 @@ impl Report {
     }
 }
 
-fn evidence_line(e: &Evidence) -> String {
+/// An evidence line for the human formats: `path:line: text`, the text cut at
+/// [`MAX_EVIDENCE_TEXT`] characters (JSON keeps it whole).
+pub(crate) fn evidence_line(e: &Evidence) -> String {
     match (e.line, &e.text) {
+        (Some(l), Some(t)) if t.chars().count() > MAX_EVIDENCE_TEXT => {
+            let cut: String = t.chars().take(MAX_EVIDENCE_TEXT).collect();
+            format!("{}:{l}: {cut}…", e.path)
+        }
         (Some(l), Some(t)) => format!("{}:{l}: {t}", e.path),
         (Some(l), None) => format!("{}:{l}", e.path),
         (None, _) => e.path.clone(),
@@ -530,7 +583,7 @@ impl Style {
     }
 }
 
-fn counts_line(r: &Report) -> String {
+pub(crate) fn counts_line(r: &Report) -> String {
     let s = &r.summary;
     let shown = r.findings.len();
     let total = s.critical + s.error + s.warning + s.info;
@@ -551,7 +604,7 @@ fn counts_line(r: &Report) -> String {
 }
 
 /// The "and N more" line of an aggregated finding.
-fn aggregate_line(a: &Aggregate) -> String {
+pub(crate) fn aggregate_line(a: &Aggregate) -> String {
     let more = a.count.saturating_sub(a.first_subjects.len());
     format!(
         "{} in all; first {}: {}{}",
@@ -684,6 +737,23 @@ pub fn render_text(r: &Report, color: bool) -> String {
         }
         let _ = writeln!(out);
     }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(out, "{}", st.paint("1", "Skipped on purpose:"));
+        for c in &r.skipped {
+            let _ = writeln!(
+                out,
+                "  {} {}{}",
+                inert(&c.node),
+                inert(&c.path),
+                if c.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", inert(&c.reason))
+                }
+            );
+        }
+        let _ = writeln!(out);
+    }
     if !r.collection_errors.is_empty() {
         let _ = writeln!(out, "{}", st.paint("1", "Collection errors:"));
         for c in &r.collection_errors {
@@ -704,7 +774,7 @@ pub fn render_text(r: &Report, color: bool) -> String {
     out
 }
 
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -846,6 +916,22 @@ pub fn render_markdown(r: &Report) -> String {
                 u.lines,
                 u.first_line,
                 md_escape(&u.reason)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Skipped on purpose\n\n| node | artifact | why |\n|---|---|---|"
+        );
+        for c in &r.skipped {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                md_escape(&c.node),
+                md_code(&c.path),
+                md_escape(&c.reason)
             );
         }
         let _ = writeln!(out);

@@ -104,7 +104,11 @@ pub fn render_text(manifest: &Manifest) -> String {
         for a in &incomplete {
             let why = match (&a.error, &a.truncated) {
                 (Some(e), _) => e.clone(),
-                (None, Some(t)) => format!("truncated at {} bytes ({:?})", t.kept_bytes, t.reason),
+                (None, Some(t)) => format!(
+                    "cut at {} ({} kept)",
+                    crate::facts::sources::cap_name(t.reason),
+                    human_size(t.kept_bytes)
+                ),
                 (None, None) => format!("{:?}", a.status).to_lowercase(),
             };
             // The collector's note names the option that would get it (format 1.2).
@@ -192,8 +196,9 @@ pub fn render_text(manifest: &Manifest) -> String {
         if let Some(t) = &a.truncated {
             let _ = write!(
                 detail,
-                "truncated at {} bytes ({:?}) ",
-                t.kept_bytes, t.reason
+                "cut at {} ({} kept) ",
+                crate::facts::sources::cap_name(t.reason),
+                human_size(t.kept_bytes)
             );
         }
         if let Some(e) = &a.error {

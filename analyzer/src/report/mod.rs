@@ -1,5 +1,6 @@
-//! Reports: text, JSON and Markdown renderings of findings and manifests.
+//! Reports: text, JSON, Markdown and HTML renderings of findings and manifests.
 
 pub mod analysis;
 pub mod coverage;
+pub mod html;
 pub mod manifest;

@@ -18,7 +18,8 @@ pub fn render_markdown(set: &RuleSet) -> String {
          `--disable ID` removes one, `--set ID.PARAM=VALUE` changes a parameter.\n\
          `netsnap-analyze rules test DIR` runs the test cases of your own rules.\n\n\
          `netsnap-analyze analyze` exits 0 when no finding is at or above `--fail-on` (default `error`),\n\
-         1 when one is, 2 on a usage error, an unreadable bundle or an invalid rule file.\n\
+         1 when one is, 2 on a usage error, an unreadable bundle, an invalid rule file (unknown fact field,\n\
+         type or CEL error, checked at load) or a rule that failed while running (a *rule error*).\n\
          A rule whose data is missing from a bundle is reported as *not evaluated* with the reason, never as passed.\n",
         set.rules().len()
     );

@@ -2,9 +2,9 @@
 //!
 //! Rules are compiled once (every CEL expression and template is parsed at load
 //! time, so a broken rule fails before any bundle is read) and evaluated over
-//! the fact document converted once to a CEL value. Evaluation never panics: a
-//! runtime CEL error makes the rule *not evaluated* with the error as reason,
-//! never *passed*.
+//! the fact document converted once to a CEL value; every expression is also checked
+//! against the fact schema ([`super::typecheck`]). Evaluation never panics: a runtime
+//! CEL error is a *rule error* (the rule's fault), never *passed* and never "missing data".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::budget::{Budget, EXCEEDED, Meter, instrument};
 use super::spec::{RuleSpec, Severity, is_kebab_case};
+use super::typecheck::{self, Scope, Ty};
 use super::value::{Node, to_node, to_value};
 use crate::facts::model::{Facts, Source};
 use crate::facts::sources;
@@ -67,6 +68,9 @@ pub enum RuleError {
     /// `--set`, `--disable` or `rules explain` named something unknown.
     #[error("{0}")]
     Usage(String),
+    /// Several rule files are broken: each error on its own line, so one run names them all.
+    #[error("{} rule errors:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Several(Vec<RuleError>),
 }
 
 /// A compiled template: literal text and `{{ cel }}` spans.
@@ -120,10 +124,10 @@ pub struct RawFinding {
 /// The outcome of one rule on one fact document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Data missing or evaluation failed: reason.
+    /// Data the rule requires is missing: reason.
     NotEvaluated(String),
-    /// The rule itself failed (it exceeded its evaluation budget): no answer, and not
-    /// because data is missing.
+    /// The rule itself failed (a CEL error at evaluation, or it exceeded its evaluation
+    /// budget): no answer, and not because data is missing.
     RuleError(String),
     /// Precondition false.
     NotApplicable,
@@ -265,58 +269,78 @@ impl Rule {
                 }
             })
         };
+        // Every expression is also checked against the fact schema: a misspelt field or a
+        // type error fails the load instead of erroring (or silently not firing) later.
+        let base_scope = Scope::new(&spec.params);
+        let checked = |key: &str, src: &str, scope: &Scope| -> Result<(Program, Ty), RuleError> {
+            let p = compile(key, src)?;
+            let ty = typecheck::check(p.expression(), scope)
+                .map_err(|m| invalid(key, format!("type error in {key}: {m}")))?;
+            Ok((p, ty))
+        };
+        let mut item_scope = base_scope.clone();
         // Every per-finding expression, in record order, as CEL source.
         let mut record: Vec<String> = Vec::new();
-        let template =
-            |key: &str, src: &str, record: &mut Vec<String>| -> Result<Template, RuleError> {
-                let mut parts = Vec::new();
-                let mut rest = src;
-                while let Some(start) = rest.find("{{") {
-                    if start > 0 {
-                        parts.push(TemplatePart::Text(rest[..start].to_string()));
-                    }
-                    let after = &rest[start + 2..];
-                    let Some(end) = after.find("}}") else {
-                        return Err(invalid(key, "unclosed {{ in template".into()));
-                    };
-                    let expr = after[..end].trim();
-                    compile(key, expr)?;
-                    parts.push(TemplatePart::Expr(record.len()));
-                    record.push(expr.to_string());
-                    rest = &after[end + 2..];
+        let template = |key: &str,
+                        src: &str,
+                        record: &mut Vec<String>,
+                        scope: &Scope|
+         -> Result<Template, RuleError> {
+            let mut parts = Vec::new();
+            let mut rest = src;
+            while let Some(start) = rest.find("{{") {
+                if start > 0 {
+                    parts.push(TemplatePart::Text(rest[..start].to_string()));
                 }
-                if !rest.is_empty() {
-                    parts.push(TemplatePart::Text(rest.to_string()));
-                }
-                Ok(Template { parts })
-            };
+                let after = &rest[start + 2..];
+                let Some(end) = after.find("}}") else {
+                    return Err(invalid(key, "unclosed {{ in template".into()));
+                };
+                let expr = after[..end].trim();
+                checked(key, expr, scope)?;
+                parts.push(TemplatePart::Expr(record.len()));
+                record.push(expr.to_string());
+                rest = &after[end + 2..];
+            }
+            if !rest.is_empty() {
+                parts.push(TemplatePart::Text(rest.to_string()));
+            }
+            Ok(Template { parts })
+        };
         let precondition = spec
             .precondition
             .as_deref()
-            .map(|s| compile("precondition", s))
+            .map(|s| checked("precondition", s, &base_scope).map(|(p, _)| p))
             .transpose()?;
         if let Some(fe) = &spec.for_each {
             if !is_identifier(&fe.name) {
                 return Err(invalid("as", format!("{:?} is not an identifier", fe.name)));
             }
-            compile("in", &fe.list)?;
+            let (_, list) = checked("in", &fe.list, &base_scope)?;
+            if matches!(list, Ty::Bool | Ty::Number | Ty::String) {
+                return Err(invalid(
+                    "in",
+                    format!("type error in in: for_each needs a list, got a {list:?}"),
+                ));
+            }
+            item_scope.bind(&fe.name, Scope::element(&list));
         }
-        compile("condition", &spec.condition)?;
+        checked("condition", &spec.condition, &item_scope)?;
         let mut severity_when = Vec::new();
         for w in &spec.severity_when {
-            compile("when", &w.when)?;
+            checked("when", &w.when, &item_scope)?;
             severity_when.push(w.severity);
             record.push(w.when.clone());
         }
         let subject = spec
             .subject
             .as_deref()
-            .map(|s| template("subject", s, &mut record))
+            .map(|s| template("subject", s, &mut record, &item_scope))
             .transpose()?;
-        let message = template("message", &spec.message, &mut record)?;
+        let message = template("message", &spec.message, &mut record, &item_scope)?;
         let evidence_index = match spec.evidence.as_deref() {
             Some(e) => {
-                compile("evidence", e)?;
+                checked("evidence", e, &item_scope)?;
                 record.push(e.to_string());
                 Some(record.len() - 1)
             }
@@ -441,7 +465,9 @@ impl Rule {
                 Outcome::Findings(f)
             }
             Ok(None) => Outcome::NotApplicable,
-            Err(e) => Outcome::NotEvaluated(format!("evaluation error: {e}")),
+            // The data was there (missing data returned above): an error is the rule's
+            // own fault, never "missing data".
+            Err(e) => Outcome::RuleError(format!("evaluation error: {e}")),
         }
     }
 
@@ -850,6 +876,7 @@ impl RuleSet {
         })?;
         files.sort();
         let mut ids = BTreeMap::new();
+        let mut errors = Vec::new();
         for f in &files {
             let name = f.display().to_string();
             let bytes = read_capped(f).map_err(|source| RuleError::Read {
@@ -869,18 +896,30 @@ impl RuleSet {
                 file: name.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             })?;
-            let rule = Rule::from_yaml(&self.env, &name, &text)?;
+            let rule = match Rule::from_yaml(&self.env, &name, &text) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Go on: every broken file is named in one run.
+                    errors.push(e);
+                    continue;
+                }
+            };
             if let Some(prev) = ids.insert(rule.spec.id.clone(), name.clone()) {
-                return Err(RuleError::Invalid {
+                errors.push(RuleError::Invalid {
                     file: name,
                     line: key_line(&text, "id"),
                     id: rule.spec.id.clone(),
                     message: format!("duplicate id (also in {prev})"),
                 });
+                continue;
             }
             self.insert(rule);
         }
-        Ok(files.len())
+        match errors.len() {
+            0 => Ok(files.len()),
+            1 => Err(errors.remove(0)),
+            _ => Err(RuleError::Several(errors)),
+        }
     }
 
     fn insert(&mut self, rule: Rule) {

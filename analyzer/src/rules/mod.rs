@@ -11,6 +11,7 @@ pub mod engine;
 pub mod needs;
 pub mod spec;
 pub mod testing;
+pub mod typecheck;
 pub mod value;
 
 pub use engine::{Outcome, RawFinding, Rule, RuleError, RuleSet};

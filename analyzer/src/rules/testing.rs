@@ -20,6 +20,8 @@ pub struct CaseResult {
     pub detail: String,
     /// Findings produced (for `--verbose` output and debugging).
     pub findings: usize,
+    /// The rule itself failed (an evaluation error): not a wrong expectation.
+    pub rule_error: bool,
 }
 
 /// Runs one rule's test cases.
@@ -34,6 +36,7 @@ pub fn run_rule(set: &RuleSet, rule: &Rule) -> Vec<CaseResult> {
                 passed: false,
                 detail: String::new(),
                 findings: 0,
+                rule_error: false,
             };
             let facts_json = if t.facts.is_null() {
                 serde_json::json!({})
@@ -66,6 +69,7 @@ pub fn run_rule(set: &RuleSet, rule: &Rule) -> Vec<CaseResult> {
                     }
                 }
                 Outcome::RuleError(reason) => {
+                    res.rule_error = true;
                     res.detail = format!("rule error: {reason}");
                 }
                 Outcome::NotApplicable | Outcome::Findings(_) if e.not_evaluated => {
