@@ -370,9 +370,8 @@ pub fn redact_opened(
         let written = sink.finish(Completion::default())?;
         new.size = written.size;
         new.sha256 = written.sha256;
-        if let Some(t) = &mut new.truncated {
-            t.kept_bytes = written.size;
-        }
+        // `truncated.kept_bytes` stays the collector's figure: it says where the
+        // original was cut, which the redacted content still reflects.
         records.push(new);
     }
 

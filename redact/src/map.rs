@@ -111,3 +111,75 @@ impl Map {
         out
     }
 }
+
+/// The key of a redaction: `--key FILE` (a key file or a map), else the key of
+/// the map already at `map_path` (so redacting several bundles into one map is
+/// consistent), else a fresh random key. Returns the key and the existing map.
+pub fn resolve_key(
+    key_file: Option<&std::path::Path>,
+    map_path: &std::path::Path,
+) -> Result<(Key, Option<Map>), RedactError> {
+    let existing = match std::fs::read(map_path) {
+        Ok(bytes) => Some(
+            Map::parse(&bytes)
+                .map_err(|e| RedactError::Map(format!("{}: {e}", map_path.display())))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(RedactError::io(map_path, e)),
+    };
+    let key = match key_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| RedactError::io(path, e))?;
+            match Map::parse(&bytes) {
+                Ok(map) => map.key()?,
+                Err(_) => Key::parse(&bytes)
+                    .map_err(|e| RedactError::Key(format!("{}: {e}", path.display())))?,
+            }
+        }
+        None => match &existing {
+            Some(map) => map.key()?,
+            None => Key::random()?,
+        },
+    };
+    if let Some(map) = &existing
+        && map.key_fingerprint != key.fingerprint()
+    {
+        return Err(RedactError::Map(format!(
+            "{} was made with another key (fingerprint {}, this key is {}); use another --map",
+            map_path.display(),
+            map.key_fingerprint,
+            key.fingerprint()
+        )));
+    }
+    Ok((key, existing))
+}
+
+/// Writes `map` (merged into `existing`) to `path`, mode 0600, atomically.
+pub fn write_map(
+    path: &std::path::Path,
+    map: &Map,
+    existing: Option<Map>,
+) -> Result<(), RedactError> {
+    let mut merged = existing.unwrap_or_else(|| map.clone());
+    merged.merge(map);
+    let json = serde_json::to_vec_pretty(&merged)
+        .map_err(|e| RedactError::Map(format!("serializing the map: {e}")))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    // NamedTempFile is created 0600: the map is as secret as the original data.
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| RedactError::io(&dir, e))?;
+    std::io::Write::write_all(&mut tmp, &json).map_err(|e| RedactError::io(path, e))?;
+    std::io::Write::write_all(&mut tmp, b"\n").map_err(|e| RedactError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| RedactError::io(path, e.error))?;
+    Ok(())
+}
+
+/// The default map path for a redacted bundle: beside it, `<bundle>.map.json`.
+pub fn default_map_path(output: &std::path::Path) -> std::path::PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".map.json");
+    std::path::PathBuf::from(s)
+}

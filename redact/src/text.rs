@@ -234,6 +234,21 @@ impl Rewriter {
                     Cow::Owned(s)
                 };
             }
+            // A bridge id: `8000.12:67:21:6f:19:26` (priority, then the MAC).
+            if let Some((prio, rest)) = chunk.split_once('.')
+                && prio.len() == 4
+                && prio.bytes().all(|c| c.is_ascii_hexdigit())
+                && let Some(mac) = parse_mac(rest)
+                && mac.len() == 6
+            {
+                let new = self
+                    .mac(&mac)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":");
+                return Cow::Owned(format!("{prio}.{new}"));
+            }
             if chunk.matches(':').count() >= 2 {
                 let trimmed = chunk.trim_end_matches(['.', ':']);
                 let trimmed = if trimmed.ends_with(':') || trimmed.is_empty() {
