@@ -28,6 +28,9 @@ _netsnap__analyze() {
             netsnap__analyze,help)
                 cmd="netsnap__analyze__subcmd__help"
                 ;;
+            netsnap__analyze,import)
+                cmd="netsnap__analyze__subcmd__import"
+                ;;
             netsnap__analyze,inspect)
                 cmd="netsnap__analyze__subcmd__inspect"
                 ;;
@@ -37,8 +40,14 @@ _netsnap__analyze() {
             netsnap__analyze,manifest)
                 cmd="netsnap__analyze__subcmd__manifest"
                 ;;
+            netsnap__analyze,redact)
+                cmd="netsnap__analyze__subcmd__redact"
+                ;;
             netsnap__analyze,rules)
                 cmd="netsnap__analyze__subcmd__rules"
+                ;;
+            netsnap__analyze,unredact)
+                cmd="netsnap__analyze__subcmd__unredact"
                 ;;
             netsnap__analyze__subcmd__help,analyze)
                 cmd="netsnap__analyze__subcmd__help__subcmd__analyze"
@@ -52,6 +61,9 @@ _netsnap__analyze() {
             netsnap__analyze__subcmd__help,help)
                 cmd="netsnap__analyze__subcmd__help__subcmd__help"
                 ;;
+            netsnap__analyze__subcmd__help,import)
+                cmd="netsnap__analyze__subcmd__help__subcmd__import"
+                ;;
             netsnap__analyze__subcmd__help,inspect)
                 cmd="netsnap__analyze__subcmd__help__subcmd__inspect"
                 ;;
@@ -61,8 +73,14 @@ _netsnap__analyze() {
             netsnap__analyze__subcmd__help,manifest)
                 cmd="netsnap__analyze__subcmd__help__subcmd__manifest"
                 ;;
+            netsnap__analyze__subcmd__help,redact)
+                cmd="netsnap__analyze__subcmd__help__subcmd__redact"
+                ;;
             netsnap__analyze__subcmd__help,rules)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules"
+                ;;
+            netsnap__analyze__subcmd__help,unredact)
+                cmd="netsnap__analyze__subcmd__help__subcmd__unredact"
                 ;;
             netsnap__analyze__subcmd__help__subcmd__rules,docs)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules__subcmd__docs"
@@ -113,7 +131,7 @@ _netsnap__analyze() {
 
     case "${cmd}" in
         netsnap__analyze)
-            opts="-v -h -V --verbose --help --version manifest inspect analyze facts rules completions man help"
+            opts="-v -h -V --verbose --help --version manifest inspect analyze import redact unredact facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -201,7 +219,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help)
-            opts="manifest inspect analyze facts rules completions man help"
+            opts="manifest inspect analyze import redact unredact facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -270,6 +288,20 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__help__subcmd__inspect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -299,6 +331,20 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help__subcmd__manifest)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__redact)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -382,8 +428,44 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__unredact)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__import)
+            opts="-o -v -h --output --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__inspect)
-            opts="-n -A -d -s -p -t -u -v -h --no-verify --max-unpacked-size --format --namespace --all-namespaces --netns --table --chain --dst --src --proto --state --summary --stats --tcp-service --udp-service --verbose --help pods services netns links addrs routes conntrack iptables ipvs dns sysctl kernel-log"
+            opts="-n -A -d -s -p -t -u -v -h --no-verify --max-unpacked-size --format --namespace --all-namespaces --netns --table --chain --dst --src --proto --state --summary --stats --tcp-service --udp-service --verbose --help pods services netns links addrs routes conntrack iptables ipvs dns sysctl kernel-log parse"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -495,6 +577,40 @@ _netsnap__analyze() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__redact)
+            opts="-o -v -h --no-verify --max-unpacked-size --output --map --key --keep-unredactable --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-unpacked-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -679,6 +795,24 @@ _netsnap__analyze() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__unredact)
+            opts="-v -h --map --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

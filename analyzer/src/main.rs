@@ -434,7 +434,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             if same_file(&bundle, &output) || same_file(&bundle, &map_path) || output == map_path {
                 anyhow::bail!("the output and the map must not overwrite the input or each other");
             }
-            let (key, existing) = netsnap_redact::map::resolve_key(key.as_deref(), &map_path)?;
+            let (key, existing) =
+                netsnap_redact::map::resolve_key(key.as_deref(), Some(&map_path))?;
             let b = open
                 .open(&bundle)
                 .with_context(|| format!("opening {}", bundle.display()))?;

@@ -78,7 +78,8 @@ const V6_KEPT: &[(u128, u32)] = &[
 const V6_RANGE_KEPT: &[(u128, u32)] = &[
     (0xfe80 << 112, 64), // fe80::/64 link-local: keep the /64, hide the interface id
     (0xfe80 << 112, 10), // the rest of fe80::/10
-    (0xfc00 << 112, 7),  // fc00::/7 unique local
+    (0xfd00 << 112, 8),  // fd00::/8 unique local (locally assigned: stays fd…)
+    (0xfc00 << 112, 7),  // the rest of fc00::/7
 ];
 
 fn in_v4(addr: u32, net: u32, len: u32) -> bool {

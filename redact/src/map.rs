@@ -117,9 +117,11 @@ impl Map {
 /// consistent), else a fresh random key. Returns the key and the existing map.
 pub fn resolve_key(
     key_file: Option<&std::path::Path>,
-    map_path: &std::path::Path,
+    map_path: Option<&std::path::Path>,
 ) -> Result<(Key, Option<Map>), RedactError> {
+    let map_path = map_path.unwrap_or(std::path::Path::new(""));
     let existing = match std::fs::read(map_path) {
+        _ if map_path.as_os_str().is_empty() => None,
         Ok(bytes) => Some(
             Map::parse(&bytes)
                 .map_err(|e| RedactError::Map(format!("{}: {e}", map_path.display())))?,
