@@ -73,6 +73,49 @@ impl Map {
     /// Translates redacted text back: every replacement found as a whole token
     /// becomes its original. Used on reports (text, JSON, Markdown).
     pub fn unredact(&self, text: &str) -> String {
+        let text = self.unredact_derived_networks(text);
+        self.unredact_tokens(&text)
+    }
+
+    /// Networks the analysis *derived* from redacted addresses (a Service range
+    /// covering the cluster IPs) appear in no bundle, so not in the map either;
+    /// prefix preservation still answers them: the original network is any
+    /// original address whose replacement lies inside, masked to the length.
+    fn unredact_derived_networks(&self, text: &str) -> String {
+        use std::net::IpAddr;
+        let Ok(re) = regex::Regex::new(r"\b(\d{1,3}(?:\.\d{1,3}){3})/(\d{1,2})\b") else {
+            return text.to_string();
+        };
+        let known: std::collections::HashSet<&str> =
+            self.addrs.values().map(String::as_str).collect();
+        let pairs: Vec<(u32, u32)> = self
+            .addrs
+            .iter()
+            .filter_map(|(o, n)| match (o.parse::<IpAddr>(), n.parse::<IpAddr>()) {
+                (Ok(IpAddr::V4(o)), Ok(IpAddr::V4(n))) => Some((u32::from(n), u32::from(o))),
+                _ => None,
+            })
+            .collect();
+        re.replace_all(text, |c: &regex::Captures| {
+            let whole = &c[0];
+            let (Ok(net), Ok(len)) = (c[1].parse::<std::net::Ipv4Addr>(), c[2].parse::<u32>())
+            else {
+                return whole.to_string();
+            };
+            if known.contains(whole) || known.contains(&c[1]) || len > 32 || len == 0 {
+                return whole.to_string();
+            }
+            let mask = u32::MAX << (32 - len);
+            let net = u32::from(net);
+            match pairs.iter().find(|(anon, _)| anon & mask == net & mask) {
+                Some((_, orig)) => format!("{}/{len}", std::net::Ipv4Addr::from(orig & mask)),
+                None => whole.to_string(),
+            }
+        })
+        .into_owned()
+    }
+
+    fn unredact_tokens(&self, text: &str) -> String {
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         for m in [&self.names, &self.addrs, &self.macs, &self.hashes] {
             for (orig, new) in m {
@@ -110,6 +153,35 @@ impl Map {
         out.push_str(&text[last..]);
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::AddrAnonymizer;
+
+    #[test]
+    fn derived_networks_map_back_by_prefix() {
+        let key = Key::from_bytes([8; 32]);
+        let mut a = AddrAnonymizer::new(&key.cryptopan_key());
+        let mut map = Map::new(&key);
+        let orig: IpAddrV4 = "10.96.0.10".parse().expect("literal");
+        let anon = a.ip(orig.into());
+        map.addrs.insert(orig.to_string(), anon.to_string());
+        let std::net::IpAddr::V4(anon4) = anon else {
+            panic!()
+        };
+        let derived = std::net::Ipv4Addr::from(u32::from(anon4) & (u32::MAX << 4));
+        let text = format!("service-range {derived}/28 holds {anon}");
+        assert_eq!(
+            map.unredact(&text),
+            "service-range 10.96.0.0/28 holds 10.96.0.10"
+        );
+        // A network no mapped address falls in stays as it is.
+        assert_eq!(map.unredact("192.168.7.0/24"), "192.168.7.0/24");
+    }
+
+    type IpAddrV4 = std::net::Ipv4Addr;
 }
 
 /// The key of a redaction: `--key FILE` (a key file or a map), else the key of
