@@ -155,35 +155,6 @@ impl Map {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::addr::AddrAnonymizer;
-
-    #[test]
-    fn derived_networks_map_back_by_prefix() {
-        let key = Key::from_bytes([8; 32]);
-        let mut a = AddrAnonymizer::new(&key.cryptopan_key());
-        let mut map = Map::new(&key);
-        let orig: IpAddrV4 = "10.96.0.10".parse().expect("literal");
-        let anon = a.ip(orig.into());
-        map.addrs.insert(orig.to_string(), anon.to_string());
-        let std::net::IpAddr::V4(anon4) = anon else {
-            panic!()
-        };
-        let derived = std::net::Ipv4Addr::from(u32::from(anon4) & (u32::MAX << 4));
-        let text = format!("service-range {derived}/28 holds {anon}");
-        assert_eq!(
-            map.unredact(&text),
-            "service-range 10.96.0.0/28 holds 10.96.0.10"
-        );
-        // A network no mapped address falls in stays as it is.
-        assert_eq!(map.unredact("192.168.7.0/24"), "192.168.7.0/24");
-    }
-
-    type IpAddrV4 = std::net::Ipv4Addr;
-}
-
 /// The key of a redaction: `--key FILE` (a key file or a map), else the key of
 /// the map already at `map_path` (so redacting several bundles into one map is
 /// consistent), else a fresh random key. Returns the key and the existing map.
@@ -256,4 +227,33 @@ pub fn default_map_path(output: &std::path::Path) -> std::path::PathBuf {
     let mut s = output.as_os_str().to_owned();
     s.push(".map.json");
     std::path::PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::AddrAnonymizer;
+
+    #[test]
+    fn derived_networks_map_back_by_prefix() {
+        let key = Key::from_bytes([8; 32]);
+        let mut a = AddrAnonymizer::new(&key.cryptopan_key());
+        let mut map = Map::new(&key);
+        let orig: IpAddrV4 = "10.96.0.10".parse().expect("literal");
+        let anon = a.ip(orig.into());
+        map.addrs.insert(orig.to_string(), anon.to_string());
+        let std::net::IpAddr::V4(anon4) = anon else {
+            panic!()
+        };
+        let derived = std::net::Ipv4Addr::from(u32::from(anon4) & (u32::MAX << 4));
+        let text = format!("service-range {derived}/28 holds {anon}");
+        assert_eq!(
+            map.unredact(&text),
+            "service-range 10.96.0.0/28 holds 10.96.0.10"
+        );
+        // A network no mapped address falls in stays as it is.
+        assert_eq!(map.unredact("192.168.7.0/24"), "192.168.7.0/24");
+    }
+
+    type IpAddrV4 = std::net::Ipv4Addr;
 }
