@@ -626,3 +626,31 @@ fn cli_redact_then_unredact_a_report() {
     let err = String::from_utf8_lossy(&st.stderr);
     assert!(err.contains("bad key"), "{err}");
 }
+
+#[test]
+fn a_path_too_long_once_redacted_is_withheld_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixture_bundles()[0].clone();
+    // 173 bytes, fits a tar header; with `web` replaced by `n-` + 10 it does not.
+    let long = format!("cni/networks/{}x", "web/".repeat(40));
+    let bad = tmp.path().join("long.tar.zst");
+    with_extra(&src, &bad, &[(&long, ArtifactKind::Raw, "file", b"{}\n")]);
+    let out = tmp.path().join("out.tar.zst");
+    let done = redact_bundle(&bad, &out, &options(8)).unwrap();
+    let r = done.manifest.redaction.as_ref().unwrap();
+    assert_eq!(r.withheld.len(), 1, "{:?}", r.withheld);
+    let b = open(&out);
+    let rec = b.record(&r.withheld[0]).unwrap();
+    assert_eq!(rec.status, ArtifactStatus::Failed);
+    assert!(
+        rec.error
+            .as_deref()
+            .unwrap()
+            .contains("redacted path invalid")
+    );
+    // Every other artifact is still there.
+    assert_eq!(
+        b.manifest().artifacts.len(),
+        open(&bad).manifest().artifacts.len()
+    );
+}

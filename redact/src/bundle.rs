@@ -268,8 +268,26 @@ pub fn redact_opened(
         ));
     }
 
-    for record in &m.artifacts {
+    for (index, record) in m.artifacts.iter().enumerate() {
         let mut new = rewrite_record(&mut rw, record);
+        // A replacement longer than the name can push a path past the tar
+        // limit: keep a record under a neutral path, withhold the content
+        // (never fail the whole bundle).
+        if let Err(why) = layout::validate_path(&new.path).and_then(|()| fits_ustar(&new.path)) {
+            new.path = format!("redacted/invalid-path-{index}");
+            if record.status.has_content() {
+                new.status = ArtifactStatus::Failed;
+                new.size = 0;
+                new.sha256 = None;
+                new.truncated = None;
+                new.error = Some(format!(
+                    "withheld by redaction: redacted path invalid: {why}"
+                ));
+                withheld.push(new.path.clone());
+            }
+            records.push(new);
+            continue;
+        }
         let Some(file) = bundle.artifact_file(&record.path) else {
             records.push(new);
             continue;
@@ -414,6 +432,22 @@ pub fn redact_opened(
         map: rw.map,
         already_redacted: false,
     })
+}
+
+/// The ustar header holds a path as a name of at most 100 bytes plus a prefix
+/// of at most 155 bytes split at a `/`.
+fn fits_ustar(path: &str) -> Result<(), &'static str> {
+    if path.len() <= 100 {
+        return Ok(());
+    }
+    let fits = path
+        .match_indices('/')
+        .any(|(i, _)| i <= 155 && path.len() - i - 1 <= 100);
+    if fits {
+        Ok(())
+    } else {
+        Err("path does not fit a ustar header")
+    }
 }
 
 fn spool_copy(content: &[u8]) -> Result<tempfile::NamedTempFile, RedactError> {

@@ -293,10 +293,19 @@ impl NameSet {
                 self.names.insert(name.to_ascii_lowercase());
             }
             Shape::Label => {
-                // A dotted name is a DNS name: each label on its own.
+                // A dotted name is a DNS name: each label on its own, except
+                // the short and version-like parts of dotted values (`v1` of
+                // `v1.2.3`), which are vocabulary everywhere else.
                 if name.contains('.') {
                     for label in name.split('.') {
-                        self.add(label);
+                        let versionish = label
+                            .strip_prefix('v')
+                            .unwrap_or(label)
+                            .bytes()
+                            .all(|c| c.is_ascii_digit());
+                        if label.len() >= 3 && !versionish {
+                            self.add(label);
+                        }
                     }
                 } else if name
                     .bytes()
@@ -441,11 +450,13 @@ mod tests {
         )
         .expect("json");
         set.add_json(&v);
+        set.add("v1.34.1");
+        set.add("db.corp.example");
         let names: Vec<&str> = set.iter().map(String::as_str).collect();
         for want in ["shop", "web-1", "web", "node-a", "corp", "example"] {
             assert!(names.contains(&want), "{want} in {names:?}");
         }
-        for not in ["true", "http-alt", "Pod", "default"] {
+        for not in ["true", "http-alt", "Pod", "default", "v1", "db"] {
             assert!(!names.contains(&not), "{not} in {names:?}");
         }
         assert!(names.contains(&"06c23234_f1a6_4d05_a1eb_e87e95f84861"));

@@ -38,6 +38,7 @@ pub struct Rewriter {
     names: Vec<(String, String)>,
     unbounded: Vec<bool>,
     matcher: Option<AhoCorasick>,
+    v4_cache: std::collections::HashMap<String, String>,
     /// Every replacement made, for the owner's map.
     pub map: Map,
 }
@@ -107,6 +108,7 @@ impl Rewriter {
             names,
             unbounded,
             matcher,
+            v4_cache: std::collections::HashMap::new(),
             map,
         }
     }
@@ -117,6 +119,20 @@ impl Rewriter {
         if out != ip {
             self.map.addrs.insert(ip.to_string(), out.to_string());
         }
+        out
+    }
+
+    /// The replacement of an IPv4 address as text, cached by its text: a
+    /// conntrack table repeats a few thousand addresses a million times.
+    fn v4_text(&mut self, text: &str, a: Ipv4Addr) -> String {
+        if let Some(s) = self.v4_cache.get(text) {
+            return s.clone();
+        }
+        let out = self.ip(IpAddr::V4(a)).to_string();
+        if self.v4_cache.len() >= 1 << 16 {
+            self.v4_cache.clear();
+        }
+        self.v4_cache.insert(text.to_string(), out.clone());
         out
     }
 
@@ -327,7 +343,7 @@ impl Rewriter {
         {
             let new = match prefix {
                 Some(len) if core.len() == p.len() => self.net(IpAddr::V4(a), len),
-                _ => self.ip(IpAddr::V4(a)).to_string(),
+                _ => self.v4_text(core, a),
             };
             return if new == core {
                 Cow::Borrowed(p)
@@ -348,6 +364,16 @@ impl Rewriter {
 
     /// `4.3.2.10.in-addr.arpa` and the nibble form under `ip6.arpa`.
     fn ptr(&mut self, p: &str) -> Option<String> {
+        // Cheap test first: this runs on every word of every line.
+        let tail = p.trim_end_matches('.');
+        let ends = |suffix: &str| {
+            tail.len() > suffix.len()
+                && tail.is_char_boundary(tail.len() - suffix.len())
+                && tail[tail.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        };
+        if !ends(".in-addr.arpa") && !ends(".ip6.arpa") {
+            return None;
+        }
         let lower = p.to_ascii_lowercase();
         let body = lower.trim_end_matches('.');
         let dot = &p[body.len()..];
