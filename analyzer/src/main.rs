@@ -85,6 +85,44 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Redact a bundle so it can be attached to a ticket: addresses anonymized
+    /// prefix-preserving, names, UIDs, MACs and kube-proxy hashes replaced,
+    /// secrets removed; every finding stays the same (docs/redaction.md).
+    ///
+    /// The map (original ↔ replacement, and the key) is written beside the
+    /// output, never inside it: the owner keeps it to read reports back with
+    /// `unredact`. Redact several bundles into the same --map (or with the same
+    /// --key) and they still join in one analysis.
+    Redact {
+        /// Bundle: .tar.zst, .tar, or an extracted directory.
+        bundle: PathBuf,
+        #[command(flatten)]
+        open: OpenArgs,
+        /// Redacted bundle to write (.tar.zst).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Map file to write or extend [default: OUTPUT.map.json]. An existing map
+        /// lends its key when --key is not given.
+        #[arg(long, value_name = "MAP.json")]
+        map: Option<PathBuf>,
+        /// Key file: 64 hex digits, at least 32 random bytes, or a map file
+        /// [default: the existing map's key, else a new random key].
+        #[arg(long, value_name = "KEYFILE")]
+        key: Option<PathBuf>,
+        /// Keep artifacts that cannot be redacted (not text, malformed JSON) as they are,
+        /// marked in the manifest, instead of withholding them. They may leak.
+        #[arg(long)]
+        keep_unredactable: bool,
+    },
+    /// Translate a report on a redacted bundle (text, JSON or Markdown) back to the
+    /// original names and addresses with the owner's map; prints to stdout.
+    Unredact {
+        /// Report file, or `-` for stdin.
+        report: PathBuf,
+        /// The map written by `redact`.
+        #[arg(long, value_name = "MAP.json")]
+        map: PathBuf,
+    },
     /// Print the fact document rules are evaluated over (JSON).
     Facts {
         /// Bundle (not needed with --docs or --schema).
@@ -412,6 +450,73 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 .with_context(|| format!("writing man pages into {}", dir.display()))?;
             Ok(exit::OK)
         }
+        Command::Redact {
+            bundle,
+            open,
+            output,
+            map,
+            key,
+            keep_unredactable,
+        } => {
+            let map_path = map.unwrap_or_else(|| netsnap_redact::map::default_map_path(&output));
+            if same_file(&bundle, &output) || same_file(&bundle, &map_path) || output == map_path {
+                anyhow::bail!("the output and the map must not overwrite the input or each other");
+            }
+            let (key, existing) =
+                netsnap_redact::map::resolve_key(key.as_deref(), Some(&map_path))?;
+            let b = open
+                .open(&bundle)
+                .with_context(|| format!("opening {}", bundle.display()))?;
+            let options = netsnap_redact::RedactOptions {
+                key,
+                tool: netsnap_bundle::ToolInfo {
+                    name: "netsnap-analyze".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                },
+                keep_unredactable,
+            };
+            let done = netsnap_redact::redact_opened(&b, &output, &options)?;
+            netsnap_redact::map::write_map(&map_path, &done.map, existing)?;
+            let r = done.manifest.redaction.as_ref();
+            if done.already_redacted {
+                eprintln!(
+                    "netsnap-analyze: {} was already redacted with this key; copied unchanged to {}",
+                    bundle.display(),
+                    done.path.display()
+                );
+            } else {
+                eprintln!(
+                    "netsnap-analyze: wrote {} (key {}): {} names, {} addresses, {} MACs, {} chain hashes replaced; {} secret value(s) removed, {} artifact(s) withheld; map: {}",
+                    done.path.display(),
+                    done.map.key_fingerprint,
+                    done.map.names.len(),
+                    done.map.addrs.len(),
+                    done.map.macs.len(),
+                    done.map.hashes.len(),
+                    r.map_or(0, |r| r.secrets_removed.len()),
+                    r.map_or(0, |r| r.withheld.len()),
+                    map_path.display()
+                );
+            }
+            Ok(exit::OK)
+        }
+        Command::Unredact { report, map } => {
+            let bytes =
+                std::fs::read(&map).with_context(|| format!("reading {}", map.display()))?;
+            let m = netsnap_redact::Map::parse(&bytes)
+                .with_context(|| format!("reading {}", map.display()))?;
+            let text = if report.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("reading stdin")?;
+                s
+            } else {
+                std::fs::read_to_string(&report)
+                    .with_context(|| format!("reading {}", report.display()))?
+            };
+            write_stdout(&m.unredact(&text))?;
+            Ok(exit::OK)
+        }
         Command::Import { src, output } => {
             let s = netsnap_analyzer::import::import(&src, &output)?;
             eprintln!(
@@ -491,6 +596,14 @@ fn run_rules(command: RulesCommand) -> anyhow::Result<i32> {
             write_stdout(&rules::docs::render_markdown(&set))?;
             Ok(exit::OK)
         }
+    }
+}
+
+/// True when both paths name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `analyze` on a large generated bundle (1,000,000 conntrack entries, ~100,000
 //! iptables rules, 10,000 Services, 5,000 IPVS virtual servers), compared in the
-//! same run with just decompressing the bundle (the issue's goal: within 4x).
+//! same run with just decompressing the bundle (the issue's goal: within 4x),
+//! and redacting it (`open_and_redact`, issue 16: a few times the analysis).
 //!
 //! `NETSNAP_BENCH_BUNDLE=/path/big.tar.zst` keeps the generated bundle there (and
 //! reuses it), so peak RSS can be measured with
@@ -212,6 +213,24 @@ fn bench(c: &mut Criterion) {
             .unwrap();
             let r = analyze(&[("big".into(), &bundle)], &rules).unwrap();
             assert!(r.findings.len() < 10_000);
+        })
+    });
+    // Redaction of the same bundle (issue 16: a few times the analysis at most):
+    // open, rewrite every artifact line by line, write the redacted bundle.
+    let out_dir = tempfile::tempdir().unwrap();
+    let options = netsnap_redact::RedactOptions {
+        key: netsnap_redact::Key::from_bytes([7; 32]),
+        tool: ToolInfo {
+            name: "netsnap-bench".into(),
+            version: "0".into(),
+        },
+        keep_unredactable: false,
+    };
+    g.bench_function("open_and_redact", |b| {
+        b.iter(|| {
+            let out = out_dir.path().join("redacted.tar.zst");
+            let done = netsnap_redact::redact_bundle(&path, &out, &options).unwrap();
+            assert!(done.map.addrs.len() > 10_000);
         })
     });
     g.finish();

@@ -18,7 +18,8 @@ pub mod writer;
 pub use manifest::{
     ArtifactKind, ArtifactRecord, ArtifactSource, ArtifactStatus, CollectionInfo,
     CollectionOutcome, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_VERSION, Manifest, NodeInfo,
-    ResourceUsage, SAME_AS_ATTRIBUTE, ToolInfo, Truncation, TruncationReason, incomplete_core,
+    REDACTED_FORMAT_VERSION, Redaction, ResourceUsage, SAME_AS_ATTRIBUTE, ToolInfo, Truncation,
+    TruncationReason, incomplete_core,
 };
 pub use reader::{Bundle, ReadError, ReaderOptions};
 pub use writer::{

@@ -17,6 +17,9 @@ pub const FORMAT_VERSION: &str = "1.2";
 pub const FORMAT_MAJOR: u32 = 1;
 /// Minor part of [`FORMAT_VERSION`]: additions that old readers may ignore.
 pub const FORMAT_MINOR: u32 = 2;
+/// The format version of a redacted bundle: 1.3 added the optional
+/// [`Manifest::redaction`] record, which only redacted bundles carry.
+pub const REDACTED_FORMAT_VERSION: &str = "1.3";
 
 /// The whole manifest, stored as the first tar entry `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -31,6 +34,36 @@ pub struct Manifest {
     pub collection: CollectionInfo,
     /// One record per artifact the collector attempted, sorted by path.
     pub artifacts: Vec<ArtifactRecord>,
+    /// Present when the bundle was redacted (format 1.3): what was replaced,
+    /// with which key, and what was withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<Redaction>,
+}
+
+/// The redaction record of a redacted bundle (`docs/bundle-format.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Redaction {
+    /// The program that redacted the bundle.
+    pub tool: ToolInfo,
+    /// A short public fingerprint of the key (never the key): bundles redacted
+    /// with the same fingerprint use the same mappings and can be joined.
+    pub key_fingerprint: String,
+    /// The classes of values replaced (`ipv4`, `ipv6`, `mac`, `names`, …).
+    pub classes: Vec<String>,
+    /// Paths of artifacts that could not be redacted and were withheld (their
+    /// record says `failed` with the reason).
+    #[serde(default)]
+    pub withheld: Vec<String>,
+    /// Paths of artifacts that could not be redacted and were kept as they
+    /// were because the user asked for it (`--keep-unredactable`).
+    #[serde(default)]
+    pub not_redacted: Vec<String>,
+    /// Secret values removed from configuration files: `path: location (what)`.
+    #[serde(default)]
+    pub secrets_removed: Vec<String>,
+    /// Earlier redactions of the same bundle with other keys, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<Redaction>,
 }
 
 impl Manifest {

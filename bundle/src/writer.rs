@@ -450,6 +450,23 @@ impl BundleWriter {
         node: NodeInfo,
         collection: CollectionInfo,
     ) -> Result<(PathBuf, Manifest), WriteError> {
+        self.finish_with(|records| Manifest {
+            format_version: FORMAT_VERSION.to_string(),
+            tool,
+            node,
+            collection,
+            artifacts: records,
+            redaction: None,
+        })
+    }
+
+    /// Like [`BundleWriter::finish`], but the caller builds the manifest from the
+    /// records written (sorted by path): a rewriter (redaction) keeps the
+    /// original records' statuses and reasons with the new sizes and hashes.
+    pub fn finish_with(
+        self,
+        build: impl FnOnce(Vec<ArtifactRecord>) -> Manifest,
+    ) -> Result<(PathBuf, Manifest), WriteError> {
         let body = self.lock()?.take().ok_or(WriteError::Poisoned)?;
         let Body {
             encoder,
@@ -466,13 +483,8 @@ impl BundleWriter {
             })?;
         body_file.flush().map_err(io_err(&self.shared.body_path))?;
         records.sort_by(|a, b| a.path.cmp(&b.path));
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION.to_string(),
-            tool,
-            node,
-            collection,
-            artifacts: records,
-        };
+        let mut manifest = build(records);
+        manifest.artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest_json =
             serde_json::to_vec_pretty(&manifest).map_err(|source| WriteError::Json {
                 path: layout::MANIFEST.to_string(),

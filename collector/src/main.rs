@@ -163,6 +163,20 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             allow_negative_numbers = true
         )]
         dns_timeout: String,
+        /// Write only a redacted bundle, safe to attach to a ticket: addresses
+        /// anonymized prefix-preserving, names, UIDs, MACs and kube-proxy hashes
+        /// replaced, secrets removed (docs/redaction.md). The map is written beside
+        /// the bundle (--map), never inside it.
+        #[arg(long)]
+        redact: bool,
+        /// With --redact: key file (64 hex digits, 32+ random bytes, or a map file)
+        /// [default: the --map file's key, else a new random key]. Use one key for
+        /// every node so the redacted bundles still join.
+        #[arg(long, value_name = "KEYFILE", requires = "redact")]
+        key: Option<PathBuf>,
+        /// With --redact: the map to write or extend [default: BUNDLE.map.json; required with `-o -`].
+        #[arg(long, value_name = "MAP.json", requires = "redact")]
+        map: Option<PathBuf>,
         /// No progress lines (warnings and the summary still print).
         #[arg(short, long)]
         quiet: bool,
@@ -323,6 +337,40 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             }
             _ => None,
         };
+        // --redact: collect into a private spool directory beside the output (the
+        // next run removes it if this one is killed), redact from there, and only
+        // the redacted bundle reaches the output.
+        let redaction = if cli.redact {
+            let user_out = options.output.clone();
+            let dir = match user_out.as_deref().and_then(|p| p.parent()) {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let map_path = match (&cli.map, &user_out, &spool) {
+                (Some(m), _, _) => m.clone(),
+                (None, _, Some(_)) => {
+                    anyhow::bail!("--redact with -o - needs --map: the map cannot go to stdout")
+                }
+                (None, Some(out), None) => netsnap_redact::map::default_map_path(out),
+                // Known once the redacted node name is (the default bundle name).
+                (None, None, None) => PathBuf::new(),
+            };
+            let known_map = (!map_path.as_os_str().is_empty()).then_some(map_path.as_path());
+            let (key, existing) = netsnap_redact::map::resolve_key(cli.key.as_deref(), known_map)?;
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(
+                    "{}{}-",
+                    netsnap_bundle::SPOOL_PREFIX,
+                    std::process::id()
+                ))
+                .suffix(netsnap_bundle::SPOOL_SUFFIX)
+                .tempdir_in(&dir)
+                .with_context(|| format!("--redact: cannot create a spool in {}", dir.display()))?;
+            options.output = Some(tmp.path().join("unredacted.tar.zst"));
+            Some((tmp, user_out, map_path, key, existing))
+        } else {
+            None
+        };
         let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
         let cluster_pass = kube_opts.scope == netsnap_bundle::k8s::ApiScope::Cluster;
         if cluster_pass {
@@ -443,6 +491,48 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             netsnap_collector::collect(options, steps, cancel, progress).await
         })?;
         runtime.shutdown_timeout(Duration::from_millis(200));
+        let mut outcome = outcome;
+        if let Some((tmp, user_out, map_path, key, existing)) = redaction {
+            let redacted = tmp.path().join("redacted.tar.zst");
+            let done = netsnap_redact::redact_bundle(
+                &outcome.path,
+                &redacted,
+                &netsnap_redact::RedactOptions {
+                    key,
+                    tool: netsnap_bundle::ToolInfo {
+                        name: "netsnap-collect".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                    },
+                    keep_unredactable: false,
+                },
+            )
+            .context("--redact: redacting the bundle")?;
+            let m = &done.manifest;
+            let final_out = user_out.unwrap_or_else(|| {
+                PathBuf::from(netsnap_bundle::layout::default_bundle_name(
+                    m.node.name.as_deref().unwrap_or(&m.node.hostname),
+                    m.collection.started_at,
+                ))
+            });
+            let map_path = if map_path.as_os_str().is_empty() {
+                netsnap_redact::map::default_map_path(&final_out)
+            } else {
+                map_path
+            };
+            std::fs::rename(&redacted, &final_out)
+                .with_context(|| format!("--redact: writing {}", final_out.display()))?;
+            netsnap_redact::map::write_map(&map_path, &done.map, existing)?;
+            eprintln!(
+                "netsnap-collect: redacted (key {}): the map is {}; keep it, attach only the bundle",
+                done.map.key_fingerprint,
+                map_path.display()
+            );
+            outcome.size = std::fs::metadata(&final_out).map(|m| m.len()).unwrap_or(0);
+            outcome.path = final_out;
+            outcome.manifest = done.manifest;
+            // Dropping `tmp` removes the unredacted bundle.
+            drop(tmp);
+        }
 
         let m = &outcome.manifest;
         let count = |s: ArtifactStatus| m.artifacts.iter().filter(|a| a.status == s).count();

@@ -84,7 +84,78 @@ fn analyze(node: &LabNode, bin: &PathBuf) -> serde_json::Value {
         "analyze failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    redaction_keeps_the_report(bin, &run.bundle, &report, out.status.code());
+    report
+}
+
+/// The report without what a redaction necessarily changes: the bundle
+/// summary (path, hashes) and the quoted evidence text (cut at a character
+/// count, and replacements are longer than some originals).
+fn comparable(report: &serde_json::Value) -> serde_json::Value {
+    let mut v = report.clone();
+    v.as_object_mut().unwrap().remove("bundles");
+    for f in v["findings"].as_array_mut().into_iter().flatten() {
+        for e in f["evidence"].as_array_mut().into_iter().flatten() {
+            e.as_object_mut().unwrap().remove("text");
+        }
+    }
+    v
+}
+
+/// Rule invariance of `netsnap-analyze redact` on every scenario bundle: the
+/// redacted bundle's report has the same rules, severities, counts and
+/// evidence lines, and maps back to the original report through the map.
+fn redaction_keeps_the_report(
+    bin: &PathBuf,
+    bundle: &std::path::Path,
+    report: &serde_json::Value,
+    code: Option<i32>,
+) {
+    let redacted = bundle.with_extension("redacted.tar.zst");
+    let map = bundle.with_extension("map.json");
+    let run = |args: &[&std::ffi::OsStr]| Command::new(bin).args(args).output().unwrap();
+    let r = run(&[
+        "redact".as_ref(),
+        bundle.as_os_str(),
+        "-o".as_ref(),
+        redacted.as_os_str(),
+        "--map".as_ref(),
+        map.as_os_str(),
+    ]);
+    assert!(
+        r.status.success(),
+        "redact: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let a = run(&[
+        "analyze".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        redacted.as_os_str(),
+    ]);
+    assert_eq!(
+        a.status.code(),
+        code,
+        "same exit status on the redacted bundle"
+    );
+    let red_report = bundle.with_extension("redacted-report.json");
+    std::fs::write(&red_report, &a.stdout).unwrap();
+    let back = run(&[
+        "unredact".as_ref(),
+        red_report.as_os_str(),
+        "--map".as_ref(),
+        map.as_os_str(),
+    ]);
+    assert!(back.status.success());
+    let back: serde_json::Value = serde_json::from_slice(&back.stdout).unwrap();
+    assert_eq!(
+        comparable(report),
+        comparable(&back),
+        "the redacted bundle's report differs from the original's beyond the map"
+    );
+    let red: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(red["summary"], report["summary"]);
 }
 
 /// Rule ids of findings at warning or above.
@@ -389,6 +460,65 @@ fn pod_mtu_1500_on_a_1450_overlay() {
         .unwrap();
     assert!(vx.stdout.contains("mtu 1450"), "{}", vx.stdout);
     expect(&analyze(&node, &bin), &["mtu-mismatch"]);
+}
+
+#[test]
+fn redacted_collection_hides_the_lab_and_a_planted_canary() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().dns().pods(2).build().unwrap();
+    let canary = "CANARY-d41d8cd98f00b204e980";
+    node.sh(&format!(
+        "printf '%s\\n' '{{\"name\":\"extra\",\"plugins\":[{{\"type\":\"macvlan\",\"token\":\"{canary}\",\"ipam\":{{\"password\":\"{canary}\"}}}}]}}' > /etc/cni/net.d/20-extra.conflist"
+    ))
+    .unwrap();
+    let api = LabApiServer::start(&node).unwrap();
+    let kc = api.kubeconfig.to_string_lossy().into_owned();
+    let args: Vec<&str> = API_ARGS
+        .iter()
+        .copied()
+        .chain(["--kubeconfig", &kc, "--node-name", node.name(), "--redact"])
+        .collect();
+    let run = node.collect(&args).unwrap();
+    assert!(
+        run.output.success(),
+        "collector failed: {}",
+        run.output.stderr
+    );
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut zstd_decoder(&run.bundle), &mut bytes).unwrap();
+    let hay = String::from_utf8_lossy(&bytes);
+    let mut needles: Vec<String> = vec![canary.to_string(), node.name().to_string()];
+    for p in node.pods() {
+        needles.push(p.ip.to_string());
+        needles.push(p.name.clone());
+    }
+    for n in &needles {
+        assert!(!hay.contains(n.as_str()), "{n} reached the redacted bundle");
+    }
+    // The redacted bundle still diagnoses: a healthy node, no finding.
+    let out = Command::new(&bin)
+        .args(["analyze", "--format", "json"])
+        .arg(&run.bundle)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    expect(&r, &[]);
+    assert!(
+        not_evaluated(&r).is_empty(),
+        "not evaluated: {}",
+        r["not_evaluated"]
+    );
+}
+
+/// A zstd decoder over a file, via the `zstd` program (no crate dependency here).
+fn zstd_decoder(path: &std::path::Path) -> impl std::io::Read {
+    let out = Command::new("zstd")
+        .args(["-dc"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "zstd -dc failed");
+    std::io::Cursor::new(out.stdout)
 }
 
 #[test]

@@ -138,6 +138,19 @@ pub fn render_text(manifest: &Manifest) -> String {
         inert(&manifest.node.hostname),
         inert(&manifest.node.kernel_release)
     );
+    if let Some(r) = &manifest.redaction {
+        let _ = writeln!(
+            out,
+            "REDACTED by {} {} (key fingerprint {}): {}; {} secret value(s) removed, {} artifact(s) withheld, {} kept unredacted",
+            inert(&r.tool.name),
+            inert(&r.tool.version),
+            inert(&r.key_fingerprint),
+            inert(&r.classes.join(", ")),
+            r.secrets_removed.len(),
+            r.withheld.len(),
+            r.not_redacted.len()
+        );
+    }
     let secs = (c.finished_at - c.started_at).num_milliseconds() as f64 / 1000.0;
     let _ = writeln!(
         out,
