@@ -52,12 +52,16 @@ enum Command {
     /// Analyze bundles (one per node) and report findings with evidence.
     ///
     /// The node bundles of a fan-out run (--api-scope node) are joined with the
-    /// cluster bundle of the same run id when it is given too.
+    /// cluster bundle of the same run id when it is given too. With two or more
+    /// node bundles the report starts with a per-node summary and adds the
+    /// cluster rules (pod CIDRs and pod IPs shared by nodes, routes to another
+    /// node's pods, kube-proxy skew, DNS failing on some nodes only). The same
+    /// bundle given twice is refused.
     ///
     /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
     /// 2 on usage errors, unreadable bundles or invalid rules.
     Analyze {
-        /// Bundles: .tar.zst, .tar, or extracted directories.
+        /// Bundles: .tar.zst, .tar, extracted directories, or directories of bundles.
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
         #[command(flatten)]
@@ -315,6 +319,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             fail_on,
             color,
         } => {
+            // A directory of bundles stands for the bundles in it (one per node).
+            let bundles = netsnap_analyzer::inputs::expand(&bundles)?;
             // Compiling the rules' CEL takes tens of milliseconds: do it while the bundles
             // are extracted. A rule error still wins over a bundle error, as before.
             let (set, opened) = std::thread::scope(|scope| {

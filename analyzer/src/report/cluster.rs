@@ -193,6 +193,17 @@ pub fn evaluate(
     Ok(())
 }
 
+/// A capture time to the second, in UTC (the JSON keeps the full value).
+fn short_time(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_string())
+}
+
 fn proxy(r: &NodeRow) -> String {
     match &r.proxy_backend {
         Some(b) => format!("{}/{b}", r.proxy_mode),
@@ -223,7 +234,7 @@ pub fn render_text(c: &ClusterSummary, color: bool) -> String {
     for r in &c.nodes {
         t.row(vec![
             r.node.clone(),
-            r.captured_at.clone(),
+            short_time(&r.captured_at),
             proxy(r),
             r.outcome.clone(),
             r.critical.to_string(),
@@ -263,7 +274,7 @@ pub fn render_markdown(c: &ClusterSummary, findings: &[Finding]) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             md_escape(&r.node),
-            md_escape(&r.captured_at),
+            md_escape(&short_time(&r.captured_at)),
             md_escape(&proxy(r)),
             md_escape(&r.outcome),
             r.critical,
