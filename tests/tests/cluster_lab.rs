@@ -176,7 +176,7 @@ fn cluster_not_evaluated(r: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-fn pod_on<'a>(node: &'a LabNode) -> &'a netsnap_lab::LabPod {
+fn pod_on(node: &LabNode) -> &netsnap_lab::LabPod {
     node.pods()
         .iter()
         .find(|p| p.namespace == "default")
