@@ -318,3 +318,68 @@ fn a_cluster_rule_never_concludes_from_missing_data() {
             .any(|n| n.rule_id == "cluster-pod-cidr-overlap" && n.reason.contains("0 of 2"))
     );
 }
+
+/// The two-node lab set of `fixtures/bundles/cluster/` (faults placed on `lab-node-b`, see
+/// `fixtures/bundles/README.md`), given as a directory, in the three formats.
+#[test]
+fn two_node_example_set_snapshots() {
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let report = |format: &str| {
+        let out = bin()
+            .current_dir(root)
+            .args(["analyze", "fixtures/bundles/cluster", "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = report("text");
+    insta::assert_snapshot!("cluster_example_text", text);
+    insta::assert_snapshot!("cluster_example_markdown", report("markdown"));
+    let r: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    insta::assert_json_snapshot!("cluster_example_json", r["cluster"]);
+    let found: Vec<(String, String)> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["node"] == CLUSTER_NODE)
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap().to_string(),
+                f["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "cluster-dns-node-split".to_string(),
+                "lab-node-b".to_string()
+            ),
+            (
+                "cluster-pod-route-wrong-node".to_string(),
+                "lab-node-b -> lab-node-a 10.244.0.0/24".to_string()
+            ),
+            (
+                "cluster-kube-proxy-version-skew".to_string(),
+                "kube-proxy version".to_string()
+            ),
+        ]
+    );
+    // Healthy A: no finding of its own; B: the DNS Service's node findings.
+    let rows = r["cluster"]["nodes"].as_array().unwrap();
+    assert_eq!(
+        (rows[0]["node"].as_str(), rows[0]["critical"].as_u64()),
+        (Some("lab-node-a"), Some(0))
+    );
+    assert_eq!(
+        (rows[1]["node"].as_str(), rows[1]["critical"].as_u64()),
+        (Some("lab-node-b"), Some(4))
+    );
+}

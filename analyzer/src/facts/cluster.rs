@@ -205,7 +205,8 @@ pub struct ClusterPodRoute {
     /// `target` (the gateway is an address of `to`), `other-node` (an address of another
     /// analyzed node), `foreign` (an address no analyzed node holds), `local` (an address of
     /// `from` itself: a CNI device such as `cilium_host`), and, not judged here:
-    /// `no-gateway` (a device route), `aggregate` (the route covers more than `to`'s
+    /// `link-local` (an IPv6 link-local next hop no analyzed node holds), `no-gateway` (a
+    /// device route), `aggregate` (the route covers more than `to`'s
     /// CIDR), `default`, `unreachable` (blackhole and the like), `none` (no route: see the
     /// node rule `pod-cidr-route-missing`).
     pub verdict: String,
@@ -369,7 +370,12 @@ impl NodeInput {
                 kube_proxy_version: own.as_ref().and_then(|n| n.kube_proxy_version.clone()),
                 kubelet_version: own.as_ref().and_then(|n| n.kubelet_version.clone()),
                 pod_cidrs: facts.node.pod_cidrs.clone(),
-                addresses: addresses.iter().map(ToString::to_string).collect(),
+                // Loopback and link-local addresses identify no node to a reader.
+                addresses: addresses
+                    .iter()
+                    .filter(|a| !a.is_loopback() && !is_link_local(**a))
+                    .map(ToString::to_string)
+                    .collect(),
                 dns_vip: facts.dns.vip.clone(),
                 unavailable,
                 node_source: node_source.map(on),
@@ -631,6 +637,9 @@ fn judge(
         "target"
     } else if from.addresses.contains(&gw) {
         "local"
+    } else if is_link_local(gw) {
+        // An IPv6 router's link-local address names a neighbour on the link, not a node.
+        "link-local"
     } else if gateway_node.is_some() {
         "other-node"
     } else {
@@ -792,6 +801,24 @@ mod tests {
             .map(|r| r.verdict.as_str())
             .collect();
         assert_eq!(to_c, ["default", "default"]);
+    }
+
+    #[test]
+    fn link_local_and_own_next_hops_are_not_judged() {
+        let mut nodes = flannel_pair("10.244.1.0");
+        nodes[0].routes[1].gateway = Some("fe80::1".parse().unwrap());
+        nodes[1].routes[1].gateway = Some("10.244.1.1".parse().unwrap());
+        nodes[1].routes[1].dev = Some("cilium_host".into());
+        let f = ClusterFacts::build(&nodes);
+        let v: Vec<&str> = f.pod_routes.iter().map(|r| r.verdict.as_str()).collect();
+        assert_eq!(v, ["link-local", "local"]);
+        // Neither is shown as a node's address.
+        nodes[0].addresses.insert("fe80::1".parse().unwrap());
+        assert!(
+            f.nodes
+                .iter()
+                .all(|n| n.addresses.iter().all(|a| !a.starts_with("fe80")))
+        );
     }
 
     #[test]
