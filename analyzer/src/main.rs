@@ -89,9 +89,13 @@ enum Command {
     },
     /// Print the fact document rules are evaluated over (JSON).
     Facts {
-        /// Bundle (not needed with --docs or --schema).
-        #[arg(required_unless_present_any = ["docs", "schema"])]
+        /// Bundle (not needed with --docs, --schema or --cluster).
+        #[arg(required_unless_present_any = ["docs", "schema", "cluster"])]
         bundle: Option<PathBuf>,
+        /// Print the cluster fact document that rules with `scope: cluster` see, of these
+        /// node bundles (two or more, or a directory of them) instead.
+        #[arg(long, num_args = 1.., value_name = "BUNDLE", conflicts_with_all = ["bundle", "docs", "schema"])]
+        cluster: Vec<PathBuf>,
         #[command(flatten)]
         open: OpenArgs,
         /// Print docs/facts.md (generated from the fact types) instead.
@@ -364,8 +368,28 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             open,
             docs,
             schema,
+            cluster,
         } => {
-            let text = if docs {
+            let text = if !cluster.is_empty() {
+                let paths = netsnap_analyzer::inputs::expand(&cluster)?;
+                let opened = paths
+                    .iter()
+                    .map(|p| {
+                        open.open(p)
+                            .with_context(|| format!("opening {}", p.display()))
+                            .map(|b| (p.display().to_string(), b))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let (opened, _) = netsnap_analyzer::join::join_runs(opened)?;
+                anyhow::ensure!(
+                    opened.len() >= 2,
+                    "--cluster needs two or more node bundles, got {}",
+                    opened.len()
+                );
+                let refs: Vec<(String, &Bundle)> =
+                    opened.iter().map(|(p, b)| (p.clone(), b)).collect();
+                json_line(&facts::cluster::from_bundles(&refs))?
+            } else if docs {
                 facts::docs::render_markdown()
             } else if schema {
                 json_line(&schemars::schema_for!(facts::Facts))?

@@ -383,3 +383,41 @@ fn two_node_example_set_snapshots() {
         (Some("lab-node-b"), Some(4))
     );
 }
+
+/// `facts --cluster` prints the document cluster rules see: the same joins the report used.
+#[test]
+fn facts_cluster_prints_the_cluster_document() {
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let out = bin()
+        .current_dir(root)
+        .args(["facts", "--cluster", "fixtures/bundles/cluster"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    let names: Vec<&str> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lab-node-a", "lab-node-b"]);
+    let verdicts: Vec<(&str, &str)> = doc["pod_routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["from"].as_str().unwrap(), r["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(verdicts, [("lab-node-a", "target"), ("lab-node-b", "foreign")]);
+    assert_eq!(doc["dns_vip"]["answering"], serde_json::json!(["lab-node-a"]));
+    assert_eq!(doc["proxy_versions"].as_array().unwrap().len(), 2);
+    // One bundle is not a cluster.
+    let out = bin()
+        .current_dir(root)
+        .args(["facts", "--cluster", "fixtures/bundles/cluster/lab-node-a.tar.zst"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two or more node bundles"));
+}

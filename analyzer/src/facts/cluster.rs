@@ -411,7 +411,13 @@ fn own_node_record(
         return (None, None);
     };
     let mut found = None;
+    // A 5,000-node list is read once per bundle: only lines naming the node are parsed.
+    let needle = format!("\"{name}\"");
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
     let _ = crate::lines::for_each_line(file, crate::lines::MAX_LINE_BYTES, |n, l| {
+        if finder.find(l).is_none() {
+            return true;
+        }
         match serde_json::from_slice::<netsnap_bundle::k8s::NodeRecord>(l) {
             Ok(r) if r.name == name => {
                 found = Some((r, n));
@@ -424,6 +430,15 @@ fn own_node_record(
         Some((r, n)) => (Some(r), Some(Source::line(layout::k8s::NODES, n))),
         None => (None, None),
     }
+}
+
+/// The cluster document of node bundles (each node's facts built in turn and freed).
+pub fn from_bundles(bundles: &[(String, &Bundle)]) -> ClusterFacts {
+    let inputs: Vec<NodeInput> = bundles
+        .iter()
+        .map(|(path, b)| NodeInput::extract(path, b, &Facts::from_bundle(b)))
+        .collect();
+    ClusterFacts::build(&inputs)
 }
 
 /// `v1.34.1` -> `v1.34`; anything else as it is.

@@ -143,7 +143,8 @@ pub fn render_markdown() -> String {
         out,
         "## Cluster fact document\n\n\
          Rules with `scope: cluster` are evaluated once per `analyze` over two or more node bundles,\n\
-         over this document (schema version {CLUSTER_FACTS_SCHEMA_VERSION}) instead of a node's: every top-level field is a CEL\n\
+         over this document (schema version {CLUSTER_FACTS_SCHEMA_VERSION}; `netsnap-analyze facts --cluster BUNDLE...` prints it)\n\
+         instead of a node's: every top-level field is a CEL\n\
          variable (`nodes`, `pod_routes`, …). It joins a small extract of each node's facts; each join\n\
          runs only over the nodes where the data sources it needs are usable, and\n\
          `collection.sources` says on how many nodes each source is: on fewer than two it is\n\
