@@ -40,14 +40,8 @@ _netsnap__analyze() {
             netsnap__analyze,manifest)
                 cmd="netsnap__analyze__subcmd__manifest"
                 ;;
-            netsnap__analyze,redact)
-                cmd="netsnap__analyze__subcmd__redact"
-                ;;
             netsnap__analyze,rules)
                 cmd="netsnap__analyze__subcmd__rules"
-                ;;
-            netsnap__analyze,unredact)
-                cmd="netsnap__analyze__subcmd__unredact"
                 ;;
             netsnap__analyze__subcmd__help,analyze)
                 cmd="netsnap__analyze__subcmd__help__subcmd__analyze"
@@ -73,14 +67,8 @@ _netsnap__analyze() {
             netsnap__analyze__subcmd__help,manifest)
                 cmd="netsnap__analyze__subcmd__help__subcmd__manifest"
                 ;;
-            netsnap__analyze__subcmd__help,redact)
-                cmd="netsnap__analyze__subcmd__help__subcmd__redact"
-                ;;
             netsnap__analyze__subcmd__help,rules)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules"
-                ;;
-            netsnap__analyze__subcmd__help,unredact)
-                cmd="netsnap__analyze__subcmd__help__subcmd__unredact"
                 ;;
             netsnap__analyze__subcmd__help__subcmd__rules,docs)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules__subcmd__docs"
@@ -131,7 +119,7 @@ _netsnap__analyze() {
 
     case "${cmd}" in
         netsnap__analyze)
-            opts="-v -h -V --verbose --help --version manifest inspect analyze import redact unredact facts rules completions man help"
+            opts="-v -h -V --verbose --help --version manifest inspect analyze import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,7 +207,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help)
-            opts="manifest inspect analyze import redact unredact facts rules completions man help"
+            opts="manifest inspect analyze import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -344,20 +332,6 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        netsnap__subcmd__analyze__subcmd__help__subcmd__redact)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         netsnap__subcmd__analyze__subcmd__help__subcmd__rules)
             opts="list explain test docs"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -417,20 +391,6 @@ _netsnap__analyze() {
         netsnap__subcmd__analyze__subcmd__help__subcmd__rules__subcmd__test)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        netsnap__subcmd__analyze__subcmd__help__subcmd__unredact)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -577,40 +537,6 @@ _netsnap__analyze() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        netsnap__subcmd__analyze__subcmd__redact)
-            opts="-o -v -h --no-verify --max-unpacked-size --output --map --key --keep-unredactable --verbose --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --max-unpacked-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --output)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -o)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --map)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -795,24 +721,6 @@ _netsnap__analyze() {
                 return 0
             fi
             case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        netsnap__subcmd__analyze__subcmd__unredact)
-            opts="-v -h --map --verbose --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --map)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -31,6 +31,12 @@ pub enum JoinError {
     /// Two cluster bundles of the same run.
     #[error("{0} and {1} are both the cluster bundle of run {2}: give one")]
     Duplicate(String, String, String),
+    /// The same bundle given twice (the same path, or two copies: identical manifests).
+    #[error("{1} is the same bundle as {0} (node {2}, captured {3}): give each bundle once")]
+    SameBundle(String, String, String, String),
+    /// The same path given twice.
+    #[error("{0} is given twice: give each bundle once")]
+    GivenTwice(String),
     /// A cluster bundle whose run matches no node-scope bundle given.
     #[error(
         "{0} is the cluster bundle of run {1}, but no node bundle of that run (--api-scope node --run-id {1}) was given"
@@ -45,11 +51,39 @@ pub struct JoinSummary {
     pub joined: Vec<(String, String)>,
 }
 
+/// Refuses the same bundle given twice: the manifest (node, times, every artifact's sha256)
+/// identifies a collection, so two copies under different names are caught too. Counted
+/// twice, its findings would double and every pod IP would seem to live on two nodes.
+pub fn check_distinct(bundles: &[(String, Bundle)]) -> Result<(), JoinError> {
+    for (k, (path, b)) in bundles.iter().enumerate() {
+        if let Some((first, _)) = bundles[..k]
+            .iter()
+            .find(|(_, a)| a.manifest() == b.manifest())
+        {
+            if first == path {
+                return Err(JoinError::GivenTwice(path.clone()));
+            }
+            let m = b.manifest();
+            return Err(JoinError::SameBundle(
+                first.clone(),
+                path.clone(),
+                m.node
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| m.node.hostname.clone()),
+                m.collection.finished_at.to_rfc3339(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Joins node-scope bundles with the cluster bundle of their run; returns the node
 /// bundles (cluster bundles are consumed: their lists now live in the node bundles).
 pub fn join_runs(
     bundles: Vec<(String, Bundle)>,
 ) -> Result<(Vec<(String, Bundle)>, JoinSummary), JoinError> {
+    check_distinct(&bundles)?;
     let mut clusters: BTreeMap<String, (String, Bundle)> = BTreeMap::new();
     let mut nodes = Vec::new();
     for (path, b) in bundles {

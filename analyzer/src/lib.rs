@@ -8,6 +8,7 @@ pub mod exit;
 pub mod facts;
 pub mod import;
 pub mod inert;
+pub mod inputs;
 pub mod inspect;
 pub mod join;
 pub mod lines;

@@ -56,13 +56,17 @@ enum Command {
     /// Analyze bundles (one per node) and report findings with evidence.
     ///
     /// The node bundles of a fan-out run (--api-scope node) are joined with the
-    /// cluster bundle of the same run id when it is given too.
+    /// cluster bundle of the same run id when it is given too. With two or more
+    /// node bundles the report starts with a per-node summary and adds the
+    /// cluster rules (pod CIDRs and pod IPs shared by nodes, routes to another
+    /// node's pods, kube-proxy skew, DNS failing on some nodes only). The same
+    /// bundle given twice is refused.
     ///
     /// Exit status: 0 when no finding is at or above --fail-on, 1 when one is,
     /// 2 on usage errors, unreadable bundles, invalid rules or a rule error (a rule
     /// that failed while running).
     Analyze {
-        /// Bundles: .tar.zst, .tar, or extracted directories.
+        /// Bundles: .tar.zst, .tar, extracted directories, or directories of bundles.
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
         #[command(flatten)]
@@ -125,9 +129,13 @@ enum Command {
     },
     /// Print the fact document rules are evaluated over (JSON).
     Facts {
-        /// Bundle (not needed with --docs or --schema).
-        #[arg(required_unless_present_any = ["docs", "schema"])]
+        /// Bundle (not needed with --docs, --schema or --cluster).
+        #[arg(required_unless_present_any = ["docs", "schema", "cluster"])]
         bundle: Option<PathBuf>,
+        /// Print the cluster fact document that rules with `scope: cluster` see, of these
+        /// node bundles (two or more, or a directory of them) instead.
+        #[arg(long, num_args = 1.., value_name = "BUNDLE", conflicts_with_all = ["bundle", "docs", "schema"])]
+        cluster: Vec<PathBuf>,
         #[command(flatten)]
         open: OpenArgs,
         /// Print docs/facts.md (generated from the fact types) instead.
@@ -373,6 +381,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
             fail_on,
         } => {
+            // A directory of bundles stands for the bundles in it (one per node).
+            let bundles = netsnap_analyzer::inputs::expand(&bundles)?;
             // Compiling the rules' CEL takes tens of milliseconds: do it while the bundles
             // are extracted. A rule error still wins over a bundle error, as before.
             let (set, opened) = std::thread::scope(|scope| {
@@ -426,8 +436,28 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             open,
             docs,
             schema,
+            cluster,
         } => {
-            let text = if docs {
+            let text = if !cluster.is_empty() {
+                let paths = netsnap_analyzer::inputs::expand(&cluster)?;
+                let opened = paths
+                    .iter()
+                    .map(|p| {
+                        open.open(p)
+                            .with_context(|| format!("opening {}", p.display()))
+                            .map(|b| (p.display().to_string(), b))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let (opened, _) = netsnap_analyzer::join::join_runs(opened)?;
+                anyhow::ensure!(
+                    opened.len() >= 2,
+                    "--cluster needs two or more node bundles, got {}",
+                    opened.len()
+                );
+                let refs: Vec<(String, &Bundle)> =
+                    opened.iter().map(|(p, b)| (p.clone(), b)).collect();
+                json_line(&facts::cluster::from_bundles(&refs))?
+            } else if docs {
                 facts::docs::render_markdown()
             } else if schema {
                 json_line(&schemars::schema_for!(facts::Facts))?

@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 
 use netsnap_analyzer::facts::Facts;
-use netsnap_analyzer::rules::engine::{Rule, cel_env, prepare_facts};
+use netsnap_analyzer::facts::cluster::ClusterFacts;
+use netsnap_analyzer::rules::engine::{Rule, cel_env, prepare_doc, prepare_facts};
+use netsnap_analyzer::rules::spec::Scope;
 use netsnap_analyzer::rules::{Outcome, RuleError, RuleSet, testing};
 
 const REQUIRED_IDS: &[&str] = &[
@@ -128,14 +130,24 @@ fn rule_cases_are_not_vacuous() {
             if case.expect.not_evaluated {
                 continue;
             }
-            let facts: Facts = serde_json::from_value(if case.facts.is_null() {
+            let json = if case.facts.is_null() {
                 serde_json::json!({})
             } else {
                 case.facts.clone()
-            })
-            .unwrap();
-            let value = prepare_facts(&facts).unwrap();
-            let got = match rule.evaluate(&env, &facts, &value, &case.params) {
+            };
+            let outcome = match rule.spec.scope {
+                Scope::Node => {
+                    let facts: Facts = serde_json::from_value(json).unwrap();
+                    let value = prepare_facts(&facts).unwrap();
+                    rule.evaluate(&env, &facts, &value, &case.params)
+                }
+                Scope::Cluster => {
+                    let facts: ClusterFacts = serde_json::from_value(json).unwrap();
+                    let value = prepare_doc(&facts).unwrap();
+                    rule.evaluate(&env, &facts, &value, &case.params)
+                }
+            };
+            let got = match outcome {
                 Outcome::Findings(f) => f.len(),
                 Outcome::NotApplicable => 0,
                 Outcome::NotEvaluated(r) | Outcome::RuleError(r) => {

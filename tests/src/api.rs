@@ -353,7 +353,7 @@ impl LabNode {
             .to_string();
         // This node, and the other node of the cluster (API only: its pod subnet is routed
         // over flannel.1, via its address, or learnt over BGP, by style).
-        let node_object = |name: &str, pod_cidr: &str, ip: std::net::Ipv4Addr| {
+        let node_object = |name: &str, pod_cidr: &str, ip: std::net::Ipv4Addr, proxy: &str| {
             json!({
                 "apiVersion": "v1",
                 "kind": "Node",
@@ -387,7 +387,7 @@ impl LabNode {
                         "bootID": rand_uuid(),
                         "containerRuntimeVersion": "containerd://1.7.24",
                         "kernelVersion": kernel,
-                        "kubeProxyVersion": "v1.34.1",
+                        "kubeProxyVersion": proxy,
                         "kubeletVersion": "v1.34.1",
                         "machineID": rand_hex(32),
                         "operatingSystem": "linux",
@@ -397,12 +397,17 @@ impl LabNode {
                 }
             })
         };
-        out.nodes
-            .push(node_object(self.name(), &self.pod_cidr(), self.node_ip()));
+        out.nodes.push(node_object(
+            self.name(),
+            &self.pod_cidr(),
+            self.node_ip(),
+            self.kube_proxy_version(),
+        ));
         out.nodes.push(node_object(
             &self.peer_name(),
             &self.peer_pod_cidr(),
             self.peer_ip(),
+            "v1.34.1",
         ));
         let mode = if self.backends().is_empty() {
             ""

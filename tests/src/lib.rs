@@ -33,6 +33,6 @@ pub use guard::{LabGuard, lab_required, require_lab};
 pub use kubeproxy::{Endpoints, LabPort, LabService, Proto};
 pub use node::{
     API_VIP, Backend, CLUSTER_CIDR, DNS_VIP, GhostPod, LabNode, LabNodeBuilder, LabPod,
-    LeakedNetns, NetStyle, OrphanVeth, PodSpec, VXLAN_MTU,
+    LeakedNetns, NetStyle, OrphanVeth, PeerNode, PodSpec, VXLAN_MTU,
 };
 pub use util::{CmdOutput, LabError, LabResult};

@@ -217,6 +217,22 @@ pub struct LabNodeBuilder {
     backend: Backend,
     cgroups: bool,
     subnet: u8,
+    name: Option<String>,
+    node_ip: Ipv4Addr,
+    peer: Option<PeerNode>,
+    kube_proxy_version: String,
+}
+
+/// The other node of a lab node's cluster: served by its API and routed to (see
+/// [`LabNodeBuilder::peer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerNode {
+    /// Node name.
+    pub name: String,
+    /// Its pod subnet is `10.244.<subnet>.0/24`.
+    pub subnet: u8,
+    /// Its InternalIP (on the lab uplink subnet 172.18.0.0/24).
+    pub ip: Ipv4Addr,
 }
 
 impl LabNodeBuilder {
@@ -230,6 +246,10 @@ impl LabNodeBuilder {
             backend: Backend::Nft,
             cgroups: true,
             subnet: 0,
+            name: None,
+            node_ip: Ipv4Addr::new(172, 18, 0, 10),
+            peer: None,
+            kube_proxy_version: "v1.34.1".into(),
         }
     }
 
@@ -298,6 +318,32 @@ impl LabNodeBuilder {
         self
     }
 
+    /// The node's name (default `lab-<6 hex>`); two nodes of one lab cluster need to know
+    /// each other's.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+    /// The node's InternalIP on `eth0` (default 172.18.0.10).
+    pub fn node_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.node_ip = ip;
+        self
+    }
+    /// The other node of the cluster (default: `<name>-peer`, the next /24, 172.18.0.11, known
+    /// to the API only). Two lab nodes built with each other as peers make a two-node
+    /// cluster: both APIs list both nodes, each routes the other's pod subnet over
+    /// `flannel.1` to the other's VTEP (or via its address), so their bundles analyzed
+    /// together are one cluster.
+    pub fn peer(mut self, peer: PeerNode) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+    /// `status.nodeInfo.kubeProxyVersion` of this node's Node object (default v1.34.1).
+    pub fn kube_proxy_version(mut self, version: &str) -> Self {
+        self.kube_proxy_version = version.to_string();
+        self
+    }
+
     /// Builds the node. On error, whatever was built is torn down.
     pub fn build(self) -> LabResult<LabNode> {
         let total = self.pods.len() + usize::from(self.dns);
@@ -349,13 +395,23 @@ impl LabNodeBuilder {
             NetStyle::Bridge { vxlan: false } => 1500,
             _ => VXLAN_MTU,
         });
-        let name = format!("lab-{}", rand_hex(6));
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("lab-{}", rand_hex(6)));
+        let peer = self.peer.clone().unwrap_or_else(|| PeerNode {
+            name: format!("{name}-peer"),
+            subnet: self.subnet.wrapping_add(1),
+            ip: Ipv4Addr::new(172, 18, 0, 11),
+        });
         let mut node = LabNode {
             name,
             style: self.style,
             pod_mtu,
             subnet: self.subnet,
-            node_ip: Ipv4Addr::new(172, 18, 0, 10),
+            node_ip: self.node_ip,
+            peer,
+            kube_proxy_version: self.kube_proxy_version.clone(),
             holder: Some(holder),
             outside: None,
             pid1,
@@ -392,6 +448,8 @@ pub struct LabNode {
     pod_mtu: u16,
     subnet: u8,
     node_ip: Ipv4Addr,
+    peer: PeerNode,
+    kube_proxy_version: String,
     holder: Option<Child>,
     outside: Option<Child>,
     pid1: u32,
@@ -646,23 +704,56 @@ impl LabNode {
     /// The other node of the cluster (served by the API, no processes): its pod subnet, the
     /// next /24 after this node's.
     pub fn peer_pod_cidr(&self) -> String {
-        format!("10.244.{}.0/24", self.subnet.wrapping_add(1))
+        format!("10.244.{}.0/24", self.peer.subnet)
     }
 
     /// The other node's name.
     pub fn peer_name(&self) -> String {
-        format!("{}-peer", self.name)
+        self.peer.name.clone()
     }
 
     /// The other node's InternalIP (on this node's uplink subnet).
     pub fn peer_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::new(172, 18, 0, 11)
+        self.peer.ip
+    }
+
+    /// `status.nodeInfo.kubeProxyVersion` of this node's Node object.
+    pub fn kube_proxy_version(&self) -> &str {
+        &self.kube_proxy_version
+    }
+
+    /// The node's pod subnet number (`10.244.<n>.0/24`).
+    pub fn subnet(&self) -> u8 {
+        self.subnet
     }
 
     /// Fault: the route to the other node's pod subnet is gone (flannel missed the node, BIRD
     /// lost the session), so that subnet falls through to the default route.
     pub fn remove_peer_route(&self) -> LabResult<()> {
         self.run_in_node(&["ip", "route", "del", &self.peer_pod_cidr()])?;
+        Ok(())
+    }
+
+    /// Fault: the route to the other node's pod subnet points at `gateway` instead of the
+    /// other node (a VTEP or next hop left over from a replaced node): over `flannel.1`
+    /// (onlink) on flannel nodes, over `eth0` otherwise.
+    pub fn set_peer_route_gateway(&self, gateway: Ipv4Addr) -> LabResult<()> {
+        let dev = match self.style {
+            NetStyle::Bridge { vxlan: true } => "flannel.1",
+            _ => "eth0",
+        };
+        let gw = gateway.to_string();
+        self.run_in_node(&[
+            "ip",
+            "route",
+            "replace",
+            &self.peer_pod_cidr(),
+            "via",
+            &gw,
+            "dev",
+            dev,
+            "onlink",
+        ])?;
         Ok(())
     }
 
@@ -817,17 +908,18 @@ impl LabNode {
                     ));
                 }
                 if vxlan {
-                    let peer = self.subnet.wrapping_add(1);
+                    let peer = self.peer.subnet;
                     script.push_str(&format!(
                         "ip link add flannel.1 type vxlan id 1 local {nip} dev eth0 dstport 8472 nolearning\n\
                          ip link set flannel.1 mtu {VXLAN_MTU} address 3e:1a:4b:00:00:{sub:02x}\n\
                          ip addr add 10.244.{s}.0/32 dev flannel.1\nip link set flannel.1 up\n\
                          ip neigh replace 10.244.{peer}.0 lladdr 3e:1a:4b:00:01:{peer:02x} dev flannel.1 nud permanent\n\
-                         bridge fdb append 3e:1a:4b:00:01:{peer:02x} dev flannel.1 dst 172.18.0.11\n\
+                         bridge fdb append 3e:1a:4b:00:01:{peer:02x} dev flannel.1 dst {pip}\n\
                          ip route add 10.244.{peer}.0/24 via 10.244.{peer}.0 dev flannel.1 onlink\n\
                          mkdir -p /run/flannel\n\
                          printf 'FLANNEL_NETWORK={CLUSTER_CIDR}\\nFLANNEL_SUBNET={gw}/24\\nFLANNEL_MTU={VXLAN_MTU}\\nFLANNEL_IPMASQ=true\\n' > /run/flannel/subnet.env\n",
                         nip = self.node_ip,
+                        pip = self.peer.ip,
                         sub = self.subnet,
                         s = self.subnet,
                     ));

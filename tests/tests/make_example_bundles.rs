@@ -143,3 +143,75 @@ fn make_example_bundles() {
     );
     save(&node, "dns-vip-failing.tar.zst");
 }
+
+/// A two-node flannel cluster (`lab-node-a` 10.244.0.0/24, `lab-node-b` 10.244.1.0/24, each
+/// the other's peer) with faults placed on B: its route to A's pods points at a VTEP no node
+/// has, the DNS Service's rules are gone (DNS through the VIP fails on B only), and its
+/// kube-proxy reports v1.33.7. Written to `fixtures/bundles/cluster/`.
+#[test]
+#[ignore = "regenerates fixtures/bundles/cluster; run with --ignored"]
+fn make_cluster_example_bundles() {
+    use netsnap_lab::PeerNode;
+    let Some(lab) = require_lab() else { return };
+    if !lab.require_collector() || !lab.require_tools(&["dnsmasq", "dig", "conntrack"]) {
+        return;
+    }
+    let (ip_a, ip_b) = (Ipv4Addr::new(172, 18, 0, 10), Ipv4Addr::new(172, 18, 0, 11));
+    let a = lab
+        .node()
+        .flannel()
+        .dns()
+        .pods(2)
+        .service(web_service())
+        .name("lab-node-a")
+        .node_ip(ip_a)
+        .peer(PeerNode {
+            name: "lab-node-b".into(),
+            subnet: 1,
+            ip: ip_b,
+        })
+        .build()
+        .unwrap();
+    let mut b = lab
+        .node()
+        .flannel()
+        .dns()
+        .pods(2)
+        .service(web_service())
+        .name("lab-node-b")
+        .node_ip(ip_b)
+        .subnet(1)
+        .peer(PeerNode {
+            name: "lab-node-a".into(),
+            subnet: 0,
+            ip: ip_a,
+        })
+        .kube_proxy_version("v1.33.7")
+        .build()
+        .unwrap();
+    b.set_peer_route_gateway(Ipv4Addr::new(10, 244, 9, 0))
+        .unwrap();
+    let route = b
+        .run_in_node(&["ip", "route", "get", "10.244.0.3"])
+        .unwrap();
+    assert!(route.stdout.contains("via 10.244.9.0 dev flannel.1"));
+    b.omit_from_kube_services("kube-system", "kube-dns")
+        .unwrap();
+    let name = "kubernetes.default.svc.cluster.local";
+    let vip = Ipv4Addr::new(10, 96, 0, 10);
+    let client = |n: &LabNode| {
+        n.pods()
+            .iter()
+            .find(|p| p.namespace == "default")
+            .unwrap()
+            .clone()
+    };
+    assert!(b.dig_from(&client(&b), vip, name, false).is_err());
+    assert_eq!(
+        a.dig_from(&client(&a), vip, name, false).unwrap(),
+        vec!["10.96.0.1".to_string()]
+    );
+    std::fs::create_dir_all(out_dir().join("cluster")).unwrap();
+    save(&a, "cluster/lab-node-a.tar.zst");
+    save(&b, "cluster/lab-node-b.tar.zst");
+}

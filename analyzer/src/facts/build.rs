@@ -2414,7 +2414,7 @@ struct Peer {
 }
 
 /// The route a prefix matches, with the route's prefix length.
-type RouteMatch<'r> = Option<(&'r RouteRecord, u32)>;
+pub(crate) type RouteMatch<'r> = Option<(&'r RouteRecord, u32)>;
 
 /// One pod range of another node to look up.
 struct Lookup<'r> {
@@ -2429,7 +2429,7 @@ struct Lookup<'r> {
 }
 
 /// `a.b.c.d/len`, `v6/len`, a bare address (full length) or `default` (of `family`).
-fn parse_prefix(s: &str, family: &str) -> Option<(IpAddr, u32)> {
+pub(crate) fn parse_prefix(s: &str, family: &str) -> Option<(IpAddr, u32)> {
     if s == "default" {
         let any: IpAddr = if family == "inet6" {
             std::net::Ipv6Addr::UNSPECIFIED.into()
@@ -2472,7 +2472,7 @@ fn prefix_holds(net: IpAddr, len: u32, ip: IpAddr) -> bool {
 /// Main-table routes that can carry traffic to other hosts, with their parsed destination.
 /// Local, broadcast and multicast routes are not such paths; blackholes and the like are
 /// kept because the kernel stops at them.
-fn main_routes(routes: &[RouteRecord]) -> Vec<(&RouteRecord, IpAddr, u32)> {
+pub(crate) fn main_routes(routes: &[RouteRecord]) -> Vec<(&RouteRecord, IpAddr, u32)> {
     routes
         .iter()
         .filter(|r| main_table(r))
@@ -2488,7 +2488,7 @@ fn main_routes(routes: &[RouteRecord]) -> Vec<(&RouteRecord, IpAddr, u32)> {
 
 /// The route the kernel picks for a whole prefix: the longest destination that contains
 /// it, ties broken by the lowest metric.
-fn longest_match<'r>(
+pub(crate) fn longest_match<'r>(
     routes: &[(&'r RouteRecord, IpAddr, u32)],
     net: IpAddr,
     len: u32,
@@ -2795,7 +2795,7 @@ fn network_of(addr: &str) -> Option<String> {
 }
 
 /// Two CIDRs share addresses exactly when one contains the other's network address.
-fn cidrs_overlap(a: &str, b: &str) -> bool {
+pub(crate) fn cidrs_overlap(a: &str, b: &str) -> bool {
     let (Some(na), Some(nb)) = (network_of(a), network_of(b)) else {
         return false;
     };

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::cluster::{CLUSTER_FACTS_SCHEMA_VERSION, ClusterFacts};
 use super::model::{FACTS_SCHEMA_VERSION, Facts};
 
 /// Describes a schema type reference in words: `string`, `list of Source`, …
@@ -138,5 +139,33 @@ pub fn render_markdown() -> String {
          (`collection.finished_at`), never to the clock of the analysis.\n"
     );
     render_schema(&mut out, "Facts", schema.as_value());
+    let _ = writeln!(
+        out,
+        "## Cluster fact document\n\n\
+         Rules with `scope: cluster` are evaluated once per `analyze` over two or more node bundles,\n\
+         over this document (schema version {CLUSTER_FACTS_SCHEMA_VERSION}; `netsnap-analyze facts --cluster BUNDLE...` prints it)\n\
+         instead of a node's: every top-level field is a CEL\n\
+         variable (`nodes`, `pod_routes`, …). It joins a small extract of each node's facts; each join\n\
+         runs only over the nodes where the data sources it needs are usable, and\n\
+         `collection.sources` says on how many nodes each source is: on fewer than two it is\n\
+         unavailable (a rule requiring it is *not evaluated*), on some only it is a `sample` naming the\n\
+         nodes left out (the rule runs and says so). Evidence `source`s carry the `node` whose bundle\n\
+         holds the line. Types already described above ([Source](#source),\n\
+         [SourceStatus](#sourcestatus), [DnsProbeSummary](#dnsprobesummary)) are not repeated.\n"
+    );
+    let node_defs: Vec<String> = schema
+        .as_value()
+        .get("$defs")
+        .and_then(Value::as_object)
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default();
+    let cluster = schemars::schema_for!(ClusterFacts);
+    let cluster = cluster.as_value();
+    render_type(&mut out, "ClusterFacts", cluster);
+    if let Some(defs) = cluster.get("$defs").and_then(Value::as_object) {
+        for (name, def) in defs.iter().filter(|(n, _)| !node_defs.contains(n)) {
+            render_type(&mut out, name, def);
+        }
+    }
     out
 }

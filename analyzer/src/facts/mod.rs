@@ -7,6 +7,7 @@
 //! counts the lines each artifact's parser did not understand.
 
 pub mod build;
+pub mod cluster;
 pub mod coverage;
 pub mod docs;
 pub mod model;

@@ -23,6 +23,10 @@ pub struct Source {
     /// 1-based line number; absent for native JSON artifacts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// The node whose bundle holds the artifact: set in the cluster fact document only (a
+    /// node's own facts point into its own bundle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Source {
@@ -31,7 +35,14 @@ impl Source {
         Source {
             path: path.to_string(),
             line: Some(line),
+            node: None,
         }
+    }
+
+    /// The same source, in `node`'s bundle (for the cluster fact document).
+    pub fn on(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
+        self
     }
 
     /// A source pointing at a whole artifact.
@@ -39,6 +50,7 @@ impl Source {
         Source {
             path: path.to_string(),
             line: None,
+            node: None,
         }
     }
 }

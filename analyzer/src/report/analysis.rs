@@ -40,6 +40,9 @@ pub const AGGREGATE_SUBJECTS: usize = 10;
 /// One evidence line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evidence {
+    /// The node whose bundle holds the artifact, for a cluster finding's evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Artifact path.
     pub path: String,
     /// 1-based line, when the artifact is line-oriented.
@@ -222,6 +225,9 @@ pub struct Report {
     pub unparsed_artifacts: Vec<UnparsedArtifact>,
     /// Rules that ran and found nothing (or do not apply), per node: the checks that passed.
     pub passed: Vec<PassedCheck>,
+    /// With two or more node bundles: the per-node summary and how the cluster rules ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::cluster::ClusterSummary>,
 }
 
 /// What [`evaluate_facts`] found on one node.
@@ -293,6 +299,7 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
                             .into_iter()
                             .take(MAX_EVIDENCE)
                             .map(|s| Evidence {
+                                node: s.node,
                                 path: s.path,
                                 line: s.line,
                                 text: None,
@@ -363,9 +370,14 @@ pub(crate) fn weight(f: &Finding) -> usize {
 
 /// Fills evidence texts by reading each cited artifact once.
 fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
+    quote_evidence_of(bundle, findings, None);
+}
+
+/// Fills the texts of the evidence in `node`'s bundle (`None`: a node finding's own bundle).
+pub(crate) fn quote_evidence_of(bundle: &Bundle, findings: &mut [Finding], node: Option<&str>) {
     let mut wanted: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for f in findings.iter() {
-        for e in &f.evidence {
+        for e in f.evidence.iter().filter(|e| e.node.as_deref() == node) {
             if let Some(l) = e.line {
                 wanted.entry(e.path.clone()).or_default().insert(l);
             }
@@ -391,7 +403,7 @@ fn quote_evidence(bundle: &Bundle, findings: &mut [Finding]) {
         });
     }
     for f in findings.iter_mut() {
-        for e in &mut f.evidence {
+        for e in f.evidence.iter_mut().filter(|e| e.node.as_deref() == node) {
             if let Some(l) = e.line {
                 e.text = texts.get(&(e.path.clone(), l)).cloned();
             }
@@ -414,7 +426,11 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         skipped: Vec::new(),
         unparsed_artifacts: Vec::new(),
         passed: Vec::new(),
+        cluster: None,
     };
+    // Two or more bundles: each node's extract for the cluster document, taken before its
+    // facts are freed.
+    let mut cluster_inputs = Vec::new();
     for (path, bundle) in bundles {
         let t0 = std::time::Instant::now();
         // Parse coverage re-reads the text artifacts: beside the fact build, not after it.
@@ -488,7 +504,15 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
                 report.collection_errors.push(record);
             }
         }
+        if bundles.len() > 1 {
+            cluster_inputs.push(crate::facts::cluster::NodeInput::extract(
+                path, bundle, &facts,
+            ));
+        }
         for rule in rules.rules() {
+            if rule.spec.scope != crate::rules::spec::Scope::Node {
+                continue;
+            }
             if not_evaluated.iter().any(|n| n.rule_id == rule.spec.id) {
                 continue;
             }
@@ -506,6 +530,9 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         report.passed.extend(passed);
         // A big node's facts take a while to free: do it beside the report.
         std::thread::spawn(move || drop(facts));
+    }
+    if bundles.len() > 1 {
+        super::cluster::evaluate(bundles, &cluster_inputs, rules, &mut report)?;
     }
     finish(&mut report);
     Ok(report)
@@ -545,10 +572,10 @@ impl Report {
     }
 }
 
-/// An evidence line for the human formats: `path:line: text`, the text cut at
+/// An evidence line for the human formats: `[node] path:line: text`, the text cut at
 /// [`MAX_EVIDENCE_TEXT`] characters (JSON keeps it whole).
 pub(crate) fn evidence_line(e: &Evidence) -> String {
-    match (e.line, &e.text) {
+    let line = match (e.line, &e.text) {
         (Some(l), Some(t)) if t.chars().count() > MAX_EVIDENCE_TEXT => {
             let cut: String = t.chars().take(MAX_EVIDENCE_TEXT).collect();
             format!("{}:{l}: {cut}…", e.path)
@@ -556,6 +583,10 @@ pub(crate) fn evidence_line(e: &Evidence) -> String {
         (Some(l), Some(t)) => format!("{}:{l}: {t}", e.path),
         (Some(l), None) => format!("{}:{l}", e.path),
         (None, _) => e.path.clone(),
+    };
+    match &e.node {
+        Some(n) => format!("[{n}] {line}"),
+        None => line,
     }
 }
 
@@ -624,7 +655,10 @@ pub(crate) fn aggregate_line(a: &Aggregate) -> String {
 pub fn render_text(r: &Report, color: bool) -> String {
     let st = Style { on: color };
     let mut out = String::new();
-    for b in &r.bundles {
+    if let Some(c) = &r.cluster {
+        out.push_str(&super::cluster::render_text(c, color));
+    }
+    for b in r.bundles.iter().filter(|_| r.cluster.is_none()) {
         let _ = writeln!(
             out,
             "{} {}  captured {}  kernel {}  kube-proxy mode {}",
@@ -645,7 +679,7 @@ pub fn render_text(r: &Report, color: bool) -> String {
         let _ = writeln!(out, "{} ({})", st.severity(sev), group.len());
         for f in group {
             let node = if multi {
-                format!(" [node {}]", inert(&f.node))
+                super::cluster::node_tag(&f.node)
             } else {
                 String::new()
             };
@@ -678,7 +712,7 @@ pub fn render_text(r: &Report, color: bool) -> String {
         let _ = writeln!(out, "{}", st.paint("1", "Not evaluated (missing data):"));
         for n in &r.not_evaluated {
             let node = if multi {
-                format!(" [node {}]", inert(&n.node))
+                super::cluster::node_tag(&n.node)
             } else {
                 String::new()
             };
@@ -694,7 +728,7 @@ pub fn render_text(r: &Report, color: bool) -> String {
         );
         for n in &r.rule_errors {
             let node = if multi {
-                format!(" [node {}]", inert(&n.node))
+                super::cluster::node_tag(&n.node)
             } else {
                 String::new()
             };
@@ -713,7 +747,7 @@ pub fn render_text(r: &Report, color: bool) -> String {
         );
         for n in &r.partial_data {
             let node = if multi {
-                format!(" [node {}]", n.node)
+                super::cluster::node_tag(&n.node)
             } else {
                 String::new()
             };
@@ -795,11 +829,15 @@ fn md_code(s: &str) -> String {
 pub fn render_markdown(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# netsnap analysis\n");
-    let _ = writeln!(
-        out,
-        "| node | captured | kernel | kube-proxy mode |\n|---|---|---|---|"
-    );
-    for b in &r.bundles {
+    if let Some(c) = &r.cluster {
+        out.push_str(&super::cluster::render_markdown(c, &r.findings));
+    } else {
+        let _ = writeln!(
+            out,
+            "| node | captured | kernel | kube-proxy mode |\n|---|---|---|---|"
+        );
+    }
+    for b in r.bundles.iter().filter(|_| r.cluster.is_none()) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} |",
@@ -824,10 +862,14 @@ pub fn render_markdown(r: &Report) -> String {
         for f in group {
             let _ = writeln!(
                 out,
-                "### {} {} (node {})\n",
+                "### {} {} ({})\n",
                 md_code(&f.rule_id),
                 md_escape(&f.subject),
-                md_escape(&f.node)
+                if f.node == super::cluster::CLUSTER_NODE {
+                    "cluster".to_string()
+                } else {
+                    format!("node {}", md_escape(&f.node))
+                }
             );
             let _ = writeln!(out, "{}\n", md_escape(&f.message));
             if let Some(a) = &f.aggregate {

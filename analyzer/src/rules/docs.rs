@@ -20,7 +20,10 @@ pub fn render_markdown(set: &RuleSet) -> String {
          `netsnap-analyze analyze` exits 0 when no finding is at or above `--fail-on` (default `error`),\n\
          1 when one is, 2 on a usage error, an unreadable bundle, an invalid rule file (unknown fact field,\n\
          type or CEL error, checked at load) or a rule that failed while running (a *rule error*).\n\
-         A rule whose data is missing from a bundle is reported as *not evaluated* with the reason, never as passed.\n",
+         A rule whose data is missing from a bundle is reported as *not evaluated* with the reason, never as passed.\n\n\
+         Rules with `scope: cluster` run once over two or more node bundles analyzed together, on the\n\
+         [cluster fact document](facts.md#cluster-fact-document) (their CEL is checked against it at load); their `requires` name the node data\n\
+         sources, usable on at least two nodes (the nodes without them are left out and named).\n",
         set.rules().len()
     );
     let _ = writeln!(
@@ -44,6 +47,12 @@ pub fn render_markdown(set: &RuleSet) -> String {
             s.id, s.title, s.severity, s.category
         );
         let _ = writeln!(out, "{}\n", s.description.trim());
+        if s.scope == super::spec::Scope::Cluster {
+            let _ = writeln!(
+                out,
+                "Scope: `cluster` (evaluated once over the [cluster fact document](facts.md#cluster-fact-document) of two or more node bundles)\n"
+            );
+        }
         if !s.requires.is_empty() {
             let _ = writeln!(
                 out,
@@ -151,8 +160,13 @@ pub fn render_explain(rule: &super::Rule) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} — {}\nseverity {}, category {}, from {}\n",
-        s.id, s.title, s.severity, s.category, rule.origin
+        "{} — {}\nseverity {}, category {}, scope {}, from {}\n",
+        s.id,
+        s.title,
+        s.severity,
+        s.category,
+        s.scope.as_str(),
+        rule.origin
     );
     let _ = writeln!(out, "{}\n", s.description.trim());
     if !s.requires.is_empty() {

@@ -16,10 +16,11 @@ use cel::{Context, Env, Program, Value};
 use serde::Serialize;
 
 use super::budget::{Budget, EXCEEDED, Meter, instrument};
-use super::spec::{RuleSpec, Severity, is_kebab_case};
-use super::typecheck::{self, Scope, Ty};
+use super::spec::{RuleSpec, Scope, Severity, is_kebab_case};
+use super::typecheck::{self, Ty};
 use super::value::{Node, to_node, to_value};
-use crate::facts::model::{Facts, Source};
+use crate::facts::cluster::ClusterFacts;
+use crate::facts::model::{Facts, Source, SourceStatus};
 use crate::facts::sources;
 
 /// A rule-loading error; the message names the file, the line and the rule id.
@@ -71,6 +72,32 @@ pub enum RuleError {
     /// Several rule files are broken: each error on its own line, so one run names them all.
     #[error("{} rule errors:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Several(Vec<RuleError>),
+}
+
+/// A fact document rules are evaluated over: a node's [`Facts`] or the [`ClusterFacts`].
+pub trait FactDoc {
+    /// Data sources by id, as `requires` names them.
+    fn sources(&self) -> &BTreeMap<String, SourceStatus>;
+    /// A finding's subject when the rule has no `subject` template.
+    fn default_subject(&self) -> &str;
+}
+
+impl FactDoc for Facts {
+    fn sources(&self) -> &BTreeMap<String, SourceStatus> {
+        &self.collection.sources
+    }
+    fn default_subject(&self) -> &str {
+        &self.node.name
+    }
+}
+
+impl FactDoc for ClusterFacts {
+    fn sources(&self) -> &BTreeMap<String, SourceStatus> {
+        &self.collection.sources
+    }
+    fn default_subject(&self) -> &str {
+        "cluster"
+    }
 }
 
 /// A compiled template: literal text and `{{ cel }}` spans.
@@ -271,8 +298,8 @@ impl Rule {
         };
         // Every expression is also checked against the fact schema: a misspelt field or a
         // type error fails the load instead of erroring (or silently not firing) later.
-        let base_scope = Scope::new(&spec.params);
-        let checked = |key: &str, src: &str, scope: &Scope| -> Result<(Program, Ty), RuleError> {
+        let base_scope = typecheck::Scope::new(&spec.params, spec.scope);
+        let checked = |key: &str, src: &str, scope: &typecheck::Scope| -> Result<(Program, Ty), RuleError> {
             let p = compile(key, src)?;
             let ty = typecheck::check(p.expression(), scope)
                 .map_err(|m| invalid(key, format!("type error in {key}: {m}")))?;
@@ -284,7 +311,7 @@ impl Rule {
         let template = |key: &str,
                         src: &str,
                         record: &mut Vec<String>,
-                        scope: &Scope|
+                        scope: &typecheck::Scope|
          -> Result<Template, RuleError> {
             let mut parts = Vec::new();
             let mut rest = src;
@@ -323,7 +350,7 @@ impl Rule {
                     format!("type error in in: for_each needs a list, got a {list:?}"),
                 ));
             }
-            item_scope.bind(&fe.name, Scope::element(&list));
+            item_scope.bind(&fe.name, typecheck::Scope::element(&list));
         }
         checked("condition", &spec.condition, &item_scope)?;
         let mut severity_when = Vec::new();
@@ -413,17 +440,17 @@ impl Rule {
     }
 
     /// Evaluates the rule over facts prepared once with [`prepare_facts`].
-    pub fn evaluate(
+    pub fn evaluate<D: FactDoc + ?Sized>(
         &self,
         env: &Arc<Env>,
-        facts: &Facts,
+        facts: &D,
         prepared: &PreparedFacts,
         params: &BTreeMap<String, serde_json::Value>,
     ) -> Outcome {
         for req in &self.spec.requires {
             // Sources absent from the map are unknown to the producer: treat as available
             // (rule test snippets list only what they make unavailable).
-            if let Some(s) = facts.collection.sources.get(req)
+            if let Some(s) = facts.sources().get(req)
                 && !s.available
                 && !s.absent_on_node
             {
@@ -435,10 +462,10 @@ impl Rule {
     }
 
     /// [`Rule::evaluate`] with an explicit evaluation budget (the checks of `requires` aside).
-    pub fn evaluate_with_budget(
+    pub fn evaluate_with_budget<D: FactDoc + ?Sized>(
         &self,
         env: &Arc<Env>,
-        facts: &Facts,
+        facts: &D,
         prepared: &PreparedFacts,
         params: &BTreeMap<String, serde_json::Value>,
         budget: Budget,
@@ -474,20 +501,15 @@ impl Rule {
     /// What the rule ran without: a required source seen only as a sample (a capped
     /// conntrack listing) or an optional source that was not collected. Findings carry
     /// it in their message; `None` when the rule saw all its data.
-    pub fn data_note(&self, facts: &Facts) -> Option<String> {
+    pub fn data_note<D: FactDoc + ?Sized>(&self, facts: &D) -> Option<String> {
         let mut notes = Vec::new();
         for req in &self.spec.requires {
-            if let Some(sample) = facts
-                .collection
-                .sources
-                .get(req)
-                .and_then(|s| s.sample.as_ref())
-            {
+            if let Some(sample) = facts.sources().get(req).and_then(|s| s.sample.as_ref()) {
                 notes.push(format!("seen in a sample only: {sample}"));
             }
         }
         for opt in &self.spec.optional {
-            if let Some(s) = facts.collection.sources.get(opt)
+            if let Some(s) = facts.sources().get(opt)
                 && !s.available
                 && !s.absent_on_node
             {
@@ -516,10 +538,10 @@ impl Rule {
         }
     }
 
-    fn evaluate_inner(
+    fn evaluate_inner<D: FactDoc + ?Sized>(
         &self,
         env: &Arc<Env>,
-        facts: &Facts,
+        facts: &D,
         prepared: &PreparedFacts,
         params: &BTreeMap<String, serde_json::Value>,
         meter: &Arc<Meter>,
@@ -558,7 +580,11 @@ impl Rule {
         Ok(Some(findings))
     }
 
-    fn finding(&self, values: &[Value], facts: &Facts) -> Result<RawFinding, String> {
+    fn finding<D: FactDoc + ?Sized>(
+        &self,
+        values: &[Value],
+        facts: &D,
+    ) -> Result<RawFinding, String> {
         let mut severity = self.spec.severity;
         for (i, s) in self.severity_when.iter().enumerate() {
             match values.get(i) {
@@ -572,7 +598,7 @@ impl Rule {
         }
         let subject = match &self.subject {
             Some(t) => render(t, values),
-            None => facts.node.name.clone(),
+            None => facts.default_subject().to_string(),
         };
         let message = render(&self.message, values);
         let mut evidence = Vec::new();
@@ -600,11 +626,11 @@ fn check_needs(
     precondition: Option<&Program>,
     combined: &Program,
 ) -> Result<(), String> {
-    let mut paths = super::needs::fact_paths(combined.expression());
+    let mut paths = super::needs::fact_paths_in(combined.expression(), spec.scope);
     if let Some(p) = precondition {
-        paths.extend(super::needs::fact_paths(p.expression()));
+        paths.extend(super::needs::fact_paths_in(p.expression(), spec.scope));
     }
-    let needed = super::needs::needed_sources(&paths);
+    let needed = super::needs::needed_sources_in(&paths, spec.scope);
     let missing: Vec<String> = needed
         .iter()
         .filter(|(n, _)| {
@@ -703,6 +729,23 @@ pub fn prepare_facts(facts: &Facts) -> Result<PreparedFacts, String> {
     Ok(PreparedFacts { vars })
 }
 
+/// Converts any fact document to CEL once: every top-level field of its JSON object becomes
+/// a variable (how the [`ClusterFacts`] are served to cluster rules).
+pub fn prepare_doc<T: Serialize>(doc: &T) -> Result<PreparedFacts, String> {
+    // Through JSON: the cluster document is small (a few rows per node).
+    match serde_json::to_value(doc).map_err(|e| e.to_string())? {
+        serde_json::Value::Object(fields) => {
+            let mut vars = std::collections::HashMap::new();
+            for (k, v) in fields {
+                let node = to_node(&v).map_err(|e| format!("{k}: {e}"))?;
+                vars.insert(k, node);
+            }
+            Ok(PreparedFacts { vars })
+        }
+        _ => Err("a fact document must be an object".into()),
+    }
+}
+
 impl PreparedFacts {
     /// Names of the variables rules can use.
     pub fn variables(&self) -> Vec<&str> {
@@ -791,9 +834,14 @@ fn collect_sources(v: &Value, out: &mut Vec<Source>) {
                     Some(Value::UInt(u)) => Some(*u),
                     _ => None,
                 };
+                let node = match get("node") {
+                    Some(Value::String(n)) => Some(n.to_string()),
+                    _ => None,
+                };
                 out.push(Source {
                     path: path.to_string(),
                     line,
+                    node,
                 });
             }
         }
@@ -1021,7 +1069,10 @@ impl RuleSet {
             .map_or(1, usize::from)
             .min(self.rules.len())
             .max(1);
-        let mut order: Vec<usize> = (0..self.rules.len()).collect();
+        // Cluster rules run once over the cluster document ([`RuleSet::evaluate_cluster`]).
+        let mut order: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| self.rules[i].spec.scope == Scope::Node)
+            .collect();
         order.sort_by_key(|&i| std::cmp::Reverse(self.rules[i].iteration_hint(&value)));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = || {
@@ -1049,6 +1100,24 @@ impl RuleSet {
         Ok(outcomes
             .into_iter()
             .map(|(i, o)| (&self.rules[i], o))
+            .collect())
+    }
+}
+
+impl RuleSet {
+    /// Evaluates the cluster-scope rules over the cluster document; results in rule-id order.
+    /// They are few and their data small: one thread.
+    pub fn evaluate_cluster(&self, facts: &ClusterFacts) -> Result<Vec<(&Rule, Outcome)>, String> {
+        let value = prepare_doc(facts)?;
+        let empty = BTreeMap::new();
+        Ok(self
+            .rules
+            .iter()
+            .filter(|r| r.spec.scope == Scope::Cluster)
+            .map(|r| {
+                let params = self.overrides.get(&r.spec.id).unwrap_or(&empty);
+                (r, r.evaluate(&self.env, facts, &value, params))
+            })
             .collect())
     }
 }

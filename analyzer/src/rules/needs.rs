@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr};
 
+use super::spec::Scope;
 use crate::facts::sources;
 
 /// Top-level fact variables (the fields of [`crate::facts::Facts`]).
@@ -39,8 +40,17 @@ const PATH_PRESERVING: &[&str] = &["orValue", "value", "distinct", "slice", "sor
 
 /// Every fact path the expression reads.
 pub fn fact_paths(expr: &IdedExpr) -> BTreeSet<String> {
+    fact_paths_in(expr, Scope::Node)
+}
+
+/// Every fact path the expression reads, in the fact document of a rule of `scope`.
+pub fn fact_paths_in(expr: &IdedExpr, scope: Scope) -> BTreeSet<String> {
+    let roots = match scope {
+        Scope::Node => FACT_ROOTS,
+        Scope::Cluster => crate::facts::cluster::CLUSTER_FACT_ROOTS,
+    };
     let mut out = BTreeSet::new();
-    walk(expr, &BTreeMap::new(), &mut out);
+    walk(expr, &BTreeMap::new(), roots, &mut out);
     out
 }
 
@@ -58,21 +68,23 @@ fn element(path: &str) -> String {
 fn walk(
     expr: &IdedExpr,
     bound: &BTreeMap<String, Option<String>>,
+    roots: &[&str],
     out: &mut BTreeSet<String>,
 ) -> Option<String> {
     let path = match &expr.expr {
         Expr::Ident(name) => match bound.get(name) {
             Some(p) => p.clone(),
-            None if FACT_ROOTS.contains(&name.as_str()) => Some(name.clone()),
+            None if roots.contains(&name.as_str()) => Some(name.clone()),
             None => None,
         },
         Expr::Select(s) => {
-            let base = walk(&s.operand, bound, out);
+            let base = walk(&s.operand, bound, roots, out);
             base.map(|b| format!("{b}.{}", s.field))
         }
         Expr::Call(c) => {
-            let target = c.target.as_ref().and_then(|t| walk(t, bound, out));
-            let args: Vec<Option<String>> = c.args.iter().map(|a| walk(a, bound, out)).collect();
+            let target = c.target.as_ref().and_then(|t| walk(t, bound, roots, out));
+            let args: Vec<Option<String>> =
+                c.args.iter().map(|a| walk(a, bound, roots, out)).collect();
             let literal = |i: usize| match c.args.get(i).map(|a| &a.expr) {
                 Some(Expr::Literal(cel::common::ast::LiteralValue::String(s))) => {
                     Some(s.to_string())
@@ -97,30 +109,30 @@ fn walk(
             }
         }
         Expr::Comprehension(c) => {
-            let range = walk(&c.iter_range, bound, out);
+            let range = walk(&c.iter_range, bound, roots, out);
             let mut inner = bound.clone();
             inner.insert(c.iter_var.clone(), range.as_deref().map(element));
             if let Some(v2) = &c.iter_var2 {
                 inner.insert(v2.clone(), None);
             }
             inner.insert(c.accu_var.clone(), None);
-            walk(&c.accu_init, &inner, out);
-            walk(&c.loop_cond, &inner, out);
-            walk(&c.loop_step, &inner, out);
-            walk(&c.result, &inner, out);
-            comprehension_result(c, &inner, range, out)
+            walk(&c.accu_init, &inner, roots, out);
+            walk(&c.loop_cond, &inner, roots, out);
+            walk(&c.loop_step, &inner, roots, out);
+            walk(&c.result, &inner, roots, out);
+            comprehension_result(c, &inner, roots, range, out)
         }
         Expr::List(l) => {
             for e in &l.elements {
-                walk(e, bound, out);
+                walk(e, bound, roots, out);
             }
             None
         }
         Expr::Map(m) => {
             for e in &m.entries {
                 if let EntryExpr::MapEntry(me) = &e.expr {
-                    walk(&me.key, bound, out);
-                    walk(&me.value, bound, out);
+                    walk(&me.key, bound, roots, out);
+                    walk(&me.value, bound, roots, out);
                 }
             }
             None
@@ -128,7 +140,7 @@ fn walk(
         Expr::Struct(s) => {
             for e in &s.entries {
                 if let EntryExpr::StructField(f) = &e.expr {
-                    walk(&f.value, bound, out);
+                    walk(&f.value, bound, roots, out);
                 }
             }
             None
@@ -146,6 +158,7 @@ fn walk(
 fn comprehension_result(
     c: &cel::common::ast::ComprehensionExpr,
     bound: &BTreeMap<String, Option<String>>,
+    roots: &[&str],
     range: Option<String>,
     out: &mut BTreeSet<String>,
 ) -> Option<String> {
@@ -153,7 +166,7 @@ fn comprehension_result(
     let appended = appended_element(&c.loop_step.expr, &c.accu_var)?;
     match &appended.expr {
         Expr::Ident(v) if *v == c.iter_var => range,
-        _ => walk(appended, bound, out).map(|p| format!("{p}*")),
+        _ => walk(appended, bound, roots, out).map(|p| format!("{p}*")),
     }
 }
 
@@ -175,9 +188,18 @@ fn appended_element<'e>(step: &'e Expr, accu: &str) -> Option<&'e IdedExpr> {
 
 /// The data sources the paths need, each once, in order.
 pub fn needed_sources(paths: &BTreeSet<String>) -> BTreeMap<&'static str, String> {
+    needed_sources_in(paths, Scope::Node)
+}
+
+/// The data sources the paths of a rule of `scope` need, each once, in order.
+pub fn needed_sources_in(paths: &BTreeSet<String>, scope: Scope) -> BTreeMap<&'static str, String> {
+    let needs_of = match scope {
+        Scope::Node => sources::needs_of,
+        Scope::Cluster => crate::facts::cluster::cluster_needs_of,
+    };
     let mut out: BTreeMap<&'static str, String> = BTreeMap::new();
     for p in paths {
-        for s in sources::needs_of(p) {
+        for s in needs_of(p) {
             out.entry(s).or_insert_with(|| p.clone());
         }
     }

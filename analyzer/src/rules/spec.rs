@@ -60,6 +60,28 @@ impl std::fmt::Display for Severity {
     }
 }
 
+/// What a rule is evaluated over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Once per bundle, over that node's fact document (`docs/facts.md`).
+    #[default]
+    Node,
+    /// Once per analysis of two or more node bundles, over the cluster fact document
+    /// (`docs/facts.md#cluster-fact-document`).
+    Cluster,
+}
+
+impl Scope {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Node => "node",
+            Scope::Cluster => "cluster",
+        }
+    }
+}
+
 /// One rule file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +94,10 @@ pub struct RuleSpec {
     pub severity: Severity,
     /// Area: `conntrack`, `kube-proxy`, `dns`, `netns`, `sysctl`, `links`, …
     pub category: String,
+    /// `node` (the default: once per bundle, over its fact document) or `cluster` (once
+    /// over the cluster fact document of all the node bundles analyzed together).
+    #[serde(default, skip_serializing_if = "is_node_scope")]
+    pub scope: Scope,
     /// What the rule checks and why it matters (markdown).
     pub description: String,
     /// Data sources (ids of `collection.sources`) the rule needs; when one is missing the
@@ -112,6 +138,10 @@ pub struct RuleSpec {
     /// Test cases: facts in, findings out.
     #[serde(default)]
     pub tests: Vec<RuleTest>,
+}
+
+fn is_node_scope(s: &Scope) -> bool {
+    *s == Scope::Node
 }
 
 /// `for_each` clause.

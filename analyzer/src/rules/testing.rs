@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::engine::{Outcome, Rule, RuleSet, prepare_facts};
+use super::engine::{Outcome, Rule, RuleSet, prepare_doc, prepare_facts};
+use super::spec::Scope;
+use crate::facts::cluster::ClusterFacts;
 use crate::facts::model::Facts;
 
 /// Result of one test case.
@@ -43,22 +45,28 @@ pub fn run_rule(set: &RuleSet, rule: &Rule) -> Vec<CaseResult> {
             } else {
                 t.facts.clone()
             };
-            let facts: Facts = match serde_json::from_value(facts_json) {
-                Ok(f) => f,
-                Err(e) => {
-                    res.detail = format!("facts do not match the fact model: {e}");
-                    return res;
-                }
+            let params: BTreeMap<_, _> = t.params.clone();
+            let outcome = match rule.spec.scope {
+                Scope::Node => serde_json::from_value::<Facts>(facts_json)
+                    .map_err(|e| format!("facts do not match the fact model: {e}"))
+                    .and_then(|facts| {
+                        let value = prepare_facts(&facts)?;
+                        Ok(rule.evaluate(set.env(), &facts, &value, &params))
+                    }),
+                Scope::Cluster => serde_json::from_value::<ClusterFacts>(facts_json)
+                    .map_err(|e| format!("facts do not match the cluster fact model: {e}"))
+                    .and_then(|facts| {
+                        let value = prepare_doc(&facts)?;
+                        Ok(rule.evaluate(set.env(), &facts, &value, &params))
+                    }),
             };
-            let value = match prepare_facts(&facts) {
-                Ok(v) => v,
+            let outcome = match outcome {
+                Ok(o) => o,
                 Err(e) => {
                     res.detail = e;
                     return res;
                 }
             };
-            let params: BTreeMap<_, _> = t.params.clone();
-            let outcome = rule.evaluate(set.env(), &facts, &value, &params);
             let e = &t.expect;
             match outcome {
                 Outcome::NotEvaluated(reason) => {

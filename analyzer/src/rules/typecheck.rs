@@ -17,6 +17,8 @@ use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr, LiteralValue, operators};
 use serde_json::Value as Json;
 
+use super::spec::Scope as RuleScope;
+
 /// A static type, as far as the schema tells.
 #[derive(Debug, Clone)]
 pub enum Ty {
@@ -34,8 +36,9 @@ pub enum Ty {
     List(Box<Ty>),
     /// Map with string keys and one value type.
     Map(Box<Ty>),
-    /// A fact struct: its JSON schema (`properties`, no other keys).
-    Object(&'static Json),
+    /// A fact struct: the document's schema (for `$ref`s) and the struct's own
+    /// (`properties`, no other keys).
+    Object(&'static Json, &'static Json),
 }
 
 impl Ty {
@@ -49,7 +52,7 @@ impl Ty {
             Ty::String => "string".into(),
             Ty::List(e) => format!("list of {}", e.name()),
             Ty::Map(v) => format!("map of string to {}", v.name()),
-            Ty::Object(s) => s
+            Ty::Object(_, s) => s
                 .get("title")
                 .and_then(Json::as_str)
                 .map(|t| format!("object {t}"))
@@ -65,18 +68,18 @@ impl Ty {
             Ty::Number => Some("number"),
             Ty::String => Some("string"),
             Ty::List(_) => Some("list"),
-            Ty::Map(_) | Ty::Object(_) => Some("map"),
+            Ty::Map(_) | Ty::Object(..) => Some("map"),
         }
     }
 }
 
-/// The fact document's JSON schema, generated once.
-fn schema() -> &'static Json {
-    static SCHEMA: OnceLock<Json> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
+/// The JSON schema of the document a rule of `scope` is evaluated over, generated once:
+/// a node's facts, or the cluster fact document.
+fn schema(scope: RuleScope) -> &'static Json {
+    static NODE: OnceLock<Json> = OnceLock::new();
+    static CLUSTER: OnceLock<Json> = OnceLock::new();
+    let titled = |mut s: Json| {
         // Titles make messages name the struct (`unknown field x of NodeFacts`).
-        let mut s =
-            serde_json::to_value(schemars::schema_for!(crate::facts::Facts)).unwrap_or(Json::Null);
         if let Some(defs) = s.get_mut("$defs").and_then(Json::as_object_mut) {
             for (name, def) in defs.iter_mut() {
                 if let Some(o) = def.as_object_mut() {
@@ -85,16 +88,32 @@ fn schema() -> &'static Json {
             }
         }
         s
-    })
+    };
+    match scope {
+        RuleScope::Node => NODE.get_or_init(|| {
+            titled(
+                serde_json::to_value(schemars::schema_for!(crate::facts::Facts))
+                    .unwrap_or(Json::Null),
+            )
+        }),
+        RuleScope::Cluster => CLUSTER.get_or_init(|| {
+            titled(
+                serde_json::to_value(schemars::schema_for!(
+                    crate::facts::cluster::ClusterFacts
+                ))
+                .unwrap_or(Json::Null),
+            )
+        }),
+    }
 }
 
-/// The type a schema node describes (following `$ref`, dropping `null` alternatives).
-fn of_schema(s: &'static Json) -> Ty {
-    let root = schema();
+/// The type schema node `s` of document schema `root` describes (following `$ref`,
+/// dropping `null` alternatives).
+fn of_schema(root: &'static Json, s: &'static Json) -> Ty {
     if let Some(r) = s.get("$ref").and_then(Json::as_str) {
         let name = r.rsplit('/').next().unwrap_or(r);
         return match root.get("$defs").and_then(|d| d.get(name)) {
-            Some(def) => of_schema(def),
+            Some(def) => of_schema(root, def),
             None => Ty::Any,
         };
     }
@@ -102,7 +121,7 @@ fn of_schema(s: &'static Json) -> Ty {
         if let Some(alts) = s.get(key).and_then(Json::as_array) {
             let tys: Vec<Ty> = alts
                 .iter()
-                .map(of_schema)
+                .map(|a| of_schema(root, a))
                 .filter(|t| !matches!(t, Ty::Null))
                 .collect();
             return match tys.as_slice() {
@@ -128,10 +147,12 @@ fn of_schema(s: &'static Json) -> Ty {
         ["boolean"] => Ty::Bool,
         ["integer" | "number"] => Ty::Number,
         ["string"] => Ty::String,
-        ["array"] => Ty::List(Box::new(s.get("items").map_or(Ty::Any, of_schema))),
+        ["array"] => Ty::List(Box::new(
+            s.get("items").map_or(Ty::Any, |i| of_schema(root, i)),
+        )),
         ["object"] => match s.get("additionalProperties") {
-            Some(ap) if ap.is_object() => Ty::Map(Box::new(of_schema(ap))),
-            Some(Json::Bool(false)) if s.get("properties").is_some() => Ty::Object(s),
+            Some(ap) if ap.is_object() => Ty::Map(Box::new(of_schema(root, ap))),
+            Some(Json::Bool(false)) if s.get("properties").is_some() => Ty::Object(root, s),
             _ => Ty::Map(Box::new(Ty::Any)),
         },
         _ => Ty::Any,
@@ -168,12 +189,14 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The fact roots plus the rule's parameters (typed by their defaults).
-    pub fn new(params: &BTreeMap<String, Json>) -> Scope {
+    /// The roots of the document a rule of `scope` sees (a node's facts or the cluster
+    /// document) plus the rule's parameters (typed by their defaults).
+    pub fn new(params: &BTreeMap<String, Json>, scope: RuleScope) -> Scope {
         let mut vars = BTreeMap::new();
-        if let Some(props) = schema().get("properties").and_then(Json::as_object) {
+        let root = schema(scope);
+        if let Some(props) = root.get("properties").and_then(Json::as_object) {
             for (k, v) in props {
-                vars.insert(k.clone(), of_schema(v));
+                vars.insert(k.clone(), of_schema(root, v));
             }
         }
         Scope {
@@ -194,7 +217,7 @@ impl Scope {
     pub fn element(ty: &Ty) -> Ty {
         match ty {
             Ty::List(e) => (**e).clone(),
-            Ty::Map(_) | Ty::Object(_) => Ty::String,
+            Ty::Map(_) | Ty::Object(..) => Ty::String,
             _ => Ty::Any,
         }
     }
@@ -233,10 +256,10 @@ const STRING_METHODS: &[&str] = &[
 impl Checker<'_> {
     fn field(&self, base: &Ty, field: &str) -> Result<Ty, String> {
         match base {
-            Ty::Object(s) => {
+            Ty::Object(root, s) => {
                 let props = s.get("properties").and_then(Json::as_object);
                 match props.and_then(|p| p.get(field)) {
-                    Some(f) => Ok(of_schema(f)),
+                    Some(f) => Ok(of_schema(root, f)),
                     None => {
                         let known: Vec<&str> = props
                             .map(|p| p.keys().map(String::as_str).collect())
@@ -328,7 +351,7 @@ impl Checker<'_> {
                 let range = self.expr(&c.iter_range)?;
                 let item = match &range {
                     Ty::List(e) => (**e).clone(),
-                    Ty::Map(_) | Ty::Object(_) => Ty::String,
+                    Ty::Map(_) | Ty::Object(..) => Ty::String,
                     Ty::Any | Ty::Null => Ty::Any,
                     other => return Err(format!("cannot iterate over a {}", other.name())),
                 };
@@ -454,7 +477,7 @@ impl Checker<'_> {
                         }
                         Ok((**e).clone())
                     }
-                    Ty::Object(_) => match call.args.get(1).map(|a| &a.expr) {
+                    Ty::Object(..) => match call.args.get(1).map(|a| &a.expr) {
                         Some(Expr::Literal(LiteralValue::String(f))) => self.field(&base, f),
                         _ => Ok(Ty::Any),
                     },
@@ -531,7 +554,7 @@ mod tests {
         let p = env.compile(src).expect("compiles");
         let mut params = BTreeMap::new();
         params.insert("ratio".to_string(), serde_json::json!(0.9));
-        check(p.expression(), &Scope::new(&params))
+        check(p.expression(), &Scope::new(&params, RuleScope::Node))
     }
 
     #[test]
