@@ -599,3 +599,61 @@ fn snat_without_random_fully_and_source_ports_running_short() {
         &["snat-masquerade-without-random-fully"],
     );
 }
+
+#[test]
+fn forward_reject_before_the_cni_accept() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(1).build().unwrap();
+    let pod = node.pods()[0].clone();
+    let ipt = node.backends()[0].iptables();
+    let peer_pod = node.peer_pod_cidr().replace(".0/24", ".5");
+    // A host firewall's catch-all REJECT (CentOS /etc/sysconfig/iptables), then flanneld
+    // appends its FORWARD accept after it: the accept exists but is never reached.
+    node.sh(&format!(
+        "{ipt} -A FORWARD -j REJECT --reject-with icmp-host-prohibited && \
+         {ipt} -N FLANNEL-FWD && \
+         {ipt} -A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment 'flanneld forward' -j ACCEPT && \
+         {ipt} -A FLANNEL-FWD -d 10.244.0.0/16 -m comment --comment 'flanneld forward' -j ACCEPT && \
+         {ipt} -A FORWARD -m comment --comment 'flanneld forward' -j FLANNEL-FWD"
+    ))
+    .unwrap();
+    // Really broken: a connection to the other node's pod is refused by the REJECT at once.
+    let out = node
+        .run_in_pod(
+            &pod,
+            &[
+                "bash",
+                "-c",
+                &format!("timeout 5 bash -c 'echo > /dev/tcp/{peer_pod}/8080' 2>&1; true"),
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.stdout.contains("No route to host"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let report = analyze(&node, &bin);
+    expect(&report, &["forward-chain-drops-pod-traffic"]);
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == "forward-chain-drops-pod-traffic")
+        .unwrap();
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("-A FORWARD -j REJECT --reject-with icmp-host-prohibited"),
+        "{finding}"
+    );
+    // The evidence is the REJECT line, and its kernel counters show it hit the packets.
+    let text = finding["evidence"][0]["text"].as_str().unwrap();
+    assert!(
+        text.ends_with("] -A FORWARD -j REJECT --reject-with icmp-host-prohibited")
+            && !text.starts_with("[0:"),
+        "{finding}"
+    );
+}

@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod docs;
 pub mod model;
 pub mod netfilter;
+pub mod nfeval;
 pub mod sources;
 
 pub use build::from_bundle;
