@@ -22,11 +22,17 @@ _netsnap__analyze() {
             netsnap__analyze,completions)
                 cmd="netsnap__analyze__subcmd__completions"
                 ;;
+            netsnap__analyze,diff)
+                cmd="netsnap__analyze__subcmd__diff"
+                ;;
             netsnap__analyze,facts)
                 cmd="netsnap__analyze__subcmd__facts"
                 ;;
             netsnap__analyze,help)
                 cmd="netsnap__analyze__subcmd__help"
+                ;;
+            netsnap__analyze,import)
+                cmd="netsnap__analyze__subcmd__import"
                 ;;
             netsnap__analyze,inspect)
                 cmd="netsnap__analyze__subcmd__inspect"
@@ -46,11 +52,17 @@ _netsnap__analyze() {
             netsnap__analyze__subcmd__help,completions)
                 cmd="netsnap__analyze__subcmd__help__subcmd__completions"
                 ;;
+            netsnap__analyze__subcmd__help,diff)
+                cmd="netsnap__analyze__subcmd__help__subcmd__diff"
+                ;;
             netsnap__analyze__subcmd__help,facts)
                 cmd="netsnap__analyze__subcmd__help__subcmd__facts"
                 ;;
             netsnap__analyze__subcmd__help,help)
                 cmd="netsnap__analyze__subcmd__help__subcmd__help"
+                ;;
+            netsnap__analyze__subcmd__help,import)
+                cmd="netsnap__analyze__subcmd__help__subcmd__import"
                 ;;
             netsnap__analyze__subcmd__help,inspect)
                 cmd="netsnap__analyze__subcmd__help__subcmd__inspect"
@@ -113,7 +125,7 @@ _netsnap__analyze() {
 
     case "${cmd}" in
         netsnap__analyze)
-            opts="-v -h -V --verbose --help --version manifest inspect analyze facts rules completions man help"
+            opts="-v -h -V --verbose --help --version manifest inspect analyze diff import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +194,44 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__diff)
+            opts="-v -h --no-verify --max-unpacked-size --rules --disable --set --format --fail-on --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-unpacked-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rules)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --disable)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                --fail-on)
+                    COMPREPLY=($(compgen -W "info warning error critical" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__facts)
             opts="-v -h --no-verify --max-unpacked-size --docs --schema --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -201,7 +251,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help)
-            opts="manifest inspect analyze facts rules completions man help"
+            opts="manifest inspect analyze diff import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +292,20 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__diff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__help__subcmd__facts)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -257,6 +321,20 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -382,8 +460,30 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__import)
+            opts="-o -v -h --output --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__inspect)
-            opts="-n -A -d -s -p -t -u -v -h --no-verify --max-unpacked-size --format --namespace --all-namespaces --netns --table --chain --dst --src --proto --state --summary --stats --tcp-service --udp-service --verbose --help pods services netns links addrs routes conntrack iptables ipvs dns sysctl kernel-log"
+            opts="-n -A -d -s -p -t -u -v -h --no-verify --max-unpacked-size --format --namespace --all-namespaces --netns --table --chain --dst --src --proto --state --summary --stats --tcp-service --udp-service --verbose --help pods services netns links addrs routes conntrack iptables ipvs dns sysctl kernel-log parse"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

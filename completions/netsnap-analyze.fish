@@ -30,18 +30,20 @@ complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -s V -l ve
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "diff" -d 'Compare two bundles semantically: findings new, resolved or changed; Services and their dataplane per port; pods, netns and veths; sysctls and MTUs; conntrack pressure; rule counts; the kube-proxy mode'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "import" -d 'Turn a sosreport (directory or tarball) or a directory of hand-collected command outputs into a bundle (see docs/import.md for the file names)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "rules" -d 'List, explain and test rules'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard; 1 GiB holds about 4 million conntrack entries)' -r
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -l format -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand manifest" -s h -l help -d 'Print help'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard; 1 GiB holds about 4 million conntrack entries)' -r
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l format -d 'Output format' -r -f -a "table\t'Aligned table, like the live command'
 json\t'Stable JSON array of rows'"
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s n -l namespace -d 'pods/services: only this Kubernetes namespace (default: `default`, like kubectl)' -r
@@ -60,7 +62,7 @@ complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect"
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -l stats -d 'conntrack: per-CPU statistics (`conntrack -S`)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard; 1 GiB holds about 4 million conntrack entries)' -r
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l rules -d 'Add (or override, by id) rules from the YAML files in this directory' -r -F
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l disable -d 'Do not run this rule (repeatable)' -r
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l set -d 'Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable)' -r
@@ -77,7 +79,24 @@ never\t''"
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard; 1 GiB holds about 4 million conntrack entries)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l rules -d 'Add (or override, by id) rules from the YAML files in this directory' -r -F
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l disable -d 'Do not run this rule (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l set -d 'Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l format -d 'Output format' -r -f -a "text\t''
+json\t''
+markdown\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l fail-on -d 'Exit 1 when B has a new or worsened finding at or above this severity' -r -f -a "info\t''
+warning\t''
+error\t''
+critical\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand import" -s o -l output -d 'Bundle to write (.tar.zst)' -r -F
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand import" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand import" -s h -l help -d 'Print help'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard; 1 GiB holds about 4 million conntrack entries)' -r
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l docs -d 'Print docs/facts.md (generated from the fact types) instead'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand facts" -l schema -d 'Print the JSON schema of the fact document instead'
@@ -116,14 +135,16 @@ complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand completi
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand man" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand man" -s h -l help -d 'Print help'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "rules" -d 'List, explain and test rules'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze facts rules completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "diff" -d 'Compare two bundles semantically: findings new, resolved or changed; Services and their dataplane per port; pods, netns and veths; sysctls and MTUs; conntrack pressure; rule counts; the kube-proxy mode'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "import" -d 'Turn a sosreport (directory or tarball) or a directory of hand-collected command outputs into a bundle (see docs/import.md for the file names)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "rules" -d 'List, explain and test rules'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff import facts rules completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "list" -d 'List the rules (built-in plus --rules DIR)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "explain" -d 'Show one rule: what it checks, its condition, parameters and references'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "test" -d 'Run the test cases inside rule files (the built-in rules, or the rules in DIR)'

@@ -41,7 +41,7 @@ _netsnap__collect() {
 
     case "${cmd}" in
         netsnap__collect)
-            opts="-o -q -v -h -V --output --no-api --node-name --host-root --timeout --deadline --sample-interval --max-artifact-size --max-bundle-size --conntrack-max-entries --ipvs-max-connections --max-ip-text-netns --netns-workers --kubeconfig --context --dns-from --dns-name --dns-timeout --quiet --verbose --help --version completions man help"
+            opts="-o -q -v -h -V --output --force --no-api --node-name --host-root --timeout --deadline --sample-interval --max-artifact-size --max-bundle-size --conntrack-max-entries --ipvs-max-connections --max-ip-text-netns --netns-workers --kubeconfig --context --api-scope --run-id --api-qps --api-burst --api-max-bytes --api-max-retries --start-jitter --dns-from --dns-name --dns-timeout --quiet --verbose --help --version completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -104,6 +104,34 @@ _netsnap__collect() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-scope)
+                    COMPREPLY=($(compgen -W "full node cluster" -- "${cur}"))
+                    return 0
+                    ;;
+                --run-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-qps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-max-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-max-retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --start-jitter)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

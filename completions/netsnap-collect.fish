@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_netsnap_collect_global_optspecs
-    string join \n o/output= no-api node-name= host-root= timeout= deadline= sample-interval= max-artifact-size= max-bundle-size= conntrack-max-entries= ipvs-max-connections= max-ip-text-netns= netns-workers= kubeconfig= context= dns-from= dns-name= dns-timeout= q/quiet v/verbose h/help V/version
+    string join \n o/output= force no-api node-name= host-root= timeout= deadline= sample-interval= max-artifact-size= max-bundle-size= conntrack-max-entries= ipvs-max-connections= max-ip-text-netns= netns-workers= kubeconfig= context= api-scope= run-id= api-qps= api-burst= api-max-bytes= api-max-retries= start-jitter= dns-from= dns-name= dns-timeout= q/quiet v/verbose h/help V/version
 end
 
 function __fish_netsnap_collect_needs_command
@@ -27,9 +27,9 @@ end
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s o -l output -d 'Bundle to write, `-` for stdout [default: netsnap-<node>-<UTC>.tar.zst in the current directory]' -r -F
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l node-name -d 'Kubernetes node name of this node' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l host-root -d 'Root of the host filesystem (read files and /proc under it), e.g. /host in a privileged pod' -r -F
-complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l timeout -d 'Timeout in seconds of one command / one namespace read (the conntrack table gets 4x)' -r
-complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l deadline -d 'Deadline in seconds for the whole run' -r
-complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l sample-interval -d 'Seconds between the first and second sample of counters (conntrack stats, link stats)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l timeout -d 'A command printing nothing this long is cut (ruleset dumps and the conntrack table: 4x); one namespace read' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l deadline -d 'Deadline for the whole run' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l sample-interval -d 'Time between the first and second sample of counters (conntrack stats, link stats)' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l max-artifact-size -d 'Per-artifact cap in bytes (0 = unlimited)' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l max-bundle-size -d 'Whole-bundle cap in bytes before compression (0 = unlimited)' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l conntrack-max-entries -d 'Keep at most this many conntrack entries (default: all)' -r
@@ -38,9 +38,19 @@ complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l max-ip-
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l netns-workers -d 'Threads reading network namespaces' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l kubeconfig -d 'Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, in-cluster, /etc/kubernetes/kubelet.conf]' -r -F
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l context -d 'Kubeconfig context to use [default: its current-context]' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l api-scope -d 'Which API data to collect: full (cluster lists + this node, alone), node (only this node\'s objects, for fan-out), cluster (only the cluster lists, once per run)' -r -f -a "full\t''
+node\t''
+cluster\t''"
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l run-id -d 'Id shared by the node bundles and the cluster bundle of one collection run' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l api-qps -d 'Client-side API request rate after the burst (requests per second, 0 = unlimited)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l api-burst -d 'API requests allowed back to back before --api-qps applies' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l api-max-bytes -d 'Hard cap on API response bytes [default: 32 MiB for node scope, 2 GiB otherwise]' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l api-max-retries -d 'Most retries after `429 Too Many Requests` (each waits Retry-After, within the deadline)' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l start-jitter -d 'Delay the first API request by this node\'s share of DURATION (e.g. 30s), so a DaemonSet\'s collectors do not all ask at once. Bounded by half the deadline' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-from -d 'Pod namespaces to send DNS probes from: `all`, a number N, or `namespace/pod` (plus the host)' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-name -d 'Extra name to resolve from pods (repeatable), besides kubernetes.default.svc.<domain>' -r
-complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-timeout -d 'Timeout in seconds of one DNS query attempt' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-timeout -d 'Timeout of one DNS query attempt' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l force -d 'Replace the file at --output if one exists (without it, an existing file is refused)'
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l no-api -d 'Do not contact the Kubernetes API (node-local data only)'
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s q -l quiet -d 'No progress lines (warnings and the summary still print)'
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s v -l verbose -d 'More logging (-v info, -vv debug)'

@@ -74,6 +74,29 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
     },
+    /// Compare two bundles semantically: findings new, resolved or changed; Services and
+    /// their dataplane per port; pods, netns and veths; sysctls and MTUs; conntrack
+    /// pressure; rule counts; the kube-proxy mode.
+    ///
+    /// A is the "before" bundle (or the node that works), B the "after" one (or the node
+    /// that does not). Exit status: 0 when B is not worse, 1 when B has a new finding (or a
+    /// higher severity) at or above --fail-on, 2 on usage errors or unreadable bundles.
+    Diff {
+        /// The "before" bundle (or the reference node's).
+        a: PathBuf,
+        /// The "after" bundle (or the other node's).
+        b: PathBuf,
+        #[command(flatten)]
+        open: OpenArgs,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Exit 1 when B has a new or worsened finding at or above this severity.
+        #[arg(long, value_enum, default_value_t = FailOn::Info)]
+        fail_on: FailOn,
+    },
     /// Turn a sosreport (directory or tarball) or a directory of hand-collected command
     /// outputs into a bundle (see docs/import.md for the file names).
     Import {
@@ -352,6 +375,42 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 exit::OK
             })
+        }
+        Command::Diff {
+            a,
+            b,
+            open,
+            rules,
+            format,
+            fail_on,
+        } => {
+            let set = rules.load()?;
+            let mut sides = Vec::new();
+            for path in [&a, &b] {
+                let bundle = open
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let name = path.display().to_string();
+                let (rep, mut facts) =
+                    report::analysis::analyze_keeping_facts(&[(name.clone(), &bundle)], &set)
+                        .context("evaluating rules")?;
+                let facts = facts.pop().context("no facts for the bundle")?;
+                sides.push((name, rep, facts));
+            }
+            let input = |i: usize| netsnap_analyzer::diff::Input {
+                path: &sides[i].0,
+                facts: &sides[i].2,
+                findings: &sides[i].1.findings,
+                not_evaluated: &sides[i].1.not_evaluated,
+            };
+            let d = netsnap_analyzer::diff::diff(input(0), input(1), fail_on.into());
+            let text = match format {
+                ReportFormat::Text => report::diff::render_text(&d),
+                ReportFormat::Json => json_line(&d)?,
+                ReportFormat::Markdown => report::diff::render_markdown(&d),
+            };
+            write_stdout(&text)?;
+            Ok(if d.worse { exit::FINDINGS } else { exit::OK })
         }
         Command::Facts {
             bundle,

@@ -2,4 +2,5 @@
 
 pub mod analysis;
 pub mod coverage;
+pub mod diff;
 pub mod manifest;
