@@ -46,6 +46,9 @@ _netsnap__analyze() {
             netsnap__analyze,rules)
                 cmd="netsnap__analyze__subcmd__rules"
                 ;;
+            netsnap__analyze,trace)
+                cmd="netsnap__analyze__subcmd__trace"
+                ;;
             netsnap__analyze__subcmd__help,analyze)
                 cmd="netsnap__analyze__subcmd__help__subcmd__analyze"
                 ;;
@@ -75,6 +78,9 @@ _netsnap__analyze() {
                 ;;
             netsnap__analyze__subcmd__help,rules)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules"
+                ;;
+            netsnap__analyze__subcmd__help,trace)
+                cmd="netsnap__analyze__subcmd__help__subcmd__trace"
                 ;;
             netsnap__analyze__subcmd__help__subcmd__rules,docs)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules__subcmd__docs"
@@ -125,7 +131,7 @@ _netsnap__analyze() {
 
     case "${cmd}" in
         netsnap__analyze)
-            opts="-v -h -V --verbose --help --version manifest inspect analyze diff import facts rules completions man help"
+            opts="-v -h -V --verbose --help --version manifest inspect analyze diff trace import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -251,7 +257,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help)
-            opts="manifest inspect analyze diff import facts rules completions man help"
+            opts="manifest inspect analyze diff trace import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,6 +455,20 @@ _netsnap__analyze() {
         netsnap__subcmd__analyze__subcmd__help__subcmd__rules__subcmd__test)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__trace)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -779,6 +799,36 @@ _netsnap__analyze() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__trace)
+            opts="-v -h --from --to --no-verify --max-unpacked-size --format --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-unpacked-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -15,3 +15,4 @@ pub mod lines;
 pub mod parse;
 pub mod report;
 pub mod rules;
+pub mod trace;

@@ -97,6 +97,27 @@ enum Command {
         #[arg(long, value_enum, default_value_t = FailOn::Info)]
         fail_on: FailOn,
     },
+    /// Walk one packet through the node's dataplane, offline: pod routes, veth, netfilter
+    /// hooks in order (kube-proxy's chains with every endpoint and its probability),
+    /// routing after DNAT, masquerade, delivery; plus the conntrack entries of the flow.
+    ///
+    /// One line per hop with its evidence (path:line); matches the bundle cannot decide
+    /// fork into branches with their assumptions. Exit 0, or 2 on usage errors.
+    Trace {
+        /// Bundle: .tar.zst, .tar, or an extracted directory.
+        bundle: PathBuf,
+        /// Source: namespace/pod, a pod name, or IP[:PORT].
+        #[arg(long)]
+        from: String,
+        /// Destination: VIP:PORT[/PROTO], IP:PORT[/PROTO], or namespace/pod[:PORT[/PROTO]].
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        open: OpenArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Turn a sosreport (directory or tarball) or a directory of hand-collected command
     /// outputs into a bundle (see docs/import.md for the file names).
     Import {
@@ -375,6 +396,31 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 exit::OK
             })
+        }
+        Command::Trace {
+            bundle,
+            from,
+            to,
+            open,
+            format,
+        } => {
+            let b = open
+                .open(&bundle)
+                .with_context(|| format!("opening {}", bundle.display()))?;
+            let facts = facts::Facts::from_bundle(&b);
+            let (src, sport) = netsnap_analyzer::trace::resolve_from(&facts, &from)
+                .with_context(|| format!("--from {from}"))?;
+            let dst = netsnap_analyzer::trace::resolve_to(&facts, &to)
+                .with_context(|| format!("--to {to}"))?;
+            let input = netsnap_analyzer::trace::load(&b, &facts, &src, &dst);
+            let t = netsnap_analyzer::trace::trace(&facts, &input, src, sport, dst);
+            let text = match format {
+                ReportFormat::Text => report::trace::render_text(&t),
+                ReportFormat::Json => json_line(&t)?,
+                ReportFormat::Markdown => report::trace::render_markdown(&t),
+            };
+            write_stdout(&text)?;
+            Ok(exit::OK)
         }
         Command::Diff {
             a,

@@ -4,3 +4,4 @@ pub mod analysis;
 pub mod coverage;
 pub mod diff;
 pub mod manifest;
+pub mod trace;
