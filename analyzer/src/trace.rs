@@ -116,6 +116,9 @@ pub struct Hop {
     /// Evidence.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Source>,
+    /// For a netfilter hop: every rule that matched (and the policy), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::facts::nfeval::Step>,
 }
 
 /// How a branch ends.
@@ -475,6 +478,7 @@ fn nf_hops(path: &str, staged: &StagedPath, hooks: &str) -> (Vec<Hop>, Vec<Strin
                 .iter()
                 .map(|(_, l)| Source::line(path, *l as u64))
                 .collect(),
+            rules: p.steps.clone(),
         });
     }
     if hops.is_empty() {
@@ -482,6 +486,7 @@ fn nf_hops(path: &str, staged: &StagedPath, hooks: &str) -> (Vec<Hop>, Vec<Strin
             stage: hooks.to_string(),
             detail: "no rule matched: ACCEPT".into(),
             evidence: Vec::new(),
+            rules: Vec::new(),
         });
     }
     (hops, assumptions)
@@ -562,6 +567,7 @@ pub fn trace(facts: &Facts, input: &TraceInput, from: From, sport: Option<u16>, 
                             None => format!("no route to {} in netns {}", to.ip, n.id),
                         },
                         evidence: vec![route_source(n, r)],
+                        rules: Vec::new(),
                     });
                     if r.is_none() {
                         early = Some(Outcome {
@@ -589,6 +595,7 @@ pub fn trace(facts: &Facts, input: &TraceInput, from: From, sport: Option<u16>, 
                     (None, _) => "host side of the veth unknown".into(),
                 },
                 evidence: link.and_then(|l| l.source.clone()).into_iter().collect(),
+                rules: Vec::new(),
             });
             // Bridged: the IP layer sees the bridge as the input device.
             pkt.in_iface = master.or_else(|| host_veth.clone());
@@ -602,6 +609,7 @@ pub fn trace(facts: &Facts, input: &TraceInput, from: From, sport: Option<u16>, 
                     pkt.in_iface.as_deref().unwrap_or("the uplink (unknown)")
                 ),
                 evidence: Vec::new(),
+                rules: Vec::new(),
             });
         }
         From::Host { .. } => {}
@@ -727,6 +735,7 @@ fn walk_host(
                     stage: String::new(),
                     detail: String::new(),
                     evidence: Vec::new(),
+                    rules: Vec::new(),
                 },
             ));
         }
@@ -861,6 +870,7 @@ fn other_dataplanes(facts: &Facts, p: &Packet) -> Vec<(f64, Option<IpAddr>, Opti
                         stage: plane.into(),
                         detail: format!("{} has no endpoint programmed", sp.key),
                         evidence: sources.clone(),
+                        rules: Vec::new(),
                     },
                 ));
             }
@@ -883,6 +893,7 @@ fn other_dataplanes(facts: &Facts, p: &Packet) -> Vec<(f64, Option<IpAddr>, Opti
                                 .unwrap_or_default()
                         ),
                         evidence: sources.clone(),
+                        rules: Vec::new(),
                     },
                 ));
             }
@@ -940,6 +951,7 @@ fn after_prerouting(
             None => format!("no route ({}: {})", d.rule, d.table),
         },
         evidence: ev,
+        rules: Vec::new(),
     });
     let end = |hops: Vec<Hop>, assumptions: Vec<String>, kind: &str, detail: String| Branch {
         probability: prob,
@@ -991,6 +1003,7 @@ fn after_prerouting(
             stage: "forward".into(),
             detail: "net.ipv4.ip_forward = 0: the kernel does not forward".into(),
             evidence: facts.node.sysctls_source.clone().into_iter().collect(),
+            rules: Vec::new(),
         });
         out.push(end(
             hops,

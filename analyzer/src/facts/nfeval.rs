@@ -443,7 +443,14 @@ impl<'a> TableIndex<'a> {
     /// Applies a matched rule's target; returns the verdict when the path ends here.
     fn apply(&self, rule: &Rule, st: &mut State) -> Option<Verdict> {
         let Some(target) = &rule.target else {
-            // No target: a counting rule.
+            // No target: a counting rule; it matched, so it is a step (the kernel's trace
+            // lists it too, with verdict continue).
+            st.steps.push(Step {
+                chain: rule.chain.clone(),
+                line: rule.line,
+                action: "continue".to_string(),
+                comment: rule.comment.clone(),
+            });
             return None;
         };
         let name = target.name.as_str();
