@@ -22,6 +22,9 @@ _netsnap__analyze() {
             netsnap__analyze,completions)
                 cmd="netsnap__analyze__subcmd__completions"
                 ;;
+            netsnap__analyze,diff)
+                cmd="netsnap__analyze__subcmd__diff"
+                ;;
             netsnap__analyze,facts)
                 cmd="netsnap__analyze__subcmd__facts"
                 ;;
@@ -43,11 +46,17 @@ _netsnap__analyze() {
             netsnap__analyze,rules)
                 cmd="netsnap__analyze__subcmd__rules"
                 ;;
+            netsnap__analyze,trace)
+                cmd="netsnap__analyze__subcmd__trace"
+                ;;
             netsnap__analyze__subcmd__help,analyze)
                 cmd="netsnap__analyze__subcmd__help__subcmd__analyze"
                 ;;
             netsnap__analyze__subcmd__help,completions)
                 cmd="netsnap__analyze__subcmd__help__subcmd__completions"
+                ;;
+            netsnap__analyze__subcmd__help,diff)
+                cmd="netsnap__analyze__subcmd__help__subcmd__diff"
                 ;;
             netsnap__analyze__subcmd__help,facts)
                 cmd="netsnap__analyze__subcmd__help__subcmd__facts"
@@ -69,6 +78,9 @@ _netsnap__analyze() {
                 ;;
             netsnap__analyze__subcmd__help,rules)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules"
+                ;;
+            netsnap__analyze__subcmd__help,trace)
+                cmd="netsnap__analyze__subcmd__help__subcmd__trace"
                 ;;
             netsnap__analyze__subcmd__help__subcmd__rules,docs)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules__subcmd__docs"
@@ -119,7 +131,7 @@ _netsnap__analyze() {
 
     case "${cmd}" in
         netsnap__analyze)
-            opts="-v -h -V --verbose --help --version manifest inspect analyze import facts rules completions man help"
+            opts="-v -h -V --verbose --help --version manifest inspect analyze diff trace import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -188,6 +200,44 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__diff)
+            opts="-v -h --no-verify --max-unpacked-size --rules --disable --set --format --fail-on --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-unpacked-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rules)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --disable)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                --fail-on)
+                    COMPREPLY=($(compgen -W "info warning error critical" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__facts)
             opts="-v -h --no-verify --max-unpacked-size --docs --schema --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -207,7 +257,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help)
-            opts="manifest inspect analyze import facts rules completions man help"
+            opts="manifest inspect analyze diff trace import facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -235,6 +285,20 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -391,6 +455,20 @@ _netsnap__analyze() {
         netsnap__subcmd__analyze__subcmd__help__subcmd__rules__subcmd__test)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__trace)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -721,6 +799,36 @@ _netsnap__analyze() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__trace)
+            opts="-v -h --from --to --no-verify --max-unpacked-size --format --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-unpacked-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -30,6 +30,8 @@ complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -s V -l ve
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "diff" -d 'Compare two bundles semantically: findings new, resolved or changed; Services and their dataplane per port; pods, netns and veths; sysctls and MTUs; conntrack pressure; rule counts; the kube-proxy mode'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "trace" -d 'Walk one packet through the node\'s dataplane, offline: pod routes, veth, netfilter hooks in order (kube-proxy\'s chains with every endpoint and its probability), routing after DNAT, masquerade, delivery; plus the conntrack entries of the flow'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "import" -d 'Turn a sosreport (directory or tarball) or a directory of hand-collected command outputs into a bundle (see docs/import.md for the file names)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_needs_command" -f -a "rules" -d 'List, explain and test rules'
@@ -78,6 +80,29 @@ never\t''"
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand analyze" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard; 1 GiB holds about 4 million conntrack entries)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l rules -d 'Add (or override, by id) rules from the YAML files in this directory' -r -F
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l disable -d 'Do not run this rule (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l set -d 'Override a rule parameter, e.g. conntrack-near-max.ratio=0.95 (repeatable)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l format -d 'Output format' -r -f -a "text\t''
+json\t''
+markdown\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l fail-on -d 'Exit 1 when B has a new or worsened finding at or above this severity' -r -f -a "info\t''
+warning\t''
+error\t''
+critical\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand trace" -l from -d 'Source: namespace/pod, a pod name, or IP[:PORT]' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand trace" -l to -d 'Destination: VIP:PORT[/PROTO], IP:PORT[/PROTO], or namespace/pod[:PORT[/PROTO]]' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand trace" -l max-unpacked-size -d 'Refuse bundles that expand to more than this many bytes (decompression-bomb guard; 1 GiB holds about 4 million conntrack entries)' -r
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand trace" -l format -d 'Output format' -r -f -a "text\t''
+json\t''
+markdown\t''"
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand trace" -l no-verify -d 'Skip the sha256 check of each artifact against the manifest'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand trace" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand trace" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand import" -s o -l output -d 'Bundle to write (.tar.zst)' -r -F
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand import" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand import" -s h -l help -d 'Print help'
@@ -120,15 +145,17 @@ complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand completi
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand man" -s v -l verbose -d 'Log verbosity on stderr (-v info, -vv debug)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand man" -s h -l help -d 'Print help'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "import" -d 'Turn a sosreport (directory or tarball) or a directory of hand-collected command outputs into a bundle (see docs/import.md for the file names)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "rules" -d 'List, explain and test rules'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
-complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze import facts rules completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "manifest" -d 'Print a bundle\'s manifest: what was collected, what failed and why'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "inspect" -d 'Show one view of a bundle like the live command would (exit 3: the bundle lacks its data)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "analyze" -d 'Analyze bundles (one per node) and report findings with evidence'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "diff" -d 'Compare two bundles semantically: findings new, resolved or changed; Services and their dataplane per port; pods, netns and veths; sysctls and MTUs; conntrack pressure; rule counts; the kube-proxy mode'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "trace" -d 'Walk one packet through the node\'s dataplane, offline: pod routes, veth, netfilter hooks in order (kube-proxy\'s chains with every endpoint and its probability), routing after DNAT, masquerade, delivery; plus the conntrack entries of the flow'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "import" -d 'Turn a sosreport (directory or tarball) or a directory of hand-collected command outputs into a bundle (see docs/import.md for the file names)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "facts" -d 'Print the fact document rules are evaluated over (JSON)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "rules" -d 'List, explain and test rules'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "completions" -d 'Print a shell completion script, e.g. `netsnap-analyze completions bash > /etc/bash_completion.d/netsnap-analyze`'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "man" -d 'Write the man pages into DIR (scripts/gen-docs does this for docs/man/)'
+complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and not __fish_seen_subcommand_from manifest inspect analyze diff trace import facts rules completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "list" -d 'List the rules (built-in plus --rules DIR)'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "explain" -d 'Show one rule: what it checks, its condition, parameters and references'
 complete -c netsnap-analyze -n "__fish_netsnap_analyze_using_subcommand help; and __fish_seen_subcommand_from rules" -f -a "test" -d 'Run the test cases inside rule files (the built-in rules, or the rules in DIR)'

@@ -4,6 +4,7 @@
 //! -> [`facts`] (the joins) -> [`rules`] (CEL rules over facts) -> [`report`].
 //! Nothing here depends on Linux-only code: the analyzer runs on laptops.
 
+pub mod diff;
 pub mod exit;
 pub mod facts;
 pub mod import;
@@ -15,3 +16,4 @@ pub mod lines;
 pub mod parse;
 pub mod report;
 pub mod rules;
+pub mod trace;

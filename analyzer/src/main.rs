@@ -80,6 +80,50 @@ enum Command {
         #[arg(long, value_enum, default_value_t = FailOn::Error)]
         fail_on: FailOn,
     },
+    /// Compare two bundles semantically: findings new, resolved or changed; Services and
+    /// their dataplane per port; pods, netns and veths; sysctls and MTUs; conntrack
+    /// pressure; rule counts; the kube-proxy mode.
+    ///
+    /// A is the "before" bundle (or the node that works), B the "after" one (or the node
+    /// that does not). Exit status: 0 when B is not worse, 1 when B has a new finding (or a
+    /// higher severity) at or above --fail-on, 2 on usage errors or unreadable bundles.
+    Diff {
+        /// The "before" bundle (or the reference node's).
+        a: PathBuf,
+        /// The "after" bundle (or the other node's).
+        b: PathBuf,
+        #[command(flatten)]
+        open: OpenArgs,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Exit 1 when B has a new or worsened finding at or above this severity.
+        #[arg(long, value_enum, default_value_t = FailOn::Info)]
+        fail_on: FailOn,
+    },
+    /// Walk one packet through the node's dataplane, offline: pod routes, veth, netfilter
+    /// hooks in order (kube-proxy's chains with every endpoint and its probability),
+    /// routing after DNAT, masquerade, delivery; plus the conntrack entries of the flow.
+    ///
+    /// One line per hop with its evidence (path:line); matches the bundle cannot decide
+    /// fork into branches with their assumptions. Exit 0, or 2 on usage errors.
+    Trace {
+        /// Bundle: .tar.zst, .tar, or an extracted directory.
+        bundle: PathBuf,
+        /// Source: namespace/pod, a pod name, or IP[:PORT].
+        #[arg(long)]
+        from: String,
+        /// Destination: VIP:PORT[/PROTO], IP:PORT[/PROTO], or namespace/pod[:PORT[/PROTO]].
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        open: OpenArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Turn a sosreport (directory or tarball) or a directory of hand-collected command
     /// outputs into a bundle (see docs/import.md for the file names).
     Import {
@@ -430,6 +474,67 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 exit::OK
             })
+        }
+        Command::Trace {
+            bundle,
+            from,
+            to,
+            open,
+            format,
+        } => {
+            let b = open
+                .open(&bundle)
+                .with_context(|| format!("opening {}", bundle.display()))?;
+            let facts = facts::Facts::from_bundle(&b);
+            let (src, sport) = netsnap_analyzer::trace::resolve_from(&facts, &from)
+                .with_context(|| format!("--from {from}"))?;
+            let dst = netsnap_analyzer::trace::resolve_to(&facts, &to)
+                .with_context(|| format!("--to {to}"))?;
+            let input = netsnap_analyzer::trace::load(&b, &facts, &src, &dst);
+            let t = netsnap_analyzer::trace::trace(&facts, &input, src, sport, dst);
+            let text = match format {
+                ReportFormat::Text => report::trace::render_text(&t),
+                ReportFormat::Json => json_line(&t)?,
+                ReportFormat::Markdown => report::trace::render_markdown(&t),
+            };
+            write_stdout(&text)?;
+            Ok(exit::OK)
+        }
+        Command::Diff {
+            a,
+            b,
+            open,
+            rules,
+            format,
+            fail_on,
+        } => {
+            let set = rules.load()?;
+            let mut sides = Vec::new();
+            for path in [&a, &b] {
+                let bundle = open
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let name = path.display().to_string();
+                let (rep, mut facts) =
+                    report::analysis::analyze_keeping_facts(&[(name.clone(), &bundle)], &set)
+                        .context("evaluating rules")?;
+                let facts = facts.pop().context("no facts for the bundle")?;
+                sides.push((name, rep, facts));
+            }
+            let input = |i: usize| netsnap_analyzer::diff::Input {
+                path: &sides[i].0,
+                facts: &sides[i].2,
+                findings: &sides[i].1.findings,
+                not_evaluated: &sides[i].1.not_evaluated,
+            };
+            let d = netsnap_analyzer::diff::diff(input(0), input(1), fail_on.into());
+            let text = match format {
+                ReportFormat::Text => report::diff::render_text(&d),
+                ReportFormat::Json => json_line(&d)?,
+                ReportFormat::Markdown => report::diff::render_markdown(&d),
+            };
+            write_stdout(&text)?;
+            Ok(if d.worse { exit::FINDINGS } else { exit::OK })
         }
         Command::Facts {
             bundle,

@@ -158,6 +158,62 @@ fn redaction_keeps_the_report(
     assert_eq!(red["summary"], report["summary"]);
 }
 
+/// One fresh collection of `node` (API objects served as in [`analyze`]); the bundle
+/// lives in the node's temporary directory until the node is torn down.
+fn collect_bundle(node: &LabNode) -> PathBuf {
+    let api = LabApiServer::start(node).unwrap();
+    let kc = api.kubeconfig.to_string_lossy().into_owned();
+    let args: Vec<&str> = API_ARGS
+        .iter()
+        .copied()
+        .chain(["--kubeconfig", &kc, "--node-name", node.name()])
+        .collect();
+    let run = node.collect(&args).unwrap();
+    assert!(
+        run.output.success(),
+        "collector failed: {}",
+        run.output.stderr
+    );
+    run.bundle
+}
+
+/// `netsnap-analyze diff --format json A B`: exit code and the diff document.
+fn diff_json(bin: &PathBuf, a: &PathBuf, b: &PathBuf) -> (i32, serde_json::Value) {
+    let out = Command::new(bin)
+        .args(["diff", "--format", "json"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "diff failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+fn diff_changes(d: &serde_json::Value, section: &str) -> Vec<serde_json::Value> {
+    d["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == section)
+        .map(|s| s["changes"].as_array().unwrap().clone())
+        .unwrap_or_default()
+}
+
+fn rule_ids(list: &serde_json::Value) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Rule ids of findings at warning or above.
 fn serious(report: &serde_json::Value) -> BTreeSet<String> {
     report["findings"]
@@ -728,4 +784,132 @@ fn snat_without_random_fully_and_source_ports_running_short() {
         &analyze(&node, &bin),
         &["snat-masquerade-without-random-fully"],
     );
+}
+
+#[test]
+fn forward_reject_before_the_cni_accept() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(1).build().unwrap();
+    let pod = node.pods()[0].clone();
+    let ipt = node.backends()[0].iptables();
+    let peer_pod = node.peer_pod_cidr().replace(".0/24", ".5");
+    // A host firewall's catch-all REJECT (CentOS /etc/sysconfig/iptables), then flanneld
+    // appends its FORWARD accept after it: the accept exists but is never reached.
+    node.sh(&format!(
+        "{ipt} -A FORWARD -j REJECT --reject-with icmp-host-prohibited && \
+         {ipt} -N FLANNEL-FWD && \
+         {ipt} -A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment 'flanneld forward' -j ACCEPT && \
+         {ipt} -A FLANNEL-FWD -d 10.244.0.0/16 -m comment --comment 'flanneld forward' -j ACCEPT && \
+         {ipt} -A FORWARD -m comment --comment 'flanneld forward' -j FLANNEL-FWD"
+    ))
+    .unwrap();
+    // Really broken: a connection to the other node's pod is refused by the REJECT at once.
+    let out = node
+        .run_in_pod(
+            &pod,
+            &[
+                "bash",
+                "-c",
+                &format!("timeout 5 bash -c 'echo > /dev/tcp/{peer_pod}/8080' 2>&1; true"),
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.stdout.contains("No route to host"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let report = analyze(&node, &bin);
+    expect(&report, &["forward-chain-drops-pod-traffic"]);
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == "forward-chain-drops-pod-traffic")
+        .unwrap();
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("-A FORWARD -j REJECT --reject-with icmp-host-prohibited"),
+        "{finding}"
+    );
+    // The evidence is the REJECT line, and its kernel counters show it hit the packets.
+    let text = finding["evidence"][0]["text"].as_str().unwrap();
+    assert!(
+        text.ends_with("] -A FORWARD -j REJECT --reject-with icmp-host-prohibited")
+            && !text.starts_with("[0:"),
+        "{finding}"
+    );
+}
+
+/// `diff` on one node before and after a fault injected between two collections.
+#[test]
+fn diff_same_node_before_and_after_ip_forward_off() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().dns().pods(2).build().unwrap();
+    let before = collect_bundle(&node);
+    node.set_ip_forward(false).unwrap();
+    assert_eq!(node.sysctl("net.ipv4.ip_forward").unwrap(), "0");
+    let after = collect_bundle(&node);
+    let (code, d) = diff_json(&bin, &before, &after);
+    assert_eq!(code, 1, "{d}");
+    assert_eq!(d["worse"], true);
+    assert!(
+        rule_ids(&d["findings"]["new"]).contains("ip-forward-disabled"),
+        "{}",
+        d["findings"]
+    );
+    let sysctls = diff_changes(&d, "sysctls");
+    assert!(
+        sysctls
+            .iter()
+            .any(|c| c["item"] == "net.ipv4.ip_forward" && c["before"] == "1" && c["after"] == "0"),
+        "{sysctls:?}"
+    );
+    // Same node, same pods: nothing appeared or went away.
+    assert!(diff_changes(&d, "pods").is_empty(), "{d}");
+    assert!(diff_changes(&d, "services").is_empty(), "{d}");
+    // And back: the fault fixed, the finding is resolved, exit 0.
+    node.set_ip_forward(true).unwrap();
+    let fixed = collect_bundle(&node);
+    let (code, d) = diff_json(&bin, &after, &fixed);
+    assert_eq!(code, 0, "{d}");
+    assert!(rule_ids(&d["findings"]["resolved"]).contains("ip-forward-disabled"));
+}
+
+/// `diff` on two nodes built alike, one of which lost a Service's `KUBE-SERVICES` jump:
+/// "works on node A, not on node B".
+#[test]
+fn diff_two_nodes_one_missing_a_service() {
+    let Some((lab, bin)) = ready() else { return };
+    let svc = web([10, 96, 0, 20]);
+    let a = lab
+        .node()
+        .flannel()
+        .pods(1)
+        .service(svc.clone())
+        .build()
+        .unwrap();
+    let mut b = lab.node().flannel().pods(1).service(svc).build().unwrap();
+    b.omit_from_kube_services("default", "web").unwrap();
+    let nat = |n: &LabNode| {
+        n.run_in_node(&[n.backends()[0].save(), "-t", "nat"])
+            .unwrap()
+            .stdout
+    };
+    assert!(nat(&a).contains("-A KUBE-SERVICES -d 10.96.0.20/32"));
+    assert!(!nat(&b).contains("-A KUBE-SERVICES -d 10.96.0.20/32"));
+    let (ba, bb) = (collect_bundle(&a), collect_bundle(&b));
+    let (code, d) = diff_json(&bin, &ba, &bb);
+    assert_eq!(code, 1, "{d}");
+    assert!(rule_ids(&d["findings"]["new"]).contains("service-missing-from-iptables"));
+    let dp = diff_changes(&d, "dataplane");
+    assert!(
+        dp.iter()
+            .any(|c| c["item"] == "10.96.0.20:80/tcp iptables" && c["after"] == "missing"),
+        "{dp:?}"
+    );
+    assert_ne!(d["a"]["node"], d["b"]["node"]);
 }

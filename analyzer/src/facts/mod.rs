@@ -12,6 +12,7 @@ pub mod coverage;
 pub mod docs;
 pub mod model;
 pub mod netfilter;
+pub mod nfeval;
 pub mod sources;
 
 pub use build::from_bundle;

@@ -800,6 +800,15 @@ pub struct IptablesBackendFacts {
     pub forward_accepts_pods: bool,
     /// Evidence for the FORWARD policy.
     pub forward_source: Option<Source>,
+    /// How a new TCP connection from a pod to a pod on another node ends in filter
+    /// FORWARD, evaluated rule by rule in order (`accept`, `drop`, `reject`, or `mixed`
+    /// when it depends on what the save cannot tell: interfaces, marks, ipsets); `null`
+    /// when not evaluated (no pod CIDR of this family, no filter table).
+    pub forward_pod_verdict: Option<String>,
+    /// The rule (or policy) where every such path stops, when all of them stop.
+    pub forward_block_rule: Option<String>,
+    /// Evidence for `forward_block_rule`.
+    pub forward_block_source: Option<Source>,
     /// The KUBE-FIREWALL `block incoming localnet connections` DROP exists.
     pub localnet_drop: bool,
     /// filter `KUBE-FORWARD` drops `--ctstate INVALID` (kube-proxy's guard against

@@ -12,9 +12,11 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::build::{cidr_contains, service_key};
 use super::model::{GarbledNatRule, IptablesBackendFacts, MasqueradeRule, Source};
+use super::nfeval::{Mark, Packet, Stage, StagedPath, TableIndex, evaluate_stages, rule_text};
 
 /// Garbled NAT rules kept as evidence per save (one is enough to name the skew).
 const GARBLED_RULE_CAP: usize = 20;
@@ -545,9 +547,147 @@ pub fn scan_iptables(
             }
         }
     }
+    forward_pod_evaluation(&mut s.facts, path, family, &dump, pod_cidrs);
     let model = crate::parse::iptables::kube_proxy::kube_proxy_model(&dump);
     apply_iptables_model(&mut s, path, &model);
     s
+}
+
+/// A pod-to-pod packet across nodes: from the first pod CIDR of the family to the second
+/// (the node pod CIDRs of a cluster), or, with one (cluster-wide) range, between two /24s
+/// of it when it is wide enough, the first addresses of the range otherwise.
+pub fn cross_node_pod_packet(family: &str, pod_cidrs: &[String]) -> Option<Packet> {
+    let nets: Vec<(IpAddr, u32)> = pod_cidrs
+        .iter()
+        .filter_map(|c| {
+            let (net, len) = c.split_once('/')?;
+            let len: u32 = len.parse().ok()?;
+            match net.parse::<IpAddr>().ok()? {
+                IpAddr::V4(n) if family == "4" && len <= 30 => {
+                    let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                    Some((IpAddr::V4(Ipv4Addr::from(u32::from(n) & m)), len))
+                }
+                IpAddr::V6(n) if family == "6" && len <= 112 => {
+                    let m = if len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - len)
+                    };
+                    Some((IpAddr::V6(Ipv6Addr::from(u128::from(n) & m)), len))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let add = |ip: IpAddr, k: u128| match ip {
+        IpAddr::V4(v) => IpAddr::V4(Ipv4Addr::from(u32::from(v).wrapping_add(k as u32))),
+        IpAddr::V6(v) => IpAddr::V6(Ipv6Addr::from(u128::from(v).wrapping_add(k))),
+    };
+    let (src, dst) = match nets.as_slice() {
+        [] => return None,
+        [(a, _), (b, _), ..] if a != b => (add(*a, 2), add(*b, 3)),
+        [(a, len), ..] => {
+            let wide = if a.is_ipv4() { *len <= 22 } else { *len <= 104 };
+            let step = if a.is_ipv4() { 0x100 } else { 0x1_0000 };
+            if wide {
+                (add(*a, step + 2), add(*a, 2 * step + 3))
+            } else {
+                (add(*a, 2), add(*a, 3))
+            }
+        }
+    };
+    Some(Packet {
+        src: Some(src),
+        dst: Some(dst),
+        proto: Some("tcp".into()),
+        sport: Some(40000),
+        dport: Some(8080),
+        ctstate: Some("NEW".into()),
+        src_local: Some(false),
+        dst_local: Some(false),
+        // Interfaces and the mark are unknown: rules on them fork (both branches kept).
+        ..Packet::default()
+    })
+}
+
+/// Evaluates a new cross-node pod connection through filter FORWARD in rule order and
+/// records the verdict: a DROP or REJECT placed before the CNI's accept is caught, and
+/// `forward_accepts_pods` becomes "some path accepts" instead of "an accept exists
+/// somewhere".
+fn forward_pod_evaluation(
+    f: &mut IptablesBackendFacts,
+    path: &str,
+    family: &str,
+    dump: &crate::parse::iptables::IptablesDump,
+    pod_cidrs: &[String],
+) {
+    let Some(filter) = dump.table("filter") else {
+        return;
+    };
+    let Some(mut pkt) = cross_node_pod_packet(family, pod_cidrs) else {
+        return;
+    };
+    // A packet from a pod crosses a veth into the host namespace, which scrubs the mark:
+    // it enters PREROUTING with mark 0, and only the rules before FORWARD can set one.
+    pkt.mark = Mark::known(0);
+    let indexes: Vec<(TableIndex<'_>, &str)> = [
+        ("raw", "PREROUTING"),
+        ("mangle", "PREROUTING"),
+        ("nat", "PREROUTING"),
+        ("mangle", "FORWARD"),
+        ("filter", "FORWARD"),
+    ]
+    .iter()
+    .filter_map(|(t, c)| Some((TableIndex::new(dump.table(t)?), *c)))
+    .collect();
+    let stages: Vec<Stage<'_, '_>> = indexes
+        .iter()
+        .map(|(index, chain)| Stage { index, chain })
+        .collect();
+    let (paths, truncated) = evaluate_stages(&stages, &pkt);
+    let all_block = !truncated && !paths.is_empty() && paths.iter().all(StagedPath::blocks);
+    let names: std::collections::BTreeSet<&str> = paths
+        .iter()
+        .filter_map(|p| p.last().map(|l| l.verdict.name()))
+        .map(|n| {
+            if n == "dnat" || n == "continue" {
+                "accept"
+            } else {
+                n
+            }
+        })
+        .collect();
+    f.forward_pod_verdict = Some(match names.len() {
+        1 if !truncated => names.first().copied().unwrap_or("mixed").to_string(),
+        _ => "mixed".to_string(),
+    });
+    f.forward_accepts_pods = !all_block;
+    let decided = paths
+        .first()
+        .and_then(|p| p.hops.last())
+        .filter(|h| h.0 == "filter" || all_block)
+        .and_then(|h| h.2.decided_at.clone());
+    if all_block && let Some((chain, line)) = decided {
+        let table = paths
+            .first()
+            .and_then(|p| p.hops.last())
+            .and_then(|h| dump.table(&h.0))
+            .unwrap_or(filter);
+        f.forward_block_rule = Some(
+            table
+                .rules
+                .iter()
+                .find(|r| r.line == line)
+                .map(rule_text)
+                .unwrap_or_else(|| {
+                    format!(
+                        "{chain} policy {}",
+                        f.forward_policy.as_deref().unwrap_or("?")
+                    )
+                }),
+        );
+        f.forward_block_source = Some(Source::line(path, line as u64));
+    }
 }
 
 /// Replaces the scan's Service join with the iptables parser's kube-proxy model (Service
@@ -1441,5 +1581,64 @@ COMMIT
         assert!(!s.facts.forward_accepts_pods);
         assert_eq!(s.facts.rule_count, 5);
         assert_eq!(s.facts.kube_svc_chain_count, 1);
+    }
+
+    /// A CentOS-style `-A FORWARD -j REJECT` before flannel's accept (captured from both
+    /// backends): the order-aware evaluation stops at the REJECT, the old "an accept
+    /// exists" scan did not.
+    #[test]
+    fn forward_reject_before_cni_accept_real_dumps() {
+        for (name, save) in [
+            (
+                "legacy",
+                include_str!("../../../fixtures/raw/iptables/flannel-forward-reject-legacy.txt"),
+            ),
+            (
+                "nft",
+                include_str!("../../../fixtures/raw/iptables/flannel-forward-reject-nft.txt"),
+            ),
+        ] {
+            let f = scan_iptables("ipt", name, "4", save, &["10.244.0.0/16".into()]).facts;
+            assert_eq!(f.forward_pod_verdict.as_deref(), Some("reject"), "{name}");
+            assert!(!f.forward_accepts_pods, "{name}");
+            assert_eq!(
+                f.forward_block_rule.as_deref(),
+                Some("-A FORWARD -j REJECT --reject-with icmp-host-prohibited"),
+                "{name}"
+            );
+            let line = f.forward_block_source.and_then(|s| s.line).expect("line");
+            assert_eq!(
+                save.lines().nth(line as usize - 1),
+                Some("-A FORWARD -j REJECT --reject-with icmp-host-prohibited")
+            );
+            // The same dump with the REJECT after flannel's accept passes.
+            let fixed = save.replace(
+                "-A FORWARD -j REJECT --reject-with icmp-host-prohibited\n-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD\n",
+                "-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD\n-A FORWARD -j REJECT --reject-with icmp-host-prohibited\n",
+            );
+            assert_ne!(fixed, save);
+            let f = scan_iptables("ipt", name, "4", &fixed, &["10.244.0.0/16".into()]).facts;
+            assert_eq!(f.forward_pod_verdict.as_deref(), Some("accept"), "{name}");
+            assert!(f.forward_accepts_pods);
+            assert_eq!(f.forward_block_rule, None);
+        }
+    }
+
+    /// kube-proxy's own FORWARD rules with a healthy flannel: the mark-0x4000 accept does
+    /// not apply to a pod's own connection (mark 0 after the veth), flannel's does.
+    #[test]
+    fn forward_kube_proxy_rules_accept_via_cni() {
+        let save = include_str!("../../../fixtures/raw/iptables/kube-proxy-v1.29-legacy.txt");
+        let f = scan_iptables("ipt", "legacy", "4", save, &["10.244.0.0/16".into()]).facts;
+        // Policy ACCEPT, nothing rejects a plain pod-to-pod flow.
+        assert_eq!(f.forward_pod_verdict.as_deref(), Some("accept"));
+        let dropped = save.replace(":FORWARD ACCEPT", ":FORWARD DROP");
+        let f = scan_iptables("ipt", "legacy", "4", &dropped, &["10.244.0.0/16".into()]).facts;
+        assert_eq!(f.forward_pod_verdict.as_deref(), Some("drop"));
+        assert!(
+            f.forward_block_rule
+                .as_deref()
+                .is_some_and(|r| r.contains("policy DROP"))
+        );
     }
 }

@@ -15,7 +15,7 @@ use netsnap_bundle::Bundle;
 use serde::Serialize;
 
 mod conntrack;
-mod data;
+pub(crate) mod data;
 mod dataplane;
 mod dns;
 mod iptables;

@@ -413,6 +413,24 @@ pub(crate) fn quote_evidence_of(bundle: &Bundle, findings: &mut [Finding], node:
 
 /// Analyzes bundles: builds facts, evaluates rules, quotes evidence, sorts.
 pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report, AnalyzeError> {
+    analyze_inner(bundles, rules, false).map(|(r, _)| r)
+}
+
+/// [`analyze`], also returning each bundle's facts (in bundle order) for callers that
+/// compare or walk them (`diff`, `trace`): one fact build per bundle, shared.
+pub fn analyze_keeping_facts(
+    bundles: &[(String, &Bundle)],
+    rules: &RuleSet,
+) -> Result<(Report, Vec<Facts>), AnalyzeError> {
+    analyze_inner(bundles, rules, true)
+}
+
+fn analyze_inner(
+    bundles: &[(String, &Bundle)],
+    rules: &RuleSet,
+    keep: bool,
+) -> Result<(Report, Vec<Facts>), AnalyzeError> {
+    let mut kept = Vec::new();
     let mut report = Report {
         schema_version: REPORT_SCHEMA_VERSION,
         kind: "netsnap-analysis",
@@ -528,14 +546,18 @@ pub fn analyze(bundles: &[(String, &Bundle)], rules: &RuleSet) -> Result<Report,
         report.not_evaluated.extend(not_evaluated);
         report.rule_errors.extend(rule_errors);
         report.passed.extend(passed);
-        // A big node's facts take a while to free: do it beside the report.
-        std::thread::spawn(move || drop(facts));
+        if keep {
+            kept.push(facts);
+        } else {
+            // A big node's facts take a while to free: do it beside the report.
+            std::thread::spawn(move || drop(facts));
+        }
     }
     if bundles.len() > 1 {
         super::cluster::evaluate(bundles, &cluster_inputs, rules, &mut report)?;
     }
     finish(&mut report);
-    Ok(report)
+    Ok((report, kept))
 }
 
 /// Sorts findings and recomputes the summary.

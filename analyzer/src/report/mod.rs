@@ -3,5 +3,7 @@
 pub mod analysis;
 pub mod cluster;
 pub mod coverage;
+pub mod diff;
 pub mod html;
 pub mod manifest;
+pub mod trace;

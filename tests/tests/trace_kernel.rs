@@ -1,0 +1,545 @@
+//! `netsnap-analyze trace` checked against the kernel's own trace (issue 17): in a lab node
+//! a chain at priority -350 on the prerouting hook sets `meta nftrace set 1` for the flow,
+//! `nft monitor trace` prints every rule of the iptables-nft tables the real packet
+//! matches, and after a collection `netsnap-analyze trace` must agree hop by hop: the DNAT
+//! target is one of its branches, and in that branch the nat and filter chains whose rules
+//! matched, in order, are the kernel's, the verdict (passed or dropped/rejected) is the
+//! kernel's, and the egress device is the kernel's (and `ip route get`'s).
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use netsnap_lab::{
+    LabApiServer, LabGuard, LabNode, LabPod, LabPort, LabService, Proto, require_lab,
+};
+
+const API_ARGS: &[&str] = &["--sample-interval", "0.2", "--quiet"];
+
+fn ready() -> Option<(LabGuard, PathBuf)> {
+    let lab = require_lab()?;
+    if !lab.require_collector() || !lab.require_tools(&["nft", "dnsmasq", "dig"]) {
+        return None;
+    }
+    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netsnap-analyze")
+        });
+    if !p.is_file() {
+        let msg = format!("no analyzer binary at {}", p.display());
+        if netsnap_lab::lab_required() {
+            panic!("{msg}");
+        }
+        eprintln!("SKIP lab test: {msg}");
+        return None;
+    }
+    Some((lab, p))
+}
+
+fn collect_bundle(node: &LabNode) -> PathBuf {
+    let api = LabApiServer::start(node).unwrap();
+    let kc = api.kubeconfig.to_string_lossy().into_owned();
+    let args: Vec<&str> = API_ARGS
+        .iter()
+        .copied()
+        .chain(["--kubeconfig", &kc, "--node-name", node.name()])
+        .collect();
+    let run = node.collect(&args).unwrap();
+    assert!(
+        run.output.success(),
+        "collector failed: {}",
+        run.output.stderr
+    );
+    run.bundle
+}
+
+/// One line of `nft monitor trace` for the traced packet.
+#[derive(Debug, Clone)]
+struct KLine {
+    table: String,
+    chain: String,
+    /// `rule`, `policy`, `packet:`, `verdict`.
+    kind: String,
+    rest: String,
+}
+
+/// Runs `send` with tracing on for packets from `src` to `dst`; returns the lines of the
+/// first traced packet.
+fn kernel_trace(node: &LabNode, src: Ipv4Addr, dst: Ipv4Addr, send: impl FnOnce()) -> Vec<KLine> {
+    let file = node.tmp_dir().join("nft-trace.txt");
+    node.sh(&format!(
+        "nft add table ip nstrace && \
+         nft add chain ip nstrace pre '{{ type filter hook prerouting priority -350; }}' && \
+         nft add rule ip nstrace pre ip saddr {src} ip daddr {dst} meta nftrace set 1 && \
+         (timeout 4 nft monitor trace > {} 2>&1 &) ; sleep 0.5",
+        file.display()
+    ))
+    .unwrap();
+    send();
+    std::thread::sleep(Duration::from_millis(3800));
+    node.sh("nft delete table ip nstrace").unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    // The first packet, identified by its IP id and source port: the kernel may give it a
+    // new trace id after a hook (a forwarded skb reallocated for the output device).
+    let key = |l: &str| -> Option<String> {
+        let id = l.split(" ip id ").nth(1)?.split(' ').next()?;
+        let sport = l.split(" sport ").nth(1)?.split(' ').next()?;
+        Some(format!("{id}/{sport}"))
+    };
+    let first = text
+        .lines()
+        .filter(|l| l.contains(" packet: "))
+        .find_map(key)
+        .unwrap_or_else(|| panic!("no packet traced: {text}"));
+    let ids: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| l.contains(" packet: ") && key(l).as_deref() == Some(first.as_str()))
+        .filter_map(|l| {
+            l.strip_prefix("trace id ")
+                .and_then(|r| r.split(' ').next())
+        })
+        .map(str::to_string)
+        .collect();
+    text.lines()
+        .filter_map(|l| {
+            let r = l.strip_prefix("trace id ")?;
+            let (id, rest) = r.split_once(' ')?;
+            if ids.contains(id) {
+                rest.strip_prefix("ip ")
+            } else {
+                None
+            }
+        })
+        .map(|l| {
+            let mut it = l.splitn(4, ' ');
+            KLine {
+                table: it.next().unwrap_or_default().to_string(),
+                chain: it.next().unwrap_or_default().to_string(),
+                kind: it.next().unwrap_or_default().to_string(),
+                rest: it.next().unwrap_or_default().to_string(),
+            }
+        })
+        .collect()
+}
+
+fn dedup(v: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for x in v {
+        if out.last() != Some(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// The kernel's matched-rule chain sequence in one table.
+fn kernel_chains(k: &[KLine], table: &str) -> Vec<String> {
+    dedup(
+        k.iter()
+            .filter(|l| l.table == table && (l.kind == "rule" || l.kind == "policy"))
+            .map(|l| l.chain.clone())
+            .collect(),
+    )
+}
+
+/// The trace's matched-rule chain sequence in one table (all its hops in that table).
+fn our_chains(branch: &serde_json::Value, table: &str) -> Vec<String> {
+    dedup(
+        branch["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| {
+                h["stage"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{table} "))
+            })
+            .flat_map(|h| h["rules"].as_array().cloned().unwrap_or_default())
+            .map(|s| s["chain"].as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+/// Runs `netsnap-analyze trace --format json`.
+fn our_trace(bin: &PathBuf, bundle: &PathBuf, from: &str, to: &str) -> serde_json::Value {
+    let out = Command::new(bin)
+        .args(["trace", "--format", "json"])
+        .arg(bundle)
+        .args(["--from", from, "--to", to])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trace failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asserts the trace agrees with the kernel; returns the matching branch.
+fn agree(k: &[KLine], t: &serde_json::Value) -> serde_json::Value {
+    let dnat = k
+        .iter()
+        .find_map(|l| l.rest.split("dnat to ").nth(1))
+        .map(|r| r.split(' ').next().unwrap().to_string());
+    let branches = t["branches"].as_array().unwrap();
+    let same_dnat: Vec<&serde_json::Value> = branches
+        .iter()
+        .filter(|b| match &dnat {
+            Some(to) => b.to_string().contains(&format!("DNAT to {to}")),
+            None => !b.to_string().contains("DNAT to"),
+        })
+        .collect();
+    assert!(
+        !same_dnat.is_empty(),
+        "kernel DNAT {dnat:?} is none of the branches: {t}"
+    );
+    // Among those, the branch whose assumptions (an ipset's contents, an interface) the
+    // kernel confirmed: its chains are the kernel's. Without one, the first shows the diff.
+    let branch = same_dnat
+        .iter()
+        .find(|b| {
+            ["nat", "filter"]
+                .iter()
+                .all(|t| our_chains(b, t) == kernel_chains(k, t))
+        })
+        .unwrap_or(&same_dnat[0])
+        .to_owned()
+        .clone();
+    for table in ["nat", "filter"] {
+        assert_eq!(
+            our_chains(&branch, table),
+            kernel_chains(k, table),
+            "{table} chains differ\nkernel:\n{}\nours: {branch}",
+            k.iter()
+                .map(|l| format!("{} {} {} {}", l.table, l.chain, l.kind, l.rest))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let last_verdict = k
+        .iter()
+        .rev()
+        .find(|l| l.kind == "rule" || l.kind == "policy")
+        .map(|l| l.rest.clone())
+        .unwrap_or_default();
+    // Dropped by a rule, or by routing (ip_forward=0): no hook after PREROUTING was reached.
+    let reached_after = k.iter().any(|l| {
+        matches!(l.chain.as_str(), "FORWARD" | "INPUT" | "POSTROUTING") && l.table != "nstrace"
+    });
+    let kernel_blocked = last_verdict.ends_with("(verdict drop)")
+        || last_verdict.starts_with("drop")
+        || !reached_after;
+    let ours = branch["outcome"]["kind"].as_str().unwrap();
+    assert_eq!(
+        kernel_blocked,
+        matches!(ours, "rejected" | "dropped"),
+        "verdict: kernel {last_verdict:?}, ours {ours}: {branch}"
+    );
+    // The egress device: the kernel's POSTROUTING packet line names it.
+    if let Some(oif) = k
+        .iter()
+        .find(|l| l.chain == "POSTROUTING" && l.kind == "packet:")
+        .and_then(|l| l.rest.split("oif \"").nth(1))
+        .map(|r| r.split('"').next().unwrap().to_string())
+    {
+        let route = branch["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["stage"] == "route")
+            .unwrap();
+        assert!(
+            route["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("dev {oif}")),
+            "kernel oif {oif}, ours {route}"
+        );
+    }
+    branch
+}
+
+fn connect(node: &LabNode, pod: &LabPod, dst: Ipv4Addr, port: u16) {
+    node.run_in_pod(
+        pod,
+        &[
+            "bash",
+            "-c",
+            &format!("timeout 2 bash -c 'echo > /dev/tcp/{dst}/{port}' 2>/dev/null; true"),
+        ],
+    )
+    .unwrap();
+}
+
+fn ip_route_get(node: &LabNode, dst: &str, src: Ipv4Addr, iif: &str) -> String {
+    node.run_in_node(&[
+        "ip",
+        "route",
+        "get",
+        dst,
+        "from",
+        &src.to_string(),
+        "iif",
+        iif,
+    ])
+    .map(|o| o.stdout)
+    .unwrap_or_default()
+}
+
+fn web() -> LabService {
+    LabService::selecting(
+        "default",
+        "web",
+        Ipv4Addr::new(10, 96, 0, 20),
+        vec![LabPort::new("http", 80, Proto::Tcp).target(8080)],
+        ("app", "web"),
+    )
+}
+
+#[test]
+fn healthy_pod_to_service_matches_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(2).service(web()).build().unwrap();
+    let pod = node.pods()[0].clone();
+    let vip = Ipv4Addr::new(10, 96, 0, 20);
+    let k = kernel_trace(&node, pod.ip, vip, || connect(&node, &pod, vip, 80));
+    let bundle = collect_bundle(&node);
+    let t = our_trace(
+        &bin,
+        &bundle,
+        &format!("{}/{}", pod.namespace, pod.name),
+        "10.96.0.20:80/tcp",
+    );
+    let b = agree(&k, &t);
+    assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
+    // `ip route get` for the endpoint the kernel chose gives our egress device.
+    let ep = b["outcome"]["detail"].as_str().unwrap().to_string();
+    let chosen = k
+        .iter()
+        .find_map(|l| l.rest.split("dnat to ").nth(1))
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let rg = ip_route_get(&node, &chosen, pod.ip, "cni0");
+    let dev = rg.split(" dev ").nth(1).unwrap().split(' ').next().unwrap();
+    assert!(ep.ends_with(&format!("out of {dev}")), "{rg} / {ep}");
+}
+
+#[test]
+fn service_without_endpoints_rejects_like_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let vip = Ipv4Addr::new(10, 96, 0, 30);
+    let node = lab
+        .node()
+        .flannel()
+        .pods(1)
+        .service(LabService::selecting(
+            "default",
+            "empty",
+            vip,
+            vec![LabPort::new("http", 80, Proto::Tcp)],
+            ("app", "nothing"),
+        ))
+        .build()
+        .unwrap();
+    let pod = node.pods()[0].clone();
+    let k = kernel_trace(&node, pod.ip, vip, || connect(&node, &pod, vip, 80));
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &pod.ip.to_string(), "10.96.0.30:80/tcp");
+    let b = agree(&k, &t);
+    assert_eq!(b["outcome"]["kind"], "rejected", "{b}");
+    assert!(
+        b["outcome"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("KUBE-SERVICES"),
+        "{b}"
+    );
+}
+
+#[test]
+fn forward_reject_before_cni_accept_matches_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(1).build().unwrap();
+    let pod = node.pods()[0].clone();
+    let ipt = node.backends()[0].iptables();
+    node.sh(&format!(
+        "{ipt} -A FORWARD -j REJECT --reject-with icmp-host-prohibited && {ipt} -N FLANNEL-FWD && \
+         {ipt} -A FLANNEL-FWD -s 10.244.0.0/16 -j ACCEPT && {ipt} -A FORWARD -j FLANNEL-FWD"
+    ))
+    .unwrap();
+    let peer: Ipv4Addr = node.peer_pod_cidr().replace(".0/24", ".5").parse().unwrap();
+    let k = kernel_trace(&node, pod.ip, peer, || connect(&node, &pod, peer, 8080));
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &pod.ip.to_string(), &format!("{peer}:8080"));
+    let b = agree(&k, &t);
+    assert_eq!(b["outcome"]["kind"], "rejected", "{b}");
+    assert!(
+        b["outcome"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("REJECT (icmp-host-prohibited) at FORWARD"),
+        "{b}"
+    );
+}
+
+#[test]
+fn ip_forward_off_stops_after_prerouting_like_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(2).service(web()).build().unwrap();
+    node.set_ip_forward(false).unwrap();
+    let pod = node.pods()[0].clone();
+    let vip = Ipv4Addr::new(10, 96, 0, 20);
+    let k = kernel_trace(&node, pod.ip, vip, || connect(&node, &pod, vip, 80));
+    // The kernel never reaches FORWARD.
+    assert!(k.iter().all(|l| l.chain != "FORWARD"), "{k:#?}");
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &pod.ip.to_string(), "10.96.0.20:80/tcp");
+    let b = agree(&k, &t);
+    assert_eq!(b["outcome"]["kind"], "dropped", "{b}");
+    assert!(
+        b["outcome"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ip_forward=0")
+    );
+}
+
+#[test]
+fn missing_route_to_the_other_nodes_pods_matches_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(1).build().unwrap();
+    let pod = node.pods()[0].clone();
+    let peer: Ipv4Addr = node.peer_pod_cidr().replace(".0/24", ".5").parse().unwrap();
+    let bundle_ok = collect_bundle(&node);
+    let t = our_trace(
+        &bin,
+        &bundle_ok,
+        &pod.ip.to_string(),
+        &format!("{peer}:8080"),
+    );
+    assert!(
+        t["branches"][0]["outcome"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("flannel.1"),
+        "{t}"
+    );
+    node.remove_peer_route().unwrap();
+    let k = kernel_trace(&node, pod.ip, peer, || connect(&node, &pod, peer, 8080));
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &pod.ip.to_string(), &format!("{peer}:8080"));
+    let b = agree(&k, &t);
+    assert!(
+        b["outcome"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("out of eth0"),
+        "{b}"
+    );
+    assert!(ip_route_get(&node, &peer.to_string(), pod.ip, "cni0").contains("dev eth0"));
+}
+
+#[test]
+fn masquerade_removed_matches_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().pods(1).build().unwrap();
+    node.remove_pod_masquerade().unwrap();
+    let pod = node.pods()[0].clone();
+    let outside = Ipv4Addr::new(172, 18, 0, 1);
+    let k = kernel_trace(&node, pod.ip, outside, || connect(&node, &pod, outside, 9));
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &pod.ip.to_string(), "172.18.0.1:9");
+    let b = agree(&k, &t);
+    assert!(!b.to_string().contains("MASQUERADE"), "{b}");
+    assert_eq!(b["outcome"]["kind"], "sent");
+}
+
+#[test]
+fn dns_to_the_vip_and_to_the_endpoint_match_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().dns().pods(1).build().unwrap();
+    let client = node
+        .pods()
+        .iter()
+        .find(|p| Some(p.ip) != node.dns_pod().map(|d| d.ip))
+        .unwrap()
+        .clone();
+    let dns = node.dns_pod().unwrap().clone();
+    let vip = Ipv4Addr::new(10, 96, 0, 10);
+    for (dst, to) in [
+        (vip, "10.96.0.10:53/udp".to_string()),
+        (dns.ip, format!("{}:53/udp", dns.ip)),
+    ] {
+        let k = kernel_trace(&node, client.ip, dst, || {
+            let _ = node.dig_from(&client, dst, "kubernetes.default.svc.cluster.local", false);
+        });
+        let bundle = collect_bundle(&node);
+        let t = our_trace(&bin, &bundle, &client.ip.to_string(), &to);
+        let b = agree(&k, &t);
+        assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
+        assert!(
+            b["outcome"]["detail"].as_str().unwrap().contains(&dns.name),
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn healthy_routed_node_pod_to_service_matches_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().routed().pods(2).service(web()).build().unwrap();
+    let pod = node.pods()[0].clone();
+    let vip = Ipv4Addr::new(10, 96, 0, 20);
+    let k = kernel_trace(&node, pod.ip, vip, || connect(&node, &pod, vip, 80));
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &pod.ip.to_string(), "10.96.0.20:80/tcp");
+    let b = agree(&k, &t);
+    assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
+    // Routed (calico-style): the packet enters on the pod's own veth, not a bridge.
+    let iif = k
+        .iter()
+        .find(|l| l.kind == "packet:")
+        .and_then(|l| l.rest.split("iif \"").nth(1))
+        .map(|r| r.split('"').next().unwrap().to_string())
+        .unwrap();
+    assert!(
+        b["hops"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("host side {iif} (routed)")),
+        "{iif}: {b}"
+    );
+}
+
+#[test]
+fn service_missing_from_kube_services_matches_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let mut node = lab.node().flannel().pods(2).service(web()).build().unwrap();
+    node.omit_from_kube_services("default", "web").unwrap();
+    let pod = node.pods()[0].clone();
+    let vip = Ipv4Addr::new(10, 96, 0, 20);
+    let k = kernel_trace(&node, pod.ip, vip, || connect(&node, &pod, vip, 80));
+    assert!(
+        k.iter().all(|l| !l.rest.contains("dnat to")),
+        "the kernel DNATed"
+    );
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &pod.ip.to_string(), "10.96.0.20:80/tcp");
+    let b = agree(&k, &t);
+    assert_eq!(b["outcome"]["kind"], "sent", "{b}");
+    assert!(
+        t["notes"]
+            .to_string()
+            .contains("no kube-proxy rule DNATed the packet"),
+        "{t}"
+    );
+}
