@@ -463,6 +463,24 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes on one line, like `{e:#}`, but without a cause its parent already
+/// quotes: library errors name their source in their own message (`cannot open bundle X: No
+/// such file or directory`), and the plain chain would repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -490,7 +508,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             // The message may quote the bundle (a path, a JSON error): keep it inert.
-            let msg = format!("{e:#}");
+            let msg = one_line(&e);
             eprintln!("netsnap-analyze: error: {}", inert::terminal(&msg));
             ExitCode::from(exit::ERROR as u8)
         }
