@@ -4,6 +4,8 @@
 //! between runs, and they reproduce the exact text shapes of the real programs as
 //! captured in `fixtures/raw/`.
 
+pub mod resolv_scale;
+
 /// Deterministic xorshift generator so generated inputs are identical across runs.
 struct Xorshift(u64);
 

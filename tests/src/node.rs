@@ -1359,6 +1359,37 @@ impl LabNode {
         child_of(nsenter_pid, Duration::from_secs(20), "sleep")
     }
 
+    /// Starts a process in pod `pod`'s network namespace that sets its own `comm` (what `ps`
+    /// and the collector's namespace scan show) to `comm`, as any process can with
+    /// `prctl(PR_SET_NAME)`; returns its host PID. `comm` must fit the kernel's 15 bytes.
+    pub fn pod_process_with_comm(&mut self, pod: usize, comm: &[u8]) -> LabResult<u32> {
+        if comm.len() > 15 {
+            return Err(LabError::Invalid(format!(
+                "comm {comm:?} is longer than 15 bytes"
+            )));
+        }
+        // `printf` is a shell builtin, so `/proc/$$/comm` is the shell's own; the shell then
+        // waits on a `sleep` child (the trailing `:` keeps it from exec'ing the sleep, which
+        // would reset the name).
+        let octal: String = comm.iter().map(|b| format!("\\{b:03o}")).collect();
+        let inner = format!("printf '{octal}' > /proc/$$/comm && sleep infinity; :");
+        let netns_arg = format!("--net=/run/netns/{}", self.pods[pod].netns);
+        let mut c = self.nsenter_node();
+        c.args(["nsenter", &netns_arg, "--", "sh", "-c", &inner])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = c
+            .spawn()
+            .map_err(|e| LabError::io(format!("spawning `{}`", describe(&c)), e))?;
+        let nsenter_pid = child.id();
+        self.children.push(child);
+        child_of(
+            nsenter_pid,
+            Duration::from_secs(20),
+            &String::from_utf8_lossy(comm),
+        )
+    }
+
     /// Fault: stops the DNS pod's dnsmasq (SIGTERM, then SIGKILL) and waits for it to be gone.
     pub fn stop_dns(&mut self) -> LabResult<()> {
         let Some(d) = self.dns.as_mut() else {

@@ -446,3 +446,153 @@ fn existing_output_is_refused_without_force() {
     let b = open(&path, &out.stderr);
     assert!(b.manifest().artifact(layout::NETNS_INDEX).is_some());
 }
+
+/// The analyzer binary (`target/debug/netsnap-analyze`, or `NETSNAP_ANALYZE_BIN`).
+fn analyzer_bin() -> Option<PathBuf> {
+    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netsnap-analyze")
+        });
+    if p.is_file() {
+        return Some(p);
+    }
+    let msg = format!("no analyzer binary at {}", p.display());
+    if netsnap_lab::lab_required() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIP lab test: {msg}");
+    None
+}
+
+/// Lines of `s` holding a raw control character or a bidi override (what could drive a
+/// terminal), the same check as the analyzer's own `tests/security.rs`.
+fn raw_controls(s: &str) -> Vec<String> {
+    s.lines()
+        .filter(|l| {
+            l.chars().any(|c| {
+                (c.is_control() && c != '\t')
+                    || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            })
+        })
+        .map(|l| format!("{l:?}"))
+        .collect()
+}
+
+/// Clear screen, set the window title, bell: fits a 15-byte `comm`.
+const HOSTILE_COMM: &[u8] = b"\x1b[2J\x1b]0;pwn\x07";
+/// Red, set the title, bell: fits a 15-byte interface name (IFNAMSIZ is 16).
+const HOSTILE_IFNAME: &[u8] = b"\x1b[31m\x1b]0;if\x07";
+
+#[test]
+fn a_pods_comm_and_interface_name_never_reach_the_readers_terminal_raw() {
+    let Some(lab) = require_lab() else { return };
+    if !lab.require_collector() || !lab.require_tools(&["ip"]) {
+        return;
+    }
+    let Some(analyzer) = analyzer_bin() else {
+        return;
+    };
+    let mut node = lab.node().flannel().pods(2).build().unwrap();
+    // Any process on the node can name itself; the collector lists it in its namespace.
+    let pid = node.pod_process_with_comm(0, HOSTILE_COMM).unwrap();
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(
+        &comm[..comm.len() - 1],
+        HOSTILE_COMM,
+        "the kernel kept the name"
+    );
+    let comm_netns = netns_id_of(pid);
+    // A pod with NET_ADMIN can name a link it owns; the kernel refuses only '/', ':',
+    // whitespace and names of 16 bytes or more.
+    let pod_netns = node.pods()[1].netns.clone();
+    let octal: String = HOSTILE_IFNAME
+        .iter()
+        .map(|b| format!("\\{b:03o}"))
+        .collect();
+    node.sh(&format!(
+        "ip -n {pod_netns} link add sec12a type veth peer name sec12b && \
+         ip -n {pod_netns} link set dev sec12a name \"$(printf '{octal}')\""
+    ))
+    .unwrap();
+    let links = node
+        .run_in_node(&["ip", "-n", &pod_netns, "-o", "link", "show"])
+        .unwrap()
+        .stdout;
+    assert!(
+        links.contains(std::str::from_utf8(HOSTILE_IFNAME).unwrap()),
+        "the kernel took the name: {links:?}"
+    );
+
+    let run = node
+        .collect(&["--no-api", "--sample-interval", "0.2", "--quiet"])
+        .unwrap();
+    assert!(run.output.success(), "{}", run.output.stderr);
+    let bundle = run.bundle.to_string_lossy().into_owned();
+    let analyze = |args: &[&str]| {
+        let out = Command::new(&analyzer).args(args).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {:?} {stderr}",
+            out.status.code()
+        );
+        assert!(
+            raw_controls(&stderr).is_empty(),
+            "{args:?} stderr: {stderr:?}"
+        );
+        stdout
+    };
+    // The bundle keeps the exact bytes (JSON stays exact): the sanitizer, not the collector,
+    // is what the text outputs are tested on.
+    let json = analyze(&["inspect", &bundle, "netns", "--format", "json"]);
+    let comm_s = std::str::from_utf8(HOSTILE_COMM).unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&json)
+            .unwrap()
+            .to_string()
+            .contains(&serde_json::to_string(comm_s).unwrap()[1..comm_s.len()]),
+        "{json}"
+    );
+    let json = analyze(&["inspect", &bundle, "links", "--format", "json"]);
+    let ifname_json = serde_json::to_string(std::str::from_utf8(HOSTILE_IFNAME).unwrap()).unwrap();
+    assert!(json.contains(&ifname_json), "{json}");
+
+    // Shown, escaped as `cat -v` does, where the views show them.
+    let netns_view = analyze(&["inspect", &bundle, "netns"]);
+    assert!(netns_view.contains("^[[2J^[]0;pwn^G"), "{netns_view}");
+    assert!(netns_view.contains(&comm_netns), "{netns_view}");
+    let links_view = analyze(&["inspect", &bundle, "links"]);
+    assert!(links_view.contains("^[[31m^[]0;if^G"), "{links_view}");
+    let mut outputs = vec![
+        ("inspect netns", netns_view),
+        ("inspect links", links_view),
+        (
+            "inspect links --netns",
+            analyze(&["inspect", &bundle, "links", "--netns", &comm_netns]),
+        ),
+        ("inspect addrs", analyze(&["inspect", &bundle, "addrs"])),
+        ("inspect routes", analyze(&["inspect", &bundle, "routes"])),
+        ("manifest", analyze(&["manifest", &bundle])),
+        (
+            "analyze",
+            analyze(&["analyze", &bundle, "--color", "never"]),
+        ),
+        (
+            "analyze markdown",
+            analyze(&["analyze", &bundle, "--format", "markdown"]),
+        ),
+    ];
+    // A rule may name the renamed veth (its peer is in the same namespace): then it is
+    // escaped too. Either way no raw control byte is printed.
+    let (_, text) = &outputs[6];
+    if text.contains("if^G") {
+        assert!(text.contains("^[[31m^[]0;if^G"), "{text}");
+    }
+    for (what, out) in outputs.drain(..) {
+        let bad = raw_controls(&out);
+        assert!(bad.is_empty(), "{what}: raw control characters in {bad:#?}");
+        assert!(!out.contains('\u{9b}'), "{what}: a C1 CSI");
+    }
+}

@@ -67,10 +67,35 @@ pub fn parse_coverage(bundle: &Bundle) -> Vec<ArtifactCoverage> {
                 first: unparsed,
             }
         } else {
-            let Some(Ok(text)) = bundle.read_text(&rec.path) else {
+            // Capped like the parsers' own reads: a 2 GiB line must not be loaded here either.
+            let Some(Ok(file)) = bundle.open_artifact(&rec.path) else {
                 continue;
             };
-            let unparsed = unparsed_of(c, &text);
+            let Ok((text, cuts)) = crate::lines::read_text_capped(file) else {
+                continue;
+            };
+            // A skipped over-long line was not understood either: it counts, first.
+            let mut unparsed: Vec<Unparsed> = cuts
+                .iter()
+                .map(|cut| {
+                    Unparsed::new(
+                        usize::try_from(cut.line).unwrap_or(usize::MAX),
+                        "",
+                        format!(
+                            "line of {} bytes, longer than {} MiB: skipped",
+                            cut.bytes,
+                            crate::lines::MAX_LINE_BYTES >> 20
+                        ),
+                    )
+                })
+                .collect();
+            let cut_lines: Vec<usize> = unparsed.iter().map(|u| u.line).collect();
+            unparsed.extend(
+                unparsed_of(c, &text)
+                    .into_iter()
+                    .filter(|u| !cut_lines.contains(&u.line)),
+            );
+            unparsed.sort_by_key(|u| u.line);
             ArtifactCoverage {
                 path: rec.path.clone(),
                 content: rec.content.clone(),

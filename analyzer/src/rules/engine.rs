@@ -942,7 +942,13 @@ impl RuleSet {
             }
             let text = String::from_utf8(bytes).map_err(|e| RuleError::Read {
                 file: name.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "not UTF-8 text (first invalid byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    ),
+                ),
             })?;
             let rule = match Rule::from_yaml(&self.env, &name, &text) {
                 Ok(r) => r,
