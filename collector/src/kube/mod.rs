@@ -3,8 +3,10 @@
 //! bundle as compact JSON Lines (see `docs/bundle-format-k8s.md`).
 //!
 //! Guarantees:
-//! - bounded memory: lists are paginated (`limit` + `continue`) and every page
-//!   is written to the artifact sink before the next is requested; only the
+//! - bounded memory: lists are paginated (`limit` + `continue`), every page is
+//!   decoded item by item while its body arrives ([`stream`]: a watch cache
+//!   ignores `limit`, so one page may hold 15,000 pods) and written to the
+//!   artifact sink before the next is requested; only the
 //!   pods bound to this node (and the kube-dns service/endpoints) are kept;
 //! - never aborts the run: every failure (no config, unreachable, timeout, 401,
 //!   403 with the API's own message) is recorded on the artifact it prevented;
