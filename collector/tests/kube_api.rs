@@ -322,6 +322,56 @@ async fn many_pages_are_all_streamed_and_only_local_pods_kept() {
 }
 
 #[tokio::test]
+async fn a_list_cut_off_mid_page_keeps_what_arrived_and_says_so() {
+    // One 2,000-pod page (a watch-cache list ignores `limit`), decoded while it
+    // arrives: the connection closes half-way through the body. The pods that came
+    // are in the artifact, which is partial with the reason; nothing is invented.
+    let per_page = 2000;
+    let full = apiserver::start(Mode::Synthetic { pages: 1, per_page }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), full.port, closed_port());
+    let (out, _, _, _) = run(dir.path(), opts(&kc)).await;
+    assert_eq!(out.counts[layout::k8s::PODS], per_page as u64);
+    let body_len = full
+        .served
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.target.starts_with("/api/v1/pods"))
+        .unwrap()
+        .bytes as usize;
+
+    let server = apiserver::start(Mode::CutPods {
+        per_page,
+        keep: body_len / 2,
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), server.port, closed_port());
+    let (out, b, m, _) = run(dir.path(), opts(&kc)).await;
+    let r = m.artifact(layout::k8s::PODS).unwrap();
+    assert_eq!(r.status, ArtifactStatus::Partial, "{r:?}");
+    let err = r.error.as_deref().unwrap();
+    assert!(err.starts_with("list interrupted after"), "{err}");
+    let text = b.read_text(layout::k8s::PODS).unwrap().unwrap();
+    let kept = text.lines().count();
+    // About half the pods arrived whole; the one cut in two is not kept.
+    assert!(
+        kept > per_page / 4 && kept < per_page,
+        "{kept} of {per_page}"
+    );
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["name"], format!("synthetic-{i}"), "line {i}");
+    }
+    assert!(
+        out.errors.iter().any(|e| e.contains(layout::k8s::PODS)),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[tokio::test]
 async fn node_name_from_hostname_and_env() {
     let server = apiserver::start(Mode::Normal).await;
     let dir = tempfile::tempdir().unwrap();

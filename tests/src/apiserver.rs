@@ -3,7 +3,10 @@
 //! the real collector's `kube::Client` fetches the lab's pods, services,
 //! endpoint slices, node and kube-proxy ConfigMap over a real connection.
 //! Lists are served in one page (no `continue`); unknown paths get a 404
-//! `Status`. The objects are a snapshot taken at start: start the server after
+//! `Status`. Every list is serialized once, at start (as the watch cache keeps
+//! serialized objects), so a 15,000-pod list costs the server a copy, not seconds
+//! of JSON encoding per request: the benchmark times the collector, not this
+//! server. The objects are a snapshot taken at start: start the server after
 //! injecting faults. Their timestamps are moved one hour back, so the analyzer's
 //! "too fresh to judge" guards (an object created seconds before capture may not
 //! be programmed yet) do not hide a fault the test injected on purpose.
@@ -53,7 +56,14 @@ impl LabApiServer {
         {
             backdate(v, &then);
         }
-        let objects = Arc::new(objects);
+        let objects = Arc::new(Served {
+            lists: objects
+                .lists()
+                .into_iter()
+                .map(|(f, v)| (f, serde_json::to_vec(&v).unwrap_or_default()))
+                .collect(),
+            objects,
+        });
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { break };
@@ -67,7 +77,13 @@ impl LabApiServer {
     }
 }
 
-fn serve(conn: TcpStream, objects: &ApiObjects) {
+/// The objects and their lists, serialized once.
+struct Served {
+    objects: ApiObjects,
+    lists: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn serve(conn: TcpStream, objects: &Served) {
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
@@ -88,8 +104,13 @@ fn serve(conn: TcpStream, objects: &ApiObjects) {
             }
         }
         let target = line.split_whitespace().nth(1).unwrap_or("/");
-        let (code, body) = route(objects, target);
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let (code, body) = match route(objects, target) {
+            (code, Body::List(b)) => (code, std::borrow::Cow::Borrowed(b)),
+            (code, Body::Json(v)) => (
+                code,
+                std::borrow::Cow::Owned(serde_json::to_vec(&v).unwrap_or_default()),
+            ),
+        };
         let head = format!(
             "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             if code == 200 { "OK" } else { "Not Found" },
@@ -101,27 +122,35 @@ fn serve(conn: TcpStream, objects: &ApiObjects) {
     }
 }
 
-fn list(objects: &ApiObjects, file: &str) -> Value {
-    objects
-        .lists()
-        .into_iter()
-        .find(|(f, _)| *f == file)
-        .map(|(_, v)| v)
-        .unwrap_or(Value::Null)
+/// A response body: a list serialized at start, or a small object.
+enum Body<'a> {
+    List(&'a [u8]),
+    Json(Value),
 }
 
-fn route(objects: &ApiObjects, target: &str) -> (u16, Value) {
+fn list<'a>(served: &'a Served, file: &str) -> Body<'a> {
+    served
+        .lists
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map_or(Body::Json(Value::Null), |(_, b)| Body::List(b))
+}
+
+fn route<'a>(served: &'a Served, target: &str) -> (u16, Body<'a>) {
+    let objects = &served.objects;
     let path = target.split('?').next().unwrap_or(target);
     match path {
         "/version" => (
             200,
-            json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0", "platform": "linux/amd64"}),
+            Body::Json(
+                json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0", "platform": "linux/amd64"}),
+            ),
         ),
-        "/api/v1/pods" => (200, list(objects, "pods.json")),
-        "/api/v1/services" => (200, list(objects, "services.json")),
-        "/apis/discovery.k8s.io/v1/endpointslices" => (200, list(objects, "endpointslices.json")),
-        "/api/v1/nodes" => (200, list(objects, "nodes.json")),
-        "/api/v1/events" => (200, ApiObjects::list("Event", "v1", &[])),
+        "/api/v1/pods" => (200, list(served, "pods.json")),
+        "/api/v1/services" => (200, list(served, "services.json")),
+        "/apis/discovery.k8s.io/v1/endpointslices" => (200, list(served, "endpointslices.json")),
+        "/api/v1/nodes" => (200, list(served, "nodes.json")),
+        "/api/v1/events" => (200, Body::Json(ApiObjects::list("Event", "v1", &[]))),
         _ => {
             if let Some(name) = path.strip_prefix("/api/v1/namespaces/kube-system/configmaps/")
                 && let Some(cm) = objects
@@ -129,17 +158,19 @@ fn route(objects: &ApiObjects, target: &str) -> (u16, Value) {
                     .iter()
                     .find(|c| c["metadata"]["name"] == name)
             {
-                return (200, cm.clone());
+                return (200, Body::Json(cm.clone()));
             }
             if let Some(name) = path.strip_prefix("/api/v1/nodes/")
                 && let Some(n) = objects.nodes.iter().find(|n| n["metadata"]["name"] == name)
             {
-                return (200, n.clone());
+                return (200, Body::Json(n.clone()));
             }
             (
                 404,
-                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                Body::Json(
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                        "message": format!("{path} not found"), "reason": "NotFound", "code": 404}),
+                ),
             )
         }
     }

@@ -3,8 +3,10 @@
 //! bundle as compact JSON Lines (see `docs/bundle-format-k8s.md`).
 //!
 //! Guarantees:
-//! - bounded memory: lists are paginated (`limit` + `continue`) and every page
-//!   is written to the artifact sink before the next is requested; only the
+//! - bounded memory: lists are paginated (`limit` + `continue`), every page is
+//!   decoded item by item while its body arrives ([`stream`]: a watch cache
+//!   ignores `limit`, so one page may hold 15,000 pods) and written to the
+//!   artifact sink before the next is requested; only the
 //!   pods bound to this node (and the kube-dns service/endpoints) are kept;
 //! - never aborts the run: every failure (no config, unreachable, timeout, 401,
 //!   403 with the API's own message) is recorded on the artifact it prevented;
@@ -20,6 +22,7 @@ pub mod polite;
 pub mod project;
 pub mod runtime;
 pub mod step;
+pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -529,7 +532,7 @@ impl Ctx<'_> {
         mut each: impl FnMut(&R),
         out: &mut KubeOutcome,
     ) where
-        K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
         R: serde::Serialize,
     {
         let started = Instant::now();
@@ -557,10 +560,48 @@ impl Ctx<'_> {
                 }
             };
             let what = format!("page {} of {path}", pages + 1);
-            let fetched =
-                tokio::time::timeout_at(deadline, self.client.request::<ObjectList<K>>(req)).await;
-            let page = match fetched {
-                Ok(Ok(p)) => p,
+            // Items are projected and written as the page's body arrives (see
+            // `stream`): a 15,000-pod page never sits in memory.
+            let mut sink_error = None;
+            let fetched = {
+                let writer = self.writer;
+                let spec = self.spec(path);
+                let (sink, objects, each, project) = (&mut sink, &mut objects, &mut each, &project);
+                let sink_error = &mut sink_error;
+                let mut open = move |sink: &mut Option<netsnap_bundle::ArtifactSink>| {
+                    if sink.is_none() && sink_error.is_none() {
+                        match writer.artifact(spec.clone()) {
+                            Ok(s) => *sink = Some(s),
+                            Err(e) => *sink_error = Some(e),
+                        }
+                    }
+                };
+                let page = stream::list_page::<K>(&self.client, req, |obj| {
+                    open(sink);
+                    if let (Some(s), Some(rec)) = (sink.as_mut(), project(&obj)) {
+                        each(&rec);
+                        if serde_json::to_writer(&mut *s, &rec).is_ok() {
+                            let _ = s.write_all(b"\n");
+                        }
+                        *objects += 1;
+                    }
+                });
+                let r = tokio::time::timeout_at(deadline, page).await;
+                // An empty page still makes the (empty) artifact.
+                if matches!(r, Ok(Ok(_))) {
+                    open(sink);
+                }
+                r
+            };
+            if let Some(e) = sink_error {
+                out.errors.push(format!("{path}: {e}"));
+                return;
+            }
+            if objects > 0 {
+                out.api_reachable = true;
+            }
+            match fetched {
+                Ok(Ok(next)) => token = next,
                 Ok(Err(e)) => {
                     failure = Some(self.failure(e));
                     break;
@@ -569,32 +610,11 @@ impl Ctx<'_> {
                     failure = Some(timeout_failure(self.timeout, &self.url, &what));
                     break;
                 }
-            };
+            }
             pages += 1;
             out.api_reachable = true;
-            if sink.is_none() {
-                match self.writer.artifact(self.spec(path)) {
-                    Ok(s) => sink = Some(s),
-                    Err(e) => {
-                        out.errors.push(format!("{path}: {e}"));
-                        return;
-                    }
-                }
-            }
-            if let Some(s) = sink.as_mut() {
-                for obj in &page.items {
-                    if let Some(rec) = project(obj) {
-                        each(&rec);
-                        if serde_json::to_writer(&mut *s, &rec).is_ok() {
-                            let _ = s.write_all(b"\n");
-                        }
-                        objects += 1;
-                    }
-                }
-            }
             // With resourceVersion=0 the API server may ignore `limit` and answer
             // everything in one page without a token: that is the whole list.
-            token = page.metadata.continue_.filter(|t| !t.is_empty());
             if token.is_none() {
                 break;
             }
@@ -1203,30 +1223,10 @@ async fn collect_events(ctx: &mut Ctx<'_>, opts: &KubeOptions, out: &mut KubeOut
                     break;
                 }
             };
-            let fetched =
-                tokio::time::timeout_at(deadline, ctx.client.request::<ObjectList<Event>>(req))
-                    .await;
-            let page = match fetched {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    failure = Some(ctx.failure(e));
-                    break;
-                }
-                Err(_) => {
-                    failure = Some(timeout_failure(
-                        ctx.timeout,
-                        &ctx.url,
-                        &format!("page {} of {path}", pages + 1),
-                    ));
-                    break;
-                }
-            };
-            pages += 1;
-            out.api_reachable = true;
-            for e in &page.items {
-                let rec = project::event(e);
+            let keep = |e: Event| {
+                let rec = project::event(&e);
                 if !project::EVENT_REASONS.contains(&rec.reason.as_str()) {
-                    continue;
+                    return;
                 }
                 let host = e.source.as_ref().and_then(|s| s.host.clone());
                 let mine = match &node {
@@ -1240,8 +1240,29 @@ async fn collect_events(ctx: &mut Ctx<'_>, opts: &KubeOptions, out: &mut KubeOut
                         kept.truncate(max);
                     }
                 }
+            };
+            let fetched = tokio::time::timeout_at(
+                deadline,
+                stream::list_page::<Event>(&ctx.client, req, keep),
+            )
+            .await;
+            match fetched {
+                Ok(Ok(next)) => token = next,
+                Ok(Err(e)) => {
+                    failure = Some(ctx.failure(e));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(timeout_failure(
+                        ctx.timeout,
+                        &ctx.url,
+                        &format!("page {} of {path}", pages + 1),
+                    ));
+                    break;
+                }
             }
-            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            pages += 1;
+            out.api_reachable = true;
             if token.is_none() {
                 break;
             }

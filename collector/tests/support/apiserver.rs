@@ -36,6 +36,15 @@ pub enum Mode {
         /// Pods per page.
         per_page: usize,
     },
+    /// Serve one page of `per_page` generated pods (as `Synthetic`), announcing its
+    /// whole length but closing the connection after `keep` bytes of the body: a
+    /// list that breaks off mid-page. Other paths as `Normal`.
+    CutPods {
+        /// Pods in the page.
+        per_page: usize,
+        /// Body bytes sent before the connection is closed.
+        keep: usize,
+    },
 }
 
 fn synthetic_page(page: usize, pages: usize, per_page: usize) -> Vec<u8> {
@@ -218,6 +227,16 @@ pub fn route_as(mode: &Mode, target: &str, token: &str) -> Reply {
             }
             ok("events.json")
         }
+        "/api/v1/pods" if matches!(mode, Mode::CutPods { .. }) => {
+            let Mode::CutPods { per_page, .. } = mode else {
+                unreachable!()
+            };
+            Reply {
+                code: 200,
+                body: synthetic_page(0, 1, *per_page),
+                headers: Vec::new(),
+            }
+        }
         "/api/v1/pods" if matches!(mode, Mode::Synthetic { .. }) => {
             let Mode::Synthetic { pages, per_page } = mode else {
                 unreachable!()
@@ -373,6 +392,13 @@ pub async fn start_rewriting(mode: Mode, rewrites: Vec<(String, String)>) -> Api
                     // One write: a head and body sent apart meet Nagle and delayed ACK
                     // (40 ms per request on loopback).
                     let mut wire = head.into_bytes();
+                    if let Mode::CutPods { keep, .. } = &mode
+                        && target.starts_with("/api/v1/pods")
+                    {
+                        wire.extend_from_slice(&reply.body[..(*keep).min(reply.body.len())]);
+                        let _ = sock.write_all(&wire).await;
+                        return;
+                    }
                     wire.extend_from_slice(&reply.body);
                     if sock.write_all(&wire).await.is_err() {
                         return;
