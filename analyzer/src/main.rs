@@ -496,6 +496,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ReportFormat::Text => report::trace::render_text(&t),
                 ReportFormat::Json => json_line(&t)?,
                 ReportFormat::Markdown => report::trace::render_markdown(&t),
+                ReportFormat::Html => report::html::render_preformatted(
+                    &format!("netsnap trace {from} -> {to}"),
+                    &report::trace::render_text(&t),
+                ),
             };
             write_stdout(&text)?;
             Ok(exit::OK)
@@ -532,6 +536,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ReportFormat::Text => report::diff::render_text(&d),
                 ReportFormat::Json => json_line(&d)?,
                 ReportFormat::Markdown => report::diff::render_markdown(&d),
+                ReportFormat::Html => report::html::render_preformatted(
+                    &format!("netsnap diff {} {}", a.display(), b.display()),
+                    &report::diff::render_text(&d),
+                ),
             };
             write_stdout(&text)?;
             Ok(if d.worse { exit::FINDINGS } else { exit::OK })

@@ -456,6 +456,7 @@ fn route_source(n: &NetnsRoutes, r: Option<&Route>) -> Source {
         None => Source {
             path: n.path.clone(),
             line: None,
+            node: None,
         },
     }
 }
@@ -936,6 +937,7 @@ fn after_prerouting(
         ev.push(Source {
             path: rp.clone(),
             line: None,
+            node: None,
         });
     }
     hops.push(Hop {

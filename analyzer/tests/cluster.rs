@@ -393,7 +393,11 @@ fn facts_cluster_prints_the_cluster_document() {
         .args(["facts", "--cluster", "fixtures/bundles/cluster"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["schema_version"], 1);
     let names: Vec<&str> = doc["nodes"]
@@ -409,13 +413,23 @@ fn facts_cluster_prints_the_cluster_document() {
         .iter()
         .map(|r| (r["from"].as_str().unwrap(), r["verdict"].as_str().unwrap()))
         .collect();
-    assert_eq!(verdicts, [("lab-node-a", "target"), ("lab-node-b", "foreign")]);
-    assert_eq!(doc["dns_vip"]["answering"], serde_json::json!(["lab-node-a"]));
+    assert_eq!(
+        verdicts,
+        [("lab-node-a", "target"), ("lab-node-b", "foreign")]
+    );
+    assert_eq!(
+        doc["dns_vip"]["answering"],
+        serde_json::json!(["lab-node-a"])
+    );
     assert_eq!(doc["proxy_versions"].as_array().unwrap().len(), 2);
     // One bundle is not a cluster.
     let out = bin()
         .current_dir(root)
-        .args(["facts", "--cluster", "fixtures/bundles/cluster/lab-node-a.tar.zst"])
+        .args([
+            "facts",
+            "--cluster",
+            "fixtures/bundles/cluster/lab-node-a.tar.zst",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

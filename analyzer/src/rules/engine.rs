@@ -299,12 +299,13 @@ impl Rule {
         // Every expression is also checked against the fact schema: a misspelt field or a
         // type error fails the load instead of erroring (or silently not firing) later.
         let base_scope = typecheck::Scope::new(&spec.params, spec.scope);
-        let checked = |key: &str, src: &str, scope: &typecheck::Scope| -> Result<(Program, Ty), RuleError> {
-            let p = compile(key, src)?;
-            let ty = typecheck::check(p.expression(), scope)
-                .map_err(|m| invalid(key, format!("type error in {key}: {m}")))?;
-            Ok((p, ty))
-        };
+        let checked =
+            |key: &str, src: &str, scope: &typecheck::Scope| -> Result<(Program, Ty), RuleError> {
+                let p = compile(key, src)?;
+                let ty = typecheck::check(p.expression(), scope)
+                    .map_err(|m| invalid(key, format!("type error in {key}: {m}")))?;
+                Ok((p, ty))
+            };
         let mut item_scope = base_scope.clone();
         // Every per-finding expression, in record order, as CEL source.
         let mut record: Vec<String> = Vec::new();

@@ -98,10 +98,8 @@ fn schema(scope: RuleScope) -> &'static Json {
         }),
         RuleScope::Cluster => CLUSTER.get_or_init(|| {
             titled(
-                serde_json::to_value(schemars::schema_for!(
-                    crate::facts::cluster::ClusterFacts
-                ))
-                .unwrap_or(Json::Null),
+                serde_json::to_value(schemars::schema_for!(crate::facts::cluster::ClusterFacts))
+                    .unwrap_or(Json::Null),
             )
         }),
     }
