@@ -43,11 +43,17 @@ _netsnap__analyze() {
             netsnap__analyze,manifest)
                 cmd="netsnap__analyze__subcmd__manifest"
                 ;;
+            netsnap__analyze,redact)
+                cmd="netsnap__analyze__subcmd__redact"
+                ;;
             netsnap__analyze,rules)
                 cmd="netsnap__analyze__subcmd__rules"
                 ;;
             netsnap__analyze,trace)
                 cmd="netsnap__analyze__subcmd__trace"
+                ;;
+            netsnap__analyze,unredact)
+                cmd="netsnap__analyze__subcmd__unredact"
                 ;;
             netsnap__analyze__subcmd__help,analyze)
                 cmd="netsnap__analyze__subcmd__help__subcmd__analyze"
@@ -76,11 +82,17 @@ _netsnap__analyze() {
             netsnap__analyze__subcmd__help,manifest)
                 cmd="netsnap__analyze__subcmd__help__subcmd__manifest"
                 ;;
+            netsnap__analyze__subcmd__help,redact)
+                cmd="netsnap__analyze__subcmd__help__subcmd__redact"
+                ;;
             netsnap__analyze__subcmd__help,rules)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules"
                 ;;
             netsnap__analyze__subcmd__help,trace)
                 cmd="netsnap__analyze__subcmd__help__subcmd__trace"
+                ;;
+            netsnap__analyze__subcmd__help,unredact)
+                cmd="netsnap__analyze__subcmd__help__subcmd__unredact"
                 ;;
             netsnap__analyze__subcmd__help__subcmd__rules,docs)
                 cmd="netsnap__analyze__subcmd__help__subcmd__rules__subcmd__docs"
@@ -131,12 +143,16 @@ _netsnap__analyze() {
 
     case "${cmd}" in
         netsnap__analyze)
-            opts="-v -h -V --verbose --help --version manifest inspect analyze diff trace import facts rules completions man help"
+            opts="-v -h -V --verbose --color --help --version manifest inspect analyze diff trace import redact unredact facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -145,7 +161,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__analyze)
-            opts="-v -h --no-verify --max-unpacked-size --rules --disable --set --format --fail-on --color --verbose --help"
+            opts="-v -h --no-verify --max-unpacked-size --rules --disable --set --format --fail-on --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -168,7 +184,7 @@ _netsnap__analyze() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json markdown html" -- "${cur}"))
                     return 0
                     ;;
                 --fail-on)
@@ -187,12 +203,16 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__completions)
-            opts="-v -h --verbose --help bash elvish fish powershell zsh"
+            opts="-v -h --verbose --color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -201,7 +221,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__diff)
-            opts="-v -h --no-verify --max-unpacked-size --rules --disable --set --format --fail-on --verbose --help"
+            opts="-v -h --no-verify --max-unpacked-size --rules --disable --set --format --fail-on --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -224,11 +244,15 @@ _netsnap__analyze() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json markdown html" -- "${cur}"))
                     return 0
                     ;;
                 --fail-on)
                     COMPREPLY=($(compgen -W "info warning error critical" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -239,14 +263,22 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__facts)
-            opts="-v -h --no-verify --max-unpacked-size --docs --schema --verbose --help"
+            opts="-v -h --cluster --no-verify --max-unpacked-size --docs --schema --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-unpacked-size)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -257,7 +289,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__help)
-            opts="manifest inspect analyze diff trace import facts rules completions man help"
+            opts="manifest inspect analyze diff trace import redact unredact facts rules completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -396,6 +428,20 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__redact)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__help__subcmd__rules)
             opts="list explain test docs"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -480,8 +526,22 @@ _netsnap__analyze() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netsnap__subcmd__analyze__subcmd__help__subcmd__unredact)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netsnap__subcmd__analyze__subcmd__import)
-            opts="-o -v -h --output --verbose --help"
+            opts="-o -v -h --output --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -495,6 +555,10 @@ _netsnap__analyze() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -503,7 +567,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__inspect)
-            opts="-n -A -d -s -p -t -u -v -h --no-verify --max-unpacked-size --format --namespace --all-namespaces --netns --table --chain --dst --src --proto --state --summary --stats --tcp-service --udp-service --verbose --help pods services netns links addrs routes conntrack iptables ipvs dns sysctl kernel-log parse"
+            opts="-o -n -A -d -s -p -t -u -v -h --no-verify --max-unpacked-size --format --output --namespace --all-namespaces --netns --table --chain --dst --src --proto --state --summary --stats --tcp-service --udp-service --verbose --color --help pods services netns links addrs routes conntrack iptables ipvs dns sysctl kernel-log parse"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -514,7 +578,15 @@ _netsnap__analyze() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "wide" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "wide" -- "${cur}"))
                     return 0
                     ;;
                 --namespace)
@@ -581,6 +653,10 @@ _netsnap__analyze() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -589,12 +665,16 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__man)
-            opts="-v -h --verbose --help"
+            opts="-v -h --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -603,7 +683,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__manifest)
-            opts="-v -h --no-verify --max-unpacked-size --format --verbose --help"
+            opts="-v -h --no-verify --max-unpacked-size --format --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -617,6 +697,48 @@ _netsnap__analyze() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__redact)
+            opts="-o -v -h --no-verify --max-unpacked-size --output --map --key --keep-unredactable --verbose --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-unpacked-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -625,12 +747,16 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__rules)
-            opts="-v -h --verbose --help list explain test docs help"
+            opts="-v -h --verbose --color --help list explain test docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -639,12 +765,16 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__rules__subcmd__docs)
-            opts="-v -h --verbose --help"
+            opts="-v -h --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -653,7 +783,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__rules__subcmd__explain)
-            opts="-v -h --rules --disable --set --verbose --help"
+            opts="-v -h --rules --disable --set --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -669,6 +799,10 @@ _netsnap__analyze() {
                     ;;
                 --set)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -763,7 +897,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__rules__subcmd__list)
-            opts="-v -h --rules --disable --set --format --verbose --help"
+            opts="-v -h --rules --disable --set --format --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +919,10 @@ _netsnap__analyze() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -793,12 +931,16 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__rules__subcmd__test)
-            opts="-v -h --all --verbose --help"
+            opts="-v -h --all --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -807,7 +949,7 @@ _netsnap__analyze() {
             return 0
             ;;
         netsnap__subcmd__analyze__subcmd__trace)
-            opts="-v -h --from --to --no-verify --max-unpacked-size --format --verbose --help"
+            opts="-v -h --from --to --no-verify --max-unpacked-size --format --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -826,7 +968,33 @@ _netsnap__analyze() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "text json markdown" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json markdown html" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netsnap__subcmd__analyze__subcmd__unredact)
+            opts="-v -h --map --verbose --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)

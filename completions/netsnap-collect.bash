@@ -41,7 +41,7 @@ _netsnap__collect() {
 
     case "${cmd}" in
         netsnap__collect)
-            opts="-o -q -v -h -V --output --force --no-api --node-name --host-root --timeout --deadline --sample-interval --max-artifact-size --max-bundle-size --conntrack-max-entries --ipvs-max-connections --max-ip-text-netns --netns-workers --kubeconfig --context --api-scope --run-id --api-qps --api-burst --api-max-bytes --api-max-retries --start-jitter --dns-from --dns-name --dns-timeout --quiet --verbose --help --version completions man help"
+            opts="-o -q -v -h -V --output --force --no-api --node-name --host-root --timeout --deadline --sample-interval --max-artifact-size --max-bundle-size --conntrack-max-entries --ipvs-max-connections --max-ip-text-netns --netns-workers --kubeconfig --context --api-scope --run-id --api-qps --api-burst --api-max-bytes --api-max-retries --start-jitter --dns-from --dns-name --dns-timeout --redact --key --map --quiet --verbose --help --version completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -144,6 +144,14 @@ _netsnap__collect() {
                     return 0
                     ;;
                 --dns-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --map)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

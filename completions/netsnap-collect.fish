@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_netsnap_collect_global_optspecs
-    string join \n o/output= force no-api node-name= host-root= timeout= deadline= sample-interval= max-artifact-size= max-bundle-size= conntrack-max-entries= ipvs-max-connections= max-ip-text-netns= netns-workers= kubeconfig= context= api-scope= run-id= api-qps= api-burst= api-max-bytes= api-max-retries= start-jitter= dns-from= dns-name= dns-timeout= q/quiet v/verbose h/help V/version
+    string join \n o/output= force no-api node-name= host-root= timeout= deadline= sample-interval= max-artifact-size= max-bundle-size= conntrack-max-entries= ipvs-max-connections= max-ip-text-netns= netns-workers= kubeconfig= context= api-scope= run-id= api-qps= api-burst= api-max-bytes= api-max-retries= start-jitter= dns-from= dns-name= dns-timeout= redact key= map= q/quiet v/verbose h/help V/version
 end
 
 function __fish_netsnap_collect_needs_command
@@ -50,8 +50,11 @@ complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l start-j
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-from -d 'Pod namespaces to send DNS probes from: `all`, a number N, or `namespace/pod` (plus the host)' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-name -d 'Extra name to resolve from pods (repeatable), besides kubernetes.default.svc.<domain>' -r
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l dns-timeout -d 'Timeout of one DNS query attempt' -r
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l key -d 'With --redact: key file (64 hex digits, 32+ random bytes, or a map file) [default: the --map file\'s key, else a new random key]. Use one key for every node so the redacted bundles still join' -r -F
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l map -d 'With --redact: the map to write or extend [default: BUNDLE.map.json; required with `-o -`]' -r -F
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l force -d 'Replace the file at --output if one exists (without it, an existing file is refused)'
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l no-api -d 'Do not contact the Kubernetes API (node-local data only)'
+complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -l redact -d 'Write only a redacted bundle, safe to attach to a ticket: addresses anonymized prefix-preserving, names, UIDs, MACs and kube-proxy hashes replaced, secrets removed (docs/redaction.md). The map is written beside the bundle (--map), never inside it'
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s q -l quiet -d 'No progress lines (warnings and the summary still print)'
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s v -l verbose -d 'More logging (-v info, -vv debug)'
 complete -c netsnap-collect -n "__fish_netsnap_collect_needs_command" -s h -l help -d 'Print help'
