@@ -195,3 +195,42 @@ fn bad_endpoints_are_one_line_exit_2() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// `--format html` is the same walk in a self-contained page: no script, nothing loaded,
+/// the text escaped (the hop arrows `>` of the chain path become entities).
+#[test]
+fn html_is_the_text_walk_in_a_self_contained_page() {
+    let (code, text, err) = trace(
+        "healthy-flannel.tar.zst",
+        "default/web-rqxrqlj8hb-42gcm",
+        "10.96.0.20:80/tcp",
+        "text",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, html, err) = trace(
+        "healthy-flannel.tar.zst",
+        "default/web-rqxrqlj8hb-42gcm",
+        "10.96.0.20:80/tcp",
+        "html",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("default-src 'none'"));
+    assert!(!html.to_lowercase().contains("<script"));
+    let first_hop = text
+        .lines()
+        .find(|l| l.contains("nat PREROUTING"))
+        .expect("a nat hop in the text walk");
+    assert!(first_hop.contains(" > "), "{first_hop}");
+    assert!(
+        html.contains(
+            &first_hop
+                .replace('&', "&amp;")
+                .replace('>', "&gt;")
+                .replace('<', "&lt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;")
+        ),
+        "the text walk's hop, escaped, is in the page: {first_hop}"
+    );
+}
