@@ -79,6 +79,11 @@ fn node_bundle(path: &Path, node: &str, run: &str) {
 
 /// A cluster bundle whose pod list has two live pods sharing one IP.
 fn cluster_bundle(path: &Path, run: Option<&str>) {
+    cluster_bundle_with_events(path, run, "");
+}
+
+/// [`cluster_bundle`] with `events` as its Events list: two passes of one run differ there.
+fn cluster_bundle_with_events(path: &Path, run: Option<&str>, events: &str) {
     let w = BundleWriter::create(path, WriterOptions::default()).unwrap();
     let pod = |name: &str, node: &str| {
         json!({"namespace": "shop", "name": name, "uid": format!("u-{name}"), "node_name": node,
@@ -104,7 +109,7 @@ fn cluster_bundle(path: &Path, run: Option<&str>) {
             json!({"name": "node-a", "uid": "n1", "pod_cidrs": ["10.244.1.0/24"]})
         ),
     );
-    add(layout::k8s::EVENTS, "");
+    add(layout::k8s::EVENTS, events);
     finish(w, None, json!({"api_scope": "cluster", "run_id": run}));
 }
 
@@ -201,7 +206,9 @@ fn mismatched_or_lone_cluster_bundles_are_clear_errors() {
     );
     node_bundle(&a, "node-a", "r1");
     cluster_bundle(&c, Some("r2"));
-    cluster_bundle(&c2, Some("r2"));
+    // A second cluster pass of the same run (not a copy of the first: that is refused as
+    // the same bundle given twice, see tests/cluster.rs, the_same_bundle_twice_is_refused).
+    cluster_bundle_with_events(&c2, Some("r2"), "{\"reason\":\"Pulled\"}\n");
     cluster_bundle(&c0, None);
     let e = join_runs(vec![("node-a".into(), open(&a)), ("c".into(), open(&c))]).unwrap_err();
     assert_eq!(e, JoinError::Unmatched("c".into(), "r2".into()));

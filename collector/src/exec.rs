@@ -807,8 +807,10 @@ impl Exec {
             return report;
         }
         let mut cmd = program.command(args);
+        // stdin is a pipe closed at once, not /dev/null: a collector in a bare root (a
+        // scratch image, a libc-less debug container) has no /dev to open.
         cmd.env("LC_ALL", "C")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -821,6 +823,8 @@ impl Exec {
                 return report;
             }
         };
+        // End of input for the tool: no tool the collector runs reads stdin.
+        drop(child.stdin.take());
         tracing::debug!(program = %path.display(), ?args, "spawned");
         // Kills the group if this future is dropped (task aborted) before the end.
         let mut guard = GroupGuard(child.id().map(|id| id as i32));

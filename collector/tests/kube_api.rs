@@ -330,7 +330,13 @@ async fn a_list_cut_off_mid_page_keeps_what_arrived_and_says_so() {
     let full = apiserver::start(Mode::Synthetic { pages: 1, per_page }).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = kubeconfig(dir.path(), full.port, closed_port());
-    let (out, _, _, _) = run(dir.path(), opts(&kc)).await;
+    // One 2,000-pod request: room for a debug build on a loaded machine (the subject is
+    // what a cut body leaves, not speed).
+    let slow_ok = |kc: &Path| KubeOptions {
+        request_timeout: Duration::from_secs(30),
+        ..opts(kc)
+    };
+    let (out, _, _, _) = run(dir.path(), slow_ok(&kc)).await;
     assert_eq!(out.counts[layout::k8s::PODS], per_page as u64);
     let body_len = full
         .served
@@ -348,7 +354,7 @@ async fn a_list_cut_off_mid_page_keeps_what_arrived_and_says_so() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let kc = kubeconfig(dir.path(), server.port, closed_port());
-    let (out, b, m, _) = run(dir.path(), opts(&kc)).await;
+    let (out, b, m, _) = run(dir.path(), slow_ok(&kc)).await;
     let r = m.artifact(layout::k8s::PODS).unwrap();
     assert_eq!(r.status, ArtifactStatus::Partial, "{r:?}");
     let err = r.error.as_deref().unwrap();

@@ -102,11 +102,18 @@ impl Map {
             else {
                 return whole.to_string();
             };
-            if known.contains(whole) || known.contains(&c[1]) || len > 32 || len == 0 {
+            // A network the bundle held is in the map as a whole (`Rewriter::net`).
+            if known.contains(whole) || len > 32 || len == 0 {
                 return whole.to_string();
             }
             let mask = u32::MAX << (32 - len);
             let net = u32::from(net);
+            // Host bits set: an address with its prefix length, not a network.
+            // (A canonical one may also be a redacted address: the network the analysis
+            // derived happened to start at it; masking answers both.)
+            if net & !mask != 0 {
+                return whole.to_string();
+            }
             match pairs.iter().find(|(anon, _)| anon & mask == net & mask) {
                 Some((_, orig)) => format!("{}/{len}", std::net::Ipv4Addr::from(orig & mask)),
                 None => whole.to_string(),
@@ -253,6 +260,31 @@ mod tests {
         );
         // A network no mapped address falls in stays as it is.
         assert_eq!(map.unredact("192.168.7.0/24"), "192.168.7.0/24");
+    }
+
+    /// The derived network may start at a redacted address itself (its host bits happened
+    /// to be zero): still the original network, not that address with a prefix length.
+    #[test]
+    fn a_derived_network_starting_at_a_redacted_address_is_still_a_network() {
+        let key = Key::from_bytes([8; 32]);
+        let mut a = AddrAnonymizer::new(&key.cryptopan_key());
+        // Find an address whose replacement has its last 4 bits zero.
+        let (orig, anon4) = (1u32..)
+            .map(|i| IpAddrV4::from(u32::from(IpAddrV4::new(10, 96, 0, 0)) + i))
+            .find_map(|o| match a.ip(o.into()) {
+                std::net::IpAddr::V4(n) if u32::from(n) & 0xf == 0 => Some((o, n)),
+                _ => None,
+            })
+            .expect("one in 16 addresses");
+        let mut map = Map::new(&key);
+        map.addrs.insert(orig.to_string(), anon4.to_string());
+        let want = IpAddrV4::from(u32::from(orig) & (u32::MAX << 4));
+        assert_eq!(map.unredact(&format!("{anon4}/28")), format!("{want}/28"));
+        // The address alone is the address.
+        assert_eq!(map.unredact(&anon4.to_string()), orig.to_string());
+        // An address with host bits set and its prefix length is that address.
+        let host = IpAddrV4::from(u32::from(anon4) | 1);
+        assert_eq!(map.unredact(&format!("{host}/28")), format!("{host}/28"));
     }
 
     type IpAddrV4 = std::net::Ipv4Addr;

@@ -139,7 +139,10 @@ impl Rewriter {
     fn net(&mut self, ip: IpAddr, len: u8) -> String {
         let out = self.addrs.net(ip, len);
         let plain = self.ip(ip);
-        if out != plain {
+        // Recorded whole when it differs from the address alone, and when an interface
+        // address (host bits set) became a canonical-looking network by chance: unredact
+        // must not read it as a network the analysis derived.
+        if out != plain || (is_network(out, len) && !is_network(ip, len)) {
             self.map
                 .addrs
                 .insert(format!("{ip}/{len}"), format!("{out}/{len}"));
@@ -466,6 +469,14 @@ impl Rewriter {
             }
             None => Cow::Borrowed(p),
         }
+    }
+}
+
+/// True when `ip` has no host bits set under a `len`-bit prefix.
+fn is_network(ip: IpAddr, len: u8) -> bool {
+    match ip {
+        IpAddr::V4(a) => len <= 32 && (len == 32 || u32::from(a) & (u32::MAX >> len) == 0),
+        IpAddr::V6(a) => len <= 128 && (len == 128 || u128::from(a) & (u128::MAX >> len) == 0),
     }
 }
 

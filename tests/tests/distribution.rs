@@ -178,8 +178,9 @@ fn static_collector_without_libc_or_tools_writes_a_complete_node_local_bundle() 
         if a.command.is_some() && a.status == ArtifactStatus::Unavailable {
             tools += 1;
             let err = a.error.as_deref().unwrap_or_default();
+            // Not installed, or not needed by this kernel (no IPVS: ipvsadm is not run).
             assert!(
-                err.starts_with("program not installed: "),
+                err.starts_with("program not installed: ") || err.starts_with("kernel has no IPVS"),
                 "{}: {err}",
                 a.path
             );
