@@ -2,9 +2,11 @@
 //! a chain at priority -350 on the prerouting hook sets `meta nftrace set 1` for the flow,
 //! `nft monitor trace` prints every rule of the iptables-nft tables the real packet
 //! matches, and after a collection `netsnap-analyze trace` must agree hop by hop: the DNAT
-//! target is one of its branches, and in that branch the nat and filter chains whose rules
-//! matched, in order, are the kernel's, the verdict (passed or dropped/rejected) is the
-//! kernel's, and the egress device is the kernel's (and `ip route get`'s).
+//! target is one of its branches, and in that branch the rules that matched in every table
+//! (raw, mangle, nat, filter, security), in order, each with its chain and action (jump,
+//! return, DNAT and its address, MARK, MASQUERADE, REJECT, the policy), are the kernel's,
+//! the verdict (passed or dropped/rejected) is the kernel's, and the egress device is the
+//! kernel's (and `ip route get`'s).
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
@@ -126,43 +128,91 @@ fn kernel_trace(node: &LabNode, src: Ipv4Addr, dst: Ipv4Addr, send: impl FnOnce(
         .collect()
 }
 
-fn dedup(v: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for x in v {
-        if out.last() != Some(&x) {
-            out.push(x);
-        }
+/// The netfilter tables a trace is compared in: every table the kernel or we went through,
+/// but the tracing table itself.
+const TABLES: &[&str] = &["raw", "mangle", "nat", "filter", "security"];
+
+/// The kernel's rule (or policy) steps in one table, in order: `(chain, action)` with the
+/// action in the evaluator's words (`jump X`, `return`, `DNAT 10.244.0.3:8080`,
+/// `MASQUERADE`, `MARK`, `REJECT`, `policy ACCEPT`, …). `nft monitor trace` prints a rule
+/// line for each rule whose matches all held (a rule without a verdict, like a counter or
+/// `meta mark set`, with `(verdict continue)`), and a policy line when a base chain ends.
+fn kernel_steps(k: &[KLine], table: &str) -> Vec<(String, String)> {
+    k.iter()
+        .filter(|l| l.table == table && (l.kind == "rule" || l.kind == "policy"))
+        .map(|l| (l.chain.clone(), kernel_action(l)))
+        .collect()
+}
+
+fn kernel_action(l: &KLine) -> String {
+    let rest = l.rest.trim();
+    if l.kind == "policy" {
+        return format!("policy {}", rest.to_ascii_uppercase());
     }
-    out
+    let verdict = rest
+        .rsplit_once("(verdict ")
+        .map(|(_, v)| v.trim_end_matches(')'))
+        .unwrap_or_else(|| panic!("no verdict in kernel rule line: {rest}"));
+    let mut words = verdict.split_whitespace();
+    match words.next().unwrap_or_default() {
+        "jump" | "goto" => verdict.to_string(),
+        "return" => "return".to_string(),
+        "accept" => {
+            if let Some(to) = rest.split("dnat to ").nth(1) {
+                format!("DNAT {}", to.split(' ').next().unwrap())
+            } else if rest.contains(" masquerade") {
+                "MASQUERADE".to_string()
+            } else if rest.contains(" snat to ") {
+                "SNAT".to_string()
+            } else if rest.contains(" redirect") {
+                "REDIRECT".to_string()
+            } else {
+                "ACCEPT".to_string()
+            }
+        }
+        "drop" if rest.contains(" reject") => "REJECT".to_string(),
+        "drop" => "DROP".to_string(),
+        "continue" if rest.contains("meta mark set") => "MARK".to_string(),
+        _ => verdict.to_string(),
+    }
 }
 
-/// The kernel's matched-rule chain sequence in one table.
-fn kernel_chains(k: &[KLine], table: &str) -> Vec<String> {
-    dedup(
-        k.iter()
-            .filter(|l| l.table == table && (l.kind == "rule" || l.kind == "policy"))
-            .map(|l| l.chain.clone())
-            .collect(),
-    )
+/// Our steps in one table (all its hops in that table, in order), in the same words as
+/// [`kernel_action`].
+fn our_steps(branch: &serde_json::Value, table: &str) -> Vec<(String, String)> {
+    branch["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h["stage"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{table} "))
+        })
+        .flat_map(|h| h["rules"].as_array().cloned().unwrap_or_default())
+        .map(|s| {
+            let chain = s["chain"].as_str().unwrap().to_string();
+            let a = s["action"].as_str().unwrap();
+            let mut w = a.split_whitespace();
+            let first = w.next().unwrap_or_default();
+            let action = match first {
+                "jump" | "goto" | "policy" => a.to_string(),
+                "DNAT" => format!(
+                    "DNAT {}",
+                    a.split("--to-destination ").nth(1).unwrap_or("?")
+                ),
+                _ => first.to_string(),
+            };
+            (chain, action)
+        })
+        .collect()
 }
 
-/// The trace's matched-rule chain sequence in one table (all its hops in that table).
-fn our_chains(branch: &serde_json::Value, table: &str) -> Vec<String> {
-    dedup(
-        branch["hops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| {
-                h["stage"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&format!("{table} "))
-            })
-            .flat_map(|h| h["rules"].as_array().cloned().unwrap_or_default())
-            .map(|s| s["chain"].as_str().unwrap().to_string())
-            .collect(),
-    )
+fn same_steps(k: &[KLine], branch: &serde_json::Value) -> bool {
+    TABLES
+        .iter()
+        .all(|t| our_steps(branch, t) == kernel_steps(k, t))
 }
 
 /// Runs `netsnap-analyze trace --format json`.
@@ -203,19 +253,20 @@ fn agree(k: &[KLine], t: &serde_json::Value) -> serde_json::Value {
     // kernel confirmed: its chains are the kernel's. Without one, the first shows the diff.
     let branch = same_dnat
         .iter()
-        .find(|b| {
-            ["nat", "filter"]
-                .iter()
-                .all(|t| our_chains(b, t) == kernel_chains(k, t))
-        })
+        .find(|b| same_steps(k, b))
         .unwrap_or(&same_dnat[0])
         .to_owned()
         .clone();
-    for table in ["nat", "filter"] {
+    // The packet went through netfilter: a comparison over no rule would prove nothing.
+    assert!(
+        !kernel_steps(k, "nat").is_empty(),
+        "the kernel traced no nat rule: {k:#?}"
+    );
+    for table in TABLES {
         assert_eq!(
-            our_chains(&branch, table),
-            kernel_chains(k, table),
-            "{table} chains differ\nkernel:\n{}\nours: {branch}",
+            our_steps(&branch, table),
+            kernel_steps(k, table),
+            "{table} rules differ\nkernel:\n{}\nours: {branch}",
             k.iter()
                 .map(|l| format!("{} {} {} {}", l.table, l.chain, l.kind, l.rest))
                 .collect::<Vec<_>>()
@@ -241,10 +292,15 @@ fn agree(k: &[KLine], t: &serde_json::Value) -> serde_json::Value {
         matches!(ours, "rejected" | "dropped"),
         "verdict: kernel {last_verdict:?}, ours {ours}: {branch}"
     );
-    // The egress device: the kernel's POSTROUTING packet line names it.
+    // The egress device: the kernel's first packet line after routing (FORWARD, or
+    // POSTROUTING) names it, also when a FORWARD rule then rejects the packet.
     if let Some(oif) = k
         .iter()
-        .find(|l| l.chain == "POSTROUTING" && l.kind == "packet:")
+        .find(|l| {
+            l.table != "nstrace"
+                && matches!(l.chain.as_str(), "FORWARD" | "POSTROUTING")
+                && l.kind == "packet:"
+        })
         .and_then(|l| l.rest.split("oif \"").nth(1))
         .map(|r| r.split('"').next().unwrap().to_string())
     {
