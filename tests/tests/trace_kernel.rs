@@ -72,60 +72,127 @@ struct KLine {
 /// Runs `send` with tracing on for packets from `src` to `dst`; returns the lines of the
 /// first traced packet.
 fn kernel_trace(node: &LabNode, src: Ipv4Addr, dst: Ipv4Addr, send: impl FnOnce()) -> Vec<KLine> {
+    kernel_traces(node, src, dst, 4, send).swap_remove(0)
+}
+
+/// Runs `send` with tracing on for `secs` seconds for packets from `src` to `dst`; returns
+/// the lines of the first traced packet of each connection (source port), in order.
+fn kernel_traces(
+    node: &LabNode,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    secs: u64,
+    send: impl FnOnce(),
+) -> Vec<Vec<KLine>> {
     let file = node.tmp_dir().join("nft-trace.txt");
+    let start = std::time::Instant::now();
     node.sh(&format!(
         "nft add table ip nstrace && \
          nft add chain ip nstrace pre '{{ type filter hook prerouting priority -350; }}' && \
          nft add rule ip nstrace pre ip saddr {src} ip daddr {dst} meta nftrace set 1 && \
-         (timeout 4 nft monitor trace > {} 2>&1 &) ; sleep 0.5",
+         (timeout {secs} nft monitor trace > {} 2>&1 &) ; sleep 0.5",
         file.display()
     ))
     .unwrap();
     send();
-    std::thread::sleep(Duration::from_millis(3800));
+    // Until the monitor has ended (and written everything).
+    let end = Duration::from_secs(secs) + Duration::from_millis(300);
+    std::thread::sleep(end.saturating_sub(start.elapsed()));
     node.sh("nft delete table ip nstrace").unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
-    // The first packet, identified by its IP id and source port: the kernel may give it a
-    // new trace id after a hook (a forwarded skb reallocated for the output device).
-    let key = |l: &str| -> Option<String> {
+    // A packet is identified by its IP id and source port: the kernel may give it a new
+    // trace id after a hook (a forwarded skb reallocated for the output device).
+    let key = |l: &str| -> Option<(String, String)> {
         let id = l.split(" ip id ").nth(1)?.split(' ').next()?;
         let sport = l.split(" sport ").nth(1)?.split(' ').next()?;
-        Some(format!("{id}/{sport}"))
+        Some((id.to_string(), sport.to_string()))
     };
-    let first = text
+    // The first packet of each connection, in order.
+    let mut firsts: Vec<(String, String)> = Vec::new();
+    for k in text
         .lines()
         .filter(|l| l.contains(" packet: "))
-        .find_map(key)
-        .unwrap_or_else(|| panic!("no packet traced: {text}"));
-    let ids: std::collections::BTreeSet<String> = text
-        .lines()
-        .filter(|l| l.contains(" packet: ") && key(l).as_deref() == Some(first.as_str()))
-        .filter_map(|l| {
-            l.strip_prefix("trace id ")
-                .and_then(|r| r.split(' ').next())
-        })
-        .map(str::to_string)
-        .collect();
-    text.lines()
-        .filter_map(|l| {
-            let r = l.strip_prefix("trace id ")?;
-            let (id, rest) = r.split_once(' ')?;
-            if ids.contains(id) {
-                rest.strip_prefix("ip ")
-            } else {
-                None
-            }
-        })
-        .map(|l| {
-            let mut it = l.splitn(4, ' ');
-            KLine {
-                table: it.next().unwrap_or_default().to_string(),
-                chain: it.next().unwrap_or_default().to_string(),
-                kind: it.next().unwrap_or_default().to_string(),
-                rest: it.next().unwrap_or_default().to_string(),
-            }
+        .filter_map(key)
+    {
+        if !firsts.iter().any(|f| f.1 == k.1) {
+            firsts.push(k);
+        }
+    }
+    assert!(!firsts.is_empty(), "no packet traced: {text}");
+    firsts
+        .iter()
+        .map(|first| {
+            let ids: std::collections::BTreeSet<String> = text
+                .lines()
+                .filter(|l| l.contains(" packet: ") && key(l).as_ref() == Some(first))
+                .filter_map(|l| {
+                    l.strip_prefix("trace id ")
+                        .and_then(|r| r.split(' ').next())
+                })
+                .map(str::to_string)
+                .collect();
+            text.lines()
+                .filter_map(|l| {
+                    let r = l.strip_prefix("trace id ")?;
+                    let (id, rest) = r.split_once(' ')?;
+                    if ids.contains(id) {
+                        rest.strip_prefix("ip ")
+                    } else {
+                        None
+                    }
+                })
+                .map(|l| {
+                    let mut it = l.splitn(4, ' ');
+                    KLine {
+                        table: it.next().unwrap_or_default().to_string(),
+                        chain: it.next().unwrap_or_default().to_string(),
+                        kind: it.next().unwrap_or_default().to_string(),
+                        rest: it.next().unwrap_or_default().to_string(),
+                    }
+                })
+                .collect()
         })
         .collect()
+}
+
+/// The kernel's DNAT target of a traced packet (`10.244.0.3:8080`), if any.
+fn kernel_dnat(k: &[KLine]) -> Option<String> {
+    k.iter()
+        .find_map(|l| l.rest.split("dnat to ").nth(1))
+        .map(|r| r.split(' ').next().unwrap().to_string())
+}
+
+/// The DNAT targets of our branches.
+fn our_dnats(t: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    t["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| {
+            let s = b.to_string();
+            let to = s.split("DNAT to ").nth(1)?;
+            Some(
+                to.split(|c: char| c != '.' && c != ':' && !c.is_ascii_digit())
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Opens `n` TCP connections from `pod` to `dst:port`, one after the other.
+fn connect_n(node: &LabNode, pod: &LabPod, dst: Ipv4Addr, port: u16, n: usize) {
+    node.run_in_pod(
+        pod,
+        &[
+            "bash",
+            "-c",
+            &format!(
+                "for i in $(seq {n}); do timeout 1 bash -c 'echo > /dev/tcp/{dst}/{port}' 2>/dev/null; done; true"
+            ),
+        ],
+    )
+    .unwrap();
 }
 
 /// The netfilter tables a trace is compared in: every table the kernel or we went through,
@@ -233,10 +300,7 @@ fn our_trace(bin: &PathBuf, bundle: &PathBuf, from: &str, to: &str) -> serde_jso
 
 /// Asserts the trace agrees with the kernel; returns the matching branch.
 fn agree(k: &[KLine], t: &serde_json::Value) -> serde_json::Value {
-    let dnat = k
-        .iter()
-        .find_map(|l| l.rest.split("dnat to ").nth(1))
-        .map(|r| r.split(' ').next().unwrap().to_string());
+    let dnat = kernel_dnat(k);
     let branches = t["branches"].as_array().unwrap();
     let same_dnat: Vec<&serde_json::Value> = branches
         .iter()
@@ -358,13 +422,21 @@ fn web() -> LabService {
     )
 }
 
+/// Every endpoint, not only the one a single connection happens to pick: 16 connections
+/// (each a new random pick of one of the two endpoints; both are picked but with
+/// probability 2^-15), every one compared with our branch of the endpoint it went to, and
+/// the kernel's DNAT targets must be exactly our branches' (the pod itself, hairpin:
+/// marked and masqueraded, and the other pod).
 #[test]
 fn healthy_pod_to_service_matches_the_kernel() {
     let Some((lab, bin)) = ready() else { return };
     let node = lab.node().flannel().pods(2).service(web()).build().unwrap();
     let pod = node.pods()[0].clone();
     let vip = Ipv4Addr::new(10, 96, 0, 20);
-    let k = kernel_trace(&node, pod.ip, vip, || connect(&node, &pod, vip, 80));
+    let ks = kernel_traces(&node, pod.ip, vip, 12, || {
+        connect_n(&node, &pod, vip, 80, 16)
+    });
+    assert!(ks.len() >= 16, "{} connections traced", ks.len());
     let bundle = collect_bundle(&node);
     let t = our_trace(
         &bin,
@@ -372,21 +444,21 @@ fn healthy_pod_to_service_matches_the_kernel() {
         &format!("{}/{}", pod.namespace, pod.name),
         "10.96.0.20:80/tcp",
     );
-    let b = agree(&k, &t);
-    assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
-    // `ip route get` for the endpoint the kernel chose gives our egress device.
-    let ep = b["outcome"]["detail"].as_str().unwrap().to_string();
-    let chosen = k
-        .iter()
-        .find_map(|l| l.rest.split("dnat to ").nth(1))
-        .unwrap()
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
-    let rg = ip_route_get(&node, &chosen, pod.ip, "cni0");
-    let dev = rg.split(" dev ").nth(1).unwrap().split(' ').next().unwrap();
-    assert!(ep.ends_with(&format!("out of {dev}")), "{rg} / {ep}");
+    let mut chosen_all = std::collections::BTreeSet::new();
+    for k in &ks {
+        let b = agree(k, &t);
+        assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
+        // `ip route get` for the endpoint the kernel chose gives our egress device.
+        let ep = b["outcome"]["detail"].as_str().unwrap().to_string();
+        let chosen = kernel_dnat(k).unwrap();
+        let ip = chosen.split(':').next().unwrap().to_string();
+        let rg = ip_route_get(&node, &ip, pod.ip, "cni0");
+        let dev = rg.split(" dev ").nth(1).unwrap().split(' ').next().unwrap();
+        assert!(ep.ends_with(&format!("out of {dev}")), "{rg} / {ep}");
+        chosen_all.insert(chosen);
+    }
+    assert_eq!(chosen_all, our_dnats(&t), "{t}");
+    assert_eq!(chosen_all.len(), 2, "{chosen_all:?}");
 }
 
 #[test]
@@ -549,31 +621,41 @@ fn dns_to_the_vip_and_to_the_endpoint_match_the_kernel() {
     }
 }
 
+/// As on the flannel node, every endpoint: 16 connections, each compared with our branch.
 #[test]
 fn healthy_routed_node_pod_to_service_matches_the_kernel() {
     let Some((lab, bin)) = ready() else { return };
     let node = lab.node().routed().pods(2).service(web()).build().unwrap();
     let pod = node.pods()[0].clone();
     let vip = Ipv4Addr::new(10, 96, 0, 20);
-    let k = kernel_trace(&node, pod.ip, vip, || connect(&node, &pod, vip, 80));
+    let ks = kernel_traces(&node, pod.ip, vip, 12, || {
+        connect_n(&node, &pod, vip, 80, 16)
+    });
+    assert!(ks.len() >= 16, "{} connections traced", ks.len());
     let bundle = collect_bundle(&node);
     let t = our_trace(&bin, &bundle, &pod.ip.to_string(), "10.96.0.20:80/tcp");
-    let b = agree(&k, &t);
-    assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
-    // Routed (calico-style): the packet enters on the pod's own veth, not a bridge.
-    let iif = k
-        .iter()
-        .find(|l| l.kind == "packet:")
-        .and_then(|l| l.rest.split("iif \"").nth(1))
-        .map(|r| r.split('"').next().unwrap().to_string())
-        .unwrap();
-    assert!(
-        b["hops"][1]["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("host side {iif} (routed)")),
-        "{iif}: {b}"
-    );
+    let mut chosen_all = std::collections::BTreeSet::new();
+    for k in &ks {
+        let b = agree(k, &t);
+        assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
+        // Routed (calico-style): the packet enters on the pod's own veth, not a bridge.
+        let iif = k
+            .iter()
+            .find(|l| l.kind == "packet:")
+            .and_then(|l| l.rest.split("iif \"").nth(1))
+            .map(|r| r.split('"').next().unwrap().to_string())
+            .unwrap();
+        assert!(
+            b["hops"][1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("host side {iif} (routed)")),
+            "{iif}: {b}"
+        );
+        chosen_all.insert(kernel_dnat(k).unwrap());
+    }
+    assert_eq!(chosen_all, our_dnats(&t), "{t}");
+    assert_eq!(chosen_all.len(), 2, "{chosen_all:?}");
 }
 
 #[test]
