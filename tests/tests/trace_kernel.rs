@@ -1,5 +1,6 @@
 //! `netsnap-analyze trace` checked against the kernel's own trace (issue 17): in a lab node
-//! a chain at priority -350 on the prerouting hook sets `meta nftrace set 1` for the flow,
+//! chains at priority -350 on the prerouting and output hooks set `meta nftrace set 1` for
+//! the flow,
 //! `nft monitor trace` prints every rule of the iptables-nft tables the real packet
 //! matches, and after a collection `netsnap-analyze trace` must agree hop by hop: the DNAT
 //! target is one of its branches, and in that branch the rules that matched in every table
@@ -75,8 +76,9 @@ fn kernel_trace(node: &LabNode, src: Ipv4Addr, dst: Ipv4Addr, send: impl FnOnce(
     kernel_traces(node, src, dst, 4, send).swap_remove(0)
 }
 
-/// Runs `send` with tracing on for `secs` seconds for packets from `src` to `dst`; returns
-/// the lines of the first traced packet of each connection (source port), in order.
+/// Runs `send` with tracing on for `secs` seconds for packets from `src` to `dst` (arriving,
+/// at prerouting, or sent by the node itself, at output); returns the lines of the first
+/// traced packet of each connection (source port), in order.
 fn kernel_traces(
     node: &LabNode,
     src: Ipv4Addr,
@@ -90,6 +92,8 @@ fn kernel_traces(
         "nft add table ip nstrace && \
          nft add chain ip nstrace pre '{{ type filter hook prerouting priority -350; }}' && \
          nft add rule ip nstrace pre ip saddr {src} ip daddr {dst} meta nftrace set 1 && \
+         nft add chain ip nstrace out '{{ type filter hook output priority -350; }}' && \
+         nft add rule ip nstrace out ip saddr {src} ip daddr {dst} meta nftrace set 1 && \
          (timeout {secs} nft monitor trace > {} 2>&1 &) ; sleep 0.5",
         file.display()
     ))
@@ -214,7 +218,10 @@ fn kernel_steps(k: &[KLine], table: &str) -> Vec<(String, String)> {
 fn kernel_action(l: &KLine) -> String {
     let rest = l.rest.trim();
     if l.kind == "policy" {
-        return format!("policy {}", rest.to_ascii_uppercase());
+        // `policy accept`, followed by the packet's mark when it has one
+        // (`policy accept meta mark 0x00004000`).
+        let p = rest.split(' ').next().unwrap_or_default();
+        return format!("policy {}", p.to_ascii_uppercase());
     }
     let verdict = rest
         .rsplit_once("(verdict ")
@@ -680,4 +687,43 @@ fn service_missing_from_kube_services_matches_the_kernel() {
             .contains("no kube-proxy rule DNATed the packet"),
         "{t}"
     );
+}
+
+/// A host-network process (the node's own address) to a Service: the OUTPUT path (nat
+/// OUTPUT DNATs, then filter OUTPUT and nat POSTROUTING), every endpoint as above.
+#[test]
+fn host_to_service_matches_the_kernel() {
+    let Some((lab, bin)) = ready() else { return };
+    let node = lab.node().flannel().pods(2).service(web()).build().unwrap();
+    let src = node.node_ip();
+    let vip = Ipv4Addr::new(10, 96, 0, 20);
+    let ks = kernel_traces(&node, src, vip, 12, || {
+        node.run_in_node(&[
+            "bash",
+            "-c",
+            &format!(
+                "for i in $(seq 16); do timeout 1 bash -c 'echo > /dev/tcp/{vip}/80' 2>/dev/null; done; true"
+            ),
+        ])
+        .unwrap();
+    });
+    assert!(ks.len() >= 16, "{} connections traced", ks.len());
+    // The kernel saw these at output: no prerouting for a locally sent packet.
+    assert!(
+        ks.iter().all(|k| k
+            .iter()
+            .all(|l| l.chain != "PREROUTING" && l.chain != "FORWARD")),
+        "{ks:#?}"
+    );
+    let bundle = collect_bundle(&node);
+    let t = our_trace(&bin, &bundle, &src.to_string(), "10.96.0.20:80/tcp");
+    assert_eq!(t["from"]["kind"], "host", "{t}");
+    let mut chosen_all = std::collections::BTreeSet::new();
+    for k in &ks {
+        let b = agree(k, &t);
+        assert_eq!(b["outcome"]["kind"], "delivered", "{b}");
+        chosen_all.insert(kernel_dnat(k).unwrap());
+    }
+    assert_eq!(chosen_all, our_dnats(&t), "{t}");
+    assert_eq!(chosen_all.len(), 2, "{chosen_all:?}");
 }
