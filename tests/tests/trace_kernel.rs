@@ -321,7 +321,7 @@ fn agree(k: &[KLine], t: &serde_json::Value) -> serde_json::Value {
         "kernel DNAT {dnat:?} is none of the branches: {t}"
     );
     // Among those, the branch whose assumptions (an ipset's contents, an interface) the
-    // kernel confirmed: its chains are the kernel's. Without one, the first shows the diff.
+    // kernel confirmed: its matched rules are the kernel's. Without one, the first shows the diff.
     let branch = same_dnat
         .iter()
         .find(|b| same_steps(k, b))
