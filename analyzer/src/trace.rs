@@ -727,6 +727,22 @@ fn walk_host(
                 }
             }
         }
+        // IPVS schedules at LOCAL_IN, after mangle and filter INPUT, and only a VIP that is
+        // a local address of the node (bound to kube-ipvs0) gets there: otherwise the
+        // packet is routed to the VIP itself. For a host process, IPVS sits at LOCAL_OUT
+        // (after nat OUTPUT), so its path is the usual OUTPUT one.
+        let via_input = !matches!(from, From::Host { .. });
+        let vip_local = p.dst.is_some_and(|d| is_local(facts, input, d));
+        if via_input && !vip_local && picks.iter().any(|x| x.3.stage == "ipvs") {
+            picks.retain(|x| x.3.stage != "ipvs");
+            let note = format!(
+                "{} has an IPVS virtual server, but the VIP is no local address of the node (not bound to kube-ipvs0): IPVS never sees the packet, it is routed to the VIP itself",
+                service_port_key(facts, &p).unwrap_or_default()
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
         if picks.is_empty() {
             picks.push((
                 1.0,
@@ -740,6 +756,20 @@ fn walk_host(
                 },
             ));
         }
+        if via_input && picks.iter().any(|x| x.3.stage == "ipvs") {
+            ipvs_from_input(
+                facts,
+                input,
+                from,
+                &p,
+                &picks,
+                (hops, std::mem::take(&mut assumptions), prob),
+                &run,
+                path,
+                out,
+            );
+            continue;
+        }
         for (pp, dst, dport, hop) in picks {
             let mut hops = hops.clone();
             if !hop.stage.is_empty() {
@@ -752,6 +782,7 @@ fn walk_host(
                 facts,
                 input,
                 from,
+                false,
                 p.clone(),
                 hops,
                 assumptions.clone(),
@@ -903,6 +934,96 @@ fn other_dataplanes(facts: &Facts, p: &Packet) -> Vec<(f64, Option<IpAddr>, Opti
     out
 }
 
+/// The IPVS path of a packet from outside the host (a pod, another node) to a VIP bound to
+/// the node: the route says local, mangle and filter INPUT run on the packet still
+/// addressed to the VIP, IPVS schedules a real server at LOCAL_IN (before nat INPUT) and
+/// sends the request out through LOCAL_OUT (filter OUTPUT) and POSTROUTING, never FORWARD.
+/// A virtual server without a real server answers ICMP port unreachable (`ip_vs_leave`).
+#[allow(clippy::too_many_arguments)]
+fn ipvs_from_input(
+    facts: &Facts,
+    input: &TraceInput,
+    from: &From,
+    p: &Packet,
+    picks: &[(f64, Option<IpAddr>, Option<u16>, Hop)],
+    (hops, assumptions, prob): (Vec<Hop>, Vec<String>, f64),
+    run: &Runner<'_>,
+    path: &str,
+    out: &mut Vec<Branch>,
+) {
+    let mut vp = p.clone();
+    vp.dst_local = Some(true);
+    let mut hops = hops;
+    hops.push(Hop {
+        stage: "route".into(),
+        detail: format!(
+            "{} is a local address of the node: INPUT, where IPVS schedules",
+            vp.dst.map(|d| d.to_string()).unwrap_or_default()
+        ),
+        evidence: input
+            .host
+            .as_ref()
+            .zip(vp.dst)
+            .map(|(h, d)| route_source(h, lookup(&h.routes, "local", d)))
+            .into_iter()
+            .collect(),
+        rules: Vec::new(),
+    });
+    let (paths, _) = run(&[("mangle", "INPUT"), ("filter", "INPUT")], &vp);
+    for sp in paths {
+        let (more, extra) = nf_hops(path, &sp, "INPUT");
+        let mut hops = hops.clone();
+        hops.extend(more);
+        let mut assumptions = assumptions.clone();
+        assumptions.extend(extra);
+        let prob2: f64 = sp.hops.iter().map(|h| h.2.probability).product();
+        let last = sp.last();
+        if let Some(l) = last
+            && l.verdict.blocks()
+        {
+            // Dropped before IPVS scheduled: one branch, whatever the real servers.
+            out.push(blocked(hops, assumptions, prob * prob2, l, path));
+            continue;
+        }
+        for (pp, dst, dport, hop) in picks {
+            let mut hops = hops.clone();
+            hops.push(hop.clone());
+            if *dst == p.dst && *dport == p.dport {
+                out.push(Branch {
+                    probability: prob * prob2 * pp,
+                    assumptions: assumptions.clone(),
+                    hops,
+                    outcome: Outcome {
+                        kind: "rejected".into(),
+                        detail: "the IPVS virtual server has no real server: ICMP port unreachable"
+                            .into(),
+                    },
+                });
+                continue;
+            }
+            let mut q = last.map_or_else(|| vp.clone(), |l| l.packet.clone());
+            q.dst = *dst;
+            q.dport = *dport;
+            q.dst_local = dst.map(|d| is_local(facts, input, d));
+            // Sent at LOCAL_OUT: no input interface in OUTPUT and POSTROUTING.
+            q.in_iface = None;
+            after_prerouting(
+                facts,
+                input,
+                from,
+                true,
+                q,
+                hops,
+                assumptions.clone(),
+                prob * prob2 * pp,
+                run,
+                path,
+                out,
+            );
+        }
+    }
+}
+
 type Runner<'r> = dyn Fn(&[(&'static str, &'static str)], &Packet) -> (Vec<StagedPath>, bool) + 'r;
 
 #[allow(clippy::too_many_arguments)]
@@ -910,6 +1031,9 @@ fn after_prerouting(
     facts: &Facts,
     input: &TraceInput,
     from: &From,
+    // The packet leaves through LOCAL_OUT (sent by IPVS after LOCAL_IN): OUTPUT hooks, and
+    // no forwarding (`ip_forward` does not apply).
+    local_out: bool,
     mut p: Packet,
     mut hops: Vec<Hop>,
     assumptions: Vec<String>,
@@ -991,7 +1115,7 @@ fn after_prerouting(
         _ => {}
     }
     let local = route.route_type == "local";
-    let is_host_src = matches!(from, From::Host { .. });
+    let is_host_src = matches!(from, From::Host { .. }) || local_out;
     if !local
         && !is_host_src
         && facts

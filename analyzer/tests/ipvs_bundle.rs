@@ -7,7 +7,10 @@
 //! Kubernetes objects (Services, EndpointSlices, Pods) and a host netlink snapshot whose
 //! `kube-ipvs0` dummy link carries the Service VIPs. Faults are produced by editing the
 //! Kubernetes side or removing lines from the fixture text, and every bundle goes through
-//! the real `netsnap-analyze analyze --format json` binary.
+//! the real `netsnap-analyze analyze --format json` binary; the `trace_*` tests run the
+//! real `netsnap-analyze trace` through the IPVS table (issue 17): the kernel's IPVS
+//! schedules at LOCAL_IN after filter INPUT and sends the request out through LOCAL_OUT
+//! (filter OUTPUT) and POSTROUTING, never FORWARD, and only for a VIP local to the node.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
@@ -181,7 +184,8 @@ fn consistent_cluster() -> Cluster {
     }
 }
 
-/// Host links and addresses: `kube-ipvs0` (DOWN/NOARP, as kube-proxy creates it) carries `vips`.
+/// Host links, addresses and routes: `kube-ipvs0` (DOWN/NOARP, as kube-proxy creates it)
+/// carries `vips`.
 fn host_netlink(vips: &[&str]) -> Value {
     let mut addrs = vec![
         json!({"ifindex": 1, "address": "127.0.0.1", "prefix_len": 8, "scope": "host"}),
@@ -191,6 +195,17 @@ fn host_netlink(vips: &[&str]) -> Value {
         vips.iter()
             .map(|a| json!({"ifindex": 20, "address": a, "prefix_len": 32, "scope": "global"})),
     );
+    // The kernel adds a local-table route for every address, also on the DOWN kube-ipvs0
+    // (that is how IPVS gets the VIP's packets at LOCAL_IN); a real collection has them.
+    let local = |a: &str, oif: u32, dev: &str| {
+        json!({"table": 255, "family": "inet", "dst": format!("{a}/32"), "oif": oif, "dev": dev,
+               "route_type": "local", "protocol": "kernel", "scope": "host", "prefsrc": a})
+    };
+    let mut routes = vec![
+        json!({"table": 254, "family": "inet", "dst": "default", "gateway": "192.168.10.1", "oif": 2, "dev": "ens5", "route_type": "unicast", "protocol": "dhcp"}),
+        local("192.168.10.11", 2, "ens5"),
+    ];
+    routes.extend(vips.iter().map(|a| local(a, 20, "kube-ipvs0")));
     json!({
         "netns": "host",
         "links": [
@@ -199,9 +214,7 @@ fn host_netlink(vips: &[&str]) -> Value {
             {"index": 20, "name": "kube-ipvs0", "kind": "dummy", "mtu": 1500, "oper_state": "DOWN", "flags": ["BROADCAST", "NOARP"]}
         ],
         "addrs": addrs,
-        "routes": [
-            {"table": 254, "family": "inet", "dst": "default", "gateway": "192.168.10.1", "oif": 2, "dev": "ens5", "route_type": "unicast", "protocol": "dhcp"}
-        ]
+        "routes": routes
     })
 }
 
@@ -555,4 +568,200 @@ fn ipvs_with_kube_proxy_iptables_service_rules_is_mixed_mode() {
             && f["message"].as_str().unwrap().contains("iptables"),
         "{f:#}"
     );
+}
+
+/// Runs the real `netsnap-analyze trace --format json` on a bundle built from the inputs.
+fn trace(
+    ipvs: &str,
+    c: &Cluster,
+    vips: &[&str],
+    iptables: Option<&str>,
+    from: &str,
+    to: &str,
+) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipvs.tar.zst");
+    write_bundle(&path, ipvs, c, vips, iptables);
+    let out = Command::new(env!("CARGO_BIN_EXE_netsnap-analyze"))
+        .args(["trace", "--format", "json"])
+        .arg(&path)
+        .args(["--from", from, "--to", to])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stages(branch: &Value) -> Vec<String> {
+    branch["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["stage"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An IPVS node's filter table: FORWARD drops everything (IPVS-NATed requests never
+/// cross FORWARD), and INPUT drops `input_drop` if given.
+fn filter_save(input_drop: Option<&str>) -> String {
+    let drop = input_drop
+        .map(|d| format!("-A INPUT -d {d}/32 -p udp -m udp --dport 53 -j DROP\n"))
+        .unwrap_or_default();
+    format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n{drop}COMMIT\n"
+    )
+}
+
+#[test]
+fn trace_through_ipvs_crosses_input_then_output_never_forward() {
+    // In the kernel IPVS schedules at LOCAL_IN (after mangle and filter INPUT) and sends
+    // the request to the real server through LOCAL_OUT and POSTROUTING: a FORWARD policy
+    // of DROP does not stop it.
+    let f = ipvsadm_fixture();
+    let save = filter_save(None);
+    let t = trace(
+        &f,
+        &consistent_cluster(),
+        &BOUND_VIPS,
+        Some(&save),
+        "10.244.1.50",
+        "10.96.0.10:53/udp",
+    );
+    let branches = t["branches"].as_array().unwrap();
+    assert_eq!(branches.len(), 2, "{t:#}");
+    let line = fixture_line(&f, "UDP  10.96.0.10:53 rr");
+    let mut targets = BTreeSet::new();
+    for b in branches {
+        assert_eq!(b["probability"], 0.5, "{b:#}");
+        assert_eq!(b["outcome"]["kind"], "sent", "{b:#}");
+        let st = stages(b);
+        let pos = |s: &str| st.iter().position(|x| x == s);
+        let (Some(i), Some(v), Some(o)) = (pos("filter INPUT"), pos("ipvs"), pos("filter OUTPUT"))
+        else {
+            panic!("INPUT, ipvs and OUTPUT expected: {st:?}");
+        };
+        assert!(i < v && v < o, "{st:?}");
+        assert!(st.iter().all(|s| !s.contains("FORWARD")), "{st:?}");
+        let h = &b["hops"][v];
+        let detail = h["detail"].as_str().unwrap();
+        assert!(detail.contains("(scheduler rr)"), "{h}");
+        assert_eq!(h["evidence"][0]["line"], line, "{h}");
+        targets.insert(
+            detail
+                .split(" -> ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(targets, set(&["10.244.1.3:53", "10.244.2.4:53"]));
+
+    // A weight-0 real server (draining) gets no new connection.
+    let t = trace(
+        &f,
+        &consistent_cluster(),
+        &BOUND_VIPS,
+        Some(&save),
+        "10.244.1.50",
+        "10.96.45.7:80/tcp",
+    );
+    let branches = t["branches"].as_array().unwrap();
+    assert_eq!(branches.len(), 1, "{t:#}");
+    assert_eq!(branches[0]["probability"], 1.0);
+    assert!(
+        branches[0]
+            .to_string()
+            .contains("10.96.45.7:80/tcp -> 10.244.1.8:8080"),
+        "{t:#}"
+    );
+}
+
+#[test]
+fn trace_dropped_in_input_never_reaches_ipvs() {
+    let f = ipvsadm_fixture();
+    let save = filter_save(Some("10.96.0.10"));
+    let t = trace(
+        &f,
+        &consistent_cluster(),
+        &BOUND_VIPS,
+        Some(&save),
+        "10.244.1.50",
+        "10.96.0.10:53/udp",
+    );
+    // Dropped before IPVS schedules: one branch, not one per real server.
+    let branches = t["branches"].as_array().unwrap();
+    assert_eq!(branches.len(), 1, "{t:#}");
+    for b in branches {
+        assert_eq!(b["probability"], 1.0, "{b:#}");
+        assert_eq!(b["outcome"]["kind"], "dropped", "{b:#}");
+        assert!(
+            b["outcome"]["detail"].as_str().unwrap().contains("INPUT"),
+            "{b:#}"
+        );
+        assert!(!stages(b).contains(&"ipvs".to_string()), "{b:#}");
+    }
+}
+
+#[test]
+fn trace_to_a_vip_not_bound_to_kube_ipvs0_bypasses_ipvs() {
+    // Without the VIP on kube-ipvs0 the packet is not local: no LOCAL_IN, no IPVS; it is
+    // forwarded to the VIP itself (here dropped by the FORWARD policy).
+    let f = ipvsadm_fixture();
+    let vips: Vec<&str> = BOUND_VIPS
+        .into_iter()
+        .filter(|v| *v != "10.96.0.10")
+        .collect();
+    let save = filter_save(None);
+    let t = trace(
+        &f,
+        &consistent_cluster(),
+        &vips,
+        Some(&save),
+        "10.244.1.50",
+        "10.96.0.10:53/udp",
+    );
+    let branches = t["branches"].as_array().unwrap();
+    assert_eq!(branches.len(), 1, "{t:#}");
+    assert!(!stages(&branches[0]).contains(&"ipvs".to_string()), "{t:#}");
+    assert_eq!(branches[0]["outcome"]["kind"], "dropped", "{t:#}");
+    assert!(
+        t["notes"]
+            .to_string()
+            .contains("IPVS never sees the packet"),
+        "{t:#}"
+    );
+}
+
+#[test]
+fn trace_to_a_virtual_server_without_real_servers_is_rejected() {
+    // The kernel's IPVS answers ICMP port unreachable when it finds no real server.
+    let fixture = ipvsadm_fixture();
+    let ipvs = without_line(&fixture, "-> 10.244.2.20:3868");
+    let t = trace(
+        &ipvs,
+        &consistent_cluster(),
+        &BOUND_VIPS,
+        Some(&filter_save(None)),
+        "10.244.1.50",
+        "10.96.77.1:3868/sctp",
+    );
+    let branches = t["branches"].as_array().unwrap();
+    assert_eq!(branches.len(), 1, "{t:#}");
+    let b = &branches[0];
+    assert_eq!(b["outcome"]["kind"], "rejected", "{b:#}");
+    assert!(
+        b["outcome"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no real server"),
+        "{b:#}"
+    );
+    assert_eq!(stages(b).last().unwrap(), "ipvs", "{b:#}");
 }
