@@ -45,7 +45,7 @@ fn git_revision(dir: &Path) -> Option<String> {
             dir,
             &["rev-parse", "--path-format=absolute", "--git-path", what],
         ) {
-            println!("cargo:rerun-if-changed={p}");
+            rerun_if_changed(&p);
         }
     }
     if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"])
@@ -54,7 +54,18 @@ fn git_revision(dir: &Path) -> Option<String> {
             &["rev-parse", "--path-format=absolute", "--git-path", &branch],
         )
     {
-        println!("cargo:rerun-if-changed={p}");
+        rerun_if_changed(&p);
     }
     Some(rev)
+}
+
+/// Watches `path` only if it exists: cargo treats a watched path that does not
+/// exist as changed on every build, so a repository without `packed-refs` (the
+/// usual case until the first `git gc`/`git pack-refs`) rebuilt the crate, and
+/// everything depending on it, on every `cargo build` and `cargo test`. Whatever
+/// holds the branch's ref exists: a loose ref file, or `packed-refs`.
+fn rerun_if_changed(path: &str) {
+    if Path::new(path).exists() {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

@@ -1251,9 +1251,20 @@ impl LabNode {
                 .make_cgroup(&pod.uid, &rand_hex(64))
                 .map(|(procs, _)| procs),
         };
-        let mut args = vec![
+        // One `address=` line per Service in a config file, not one argument each:
+        // 5,000 Services (the benchmark's node) are too many arguments for `exec`.
+        let mut conf = String::new();
+        for s in self.resolved_services() {
+            conf.push_str(&format!(
+                "address=/{}.{}.svc.{CLUSTER_DOMAIN}/{}\n",
+                s.service.name, s.service.namespace, s.service.vip
+            ));
+        }
+        let conf_path = self.tmp_dir().join("dnsmasq.conf");
+        fs::write(&conf_path, conf).map_err(|e| LabError::io("writing dnsmasq.conf", e))?;
+        let args = vec![
             "--no-daemon".to_string(),
-            "--conf-file=/dev/null".into(),
+            format!("--conf-file={}", conf_path.display()),
             "--no-resolv".into(),
             "--no-hosts".into(),
             "--user=root".into(),
@@ -1263,12 +1274,6 @@ impl LabNode {
             "--log-queries".into(),
             format!("--local=/{CLUSTER_DOMAIN}/"),
         ];
-        for s in self.resolved_services() {
-            args.push(format!(
-                "--address=/{}.{}.svc.{CLUSTER_DOMAIN}/{}",
-                s.service.name, s.service.namespace, s.service.vip
-            ));
-        }
         let mut inner = String::new();
         if let Some(procs) = &cg {
             inner.push_str(&format!("echo 0 > {} && ", shq(&procs.to_string_lossy())));
