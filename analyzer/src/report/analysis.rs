@@ -451,11 +451,33 @@ fn analyze_inner(
     let mut cluster_inputs = Vec::new();
     for (path, bundle) in bundles {
         let t0 = std::time::Instant::now();
-        // Parse coverage re-reads the text artifacts: beside the fact build, not after it.
+        // Parse coverage re-reads the text artifacts: beside the fact build, not after it;
+        // but the conntrack table's (the largest artifact, parsed by the fact build anyway)
+        // is counted during the fact build's own pass over it.
         let (facts, coverage) = std::thread::scope(|scope| {
-            let coverage = scope.spawn(|| crate::facts::coverage::parse_coverage(bundle));
-            let facts = Facts::from_bundle(bundle);
-            (facts, coverage.join().unwrap_or_default())
+            use crate::facts::coverage;
+            let table = crate::facts::build::conntrack_table_path(bundle).filter(|p| {
+                bundle
+                    .record(p)
+                    .is_some_and(|r| coverage::is_streamed(&r.content))
+            });
+            let others = scope.spawn(move || coverage::parse_coverage_except(bundle, table));
+            let (facts, table_coverage) =
+                crate::facts::build::from_bundle_with_table_coverage(bundle);
+            let mut all = others.join().unwrap_or_default();
+            if let Some(path) = table {
+                // Counted by the fact build unless its pass stopped early: then count it here.
+                let cov = table_coverage.filter(|c| c.path == path).or_else(|| {
+                    bundle
+                        .record(path)
+                        .and_then(|r| coverage::artifact_coverage(bundle, r))
+                });
+                all.extend(cov);
+                // In manifest order, as `parse_coverage` lists them.
+                let m = bundle.manifest();
+                all.sort_by_key(|c| m.artifacts.iter().position(|r| r.path == c.path));
+            }
+            (facts, all)
         });
         for c in coverage.into_iter().filter(|c| c.unparsed > 0) {
             let first = c.first.first();
