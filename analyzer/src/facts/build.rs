@@ -51,11 +51,12 @@ pub fn from_bundle(bundle: &Bundle) -> Facts {
     Builder::new(bundle).build()
 }
 
-/// [`from_bundle`], also returning the parse coverage of the conntrack table it streamed
-/// (the table at [`conntrack_table_path`]), counted during the same pass: `analyze` then
-/// need not parse the bundle's largest artifact a second time for its coverage. `None`
-/// when no table was read whole (absent, unreadable, or an I/O error midway).
-pub fn from_bundle_with_table_coverage(bundle: &Bundle) -> (Facts, Option<ArtifactCoverage>) {
+/// [`from_bundle`], also returning the parse coverage of the artifacts it parsed the way
+/// [`super::coverage::parse_coverage`] does: the conntrack table it streamed (the table at
+/// [`conntrack_table_path`], counted during the same pass, absent when the table was not
+/// read whole: unreadable, or an I/O error midway) and the iptables saves it scanned.
+/// `analyze` then need not parse the bundle's largest artifacts a second time.
+pub fn from_bundle_with_table_coverage(bundle: &Bundle) -> (Facts, Vec<ArtifactCoverage>) {
     let mut b = Builder::new(bundle);
     b.keep_table_coverage = true;
     b.build_with_table_coverage()
@@ -83,6 +84,8 @@ struct Builder<'a> {
     /// Whether the conntrack pass's parse coverage is wanted ([`from_bundle_with_table_coverage`]).
     keep_table_coverage: bool,
     table_coverage: Option<ArtifactCoverage>,
+    /// The parse coverage of the iptables saves it parsed (with `keep_table_coverage`).
+    text_coverage: Vec<ArtifactCoverage>,
 }
 
 fn age(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Option<i64> {
@@ -219,6 +222,7 @@ impl<'a> Builder<'a> {
             now: m.collection.finished_at,
             keep_table_coverage: false,
             table_coverage: None,
+            text_coverage: Vec::new(),
         }
     }
 
@@ -305,7 +309,7 @@ impl<'a> Builder<'a> {
         self.build_with_table_coverage().0
     }
 
-    fn build_with_table_coverage(mut self) -> (Facts, Option<ArtifactCoverage>) {
+    fn build_with_table_coverage(mut self) -> (Facts, Vec<ArtifactCoverage>) {
         let start = std::time::Instant::now();
         let lap = |what: &str| {
             tracing::debug!(
@@ -375,7 +379,9 @@ impl<'a> Builder<'a> {
         });
         lap("conntrack");
         self.kernel_log();
-        (self.facts, self.table_coverage)
+        let mut coverage = self.text_coverage;
+        coverage.extend(self.table_coverage);
+        (self.facts, coverage)
     }
 
     fn collection(&mut self) {
@@ -1407,10 +1413,19 @@ impl<'a> Builder<'a> {
             if !seen.insert((backend.clone(), family.clone())) {
                 continue;
             }
-            let Some(text) = self.read_small(&path) else {
+            let Some((text, cuts)) = self.read_small_with_cuts(&path) else {
                 continue;
             };
-            let scan = netfilter::scan_iptables(&path, &backend, &family, &text, &pod_cidrs);
+            let mut scan = netfilter::scan_iptables(&path, &backend, &family, &text, &pod_cidrs);
+            // The save's parse coverage, from this parse (see `from_bundle_with_table_coverage`).
+            if self.keep_table_coverage
+                && let Some(rec) = self.bundle.record(&path)
+                && rec.content == layout::content::IPTABLES_SAVE
+            {
+                let parsed = std::mem::take(&mut scan.unparsed);
+                self.text_coverage
+                    .push(super::coverage::text_coverage(rec, &text, &cuts, parsed));
+            }
             scans.push(scan);
         }
         let facts = &mut self.facts.iptables;
@@ -1722,6 +1737,11 @@ impl<'a> Builder<'a> {
 
     /// A text artifact for a parser, over-long lines skipped and noted ([`lines`]).
     fn read_small(&mut self, path: &str) -> Option<String> {
+        self.read_small_with_cuts(path).map(|(text, _)| text)
+    }
+
+    /// [`Self::read_small`], with the over-long lines it replaced by empty ones.
+    fn read_small_with_cuts(&mut self, path: &str) -> Option<(String, Vec<lines::Cut>)> {
         let file = match self.bundle.open_artifact(path)? {
             Ok(f) => f,
             Err(e) => {
@@ -1734,7 +1754,7 @@ impl<'a> Builder<'a> {
                 if let Some(note) = lines::Cut::note(path, &cuts) {
                     self.note(note);
                 }
-                Some(text)
+                Some((text, cuts))
             }
             Err(e) => {
                 self.note(format!("{path}: {e}"));

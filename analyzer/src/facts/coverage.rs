@@ -98,37 +98,47 @@ pub fn artifact_coverage(
         let Ok((text, cuts)) = crate::lines::read_text_capped(file) else {
             return None;
         };
-        // A skipped over-long line was not understood either: it counts, first.
-        let mut unparsed: Vec<Unparsed> = cuts
-            .iter()
-            .map(|cut| {
-                Unparsed::new(
-                    usize::try_from(cut.line).unwrap_or(usize::MAX),
-                    "",
-                    format!(
-                        "line of {} bytes, longer than {} MiB: skipped",
-                        cut.bytes,
-                        crate::lines::MAX_LINE_BYTES >> 20
-                    ),
-                )
-            })
-            .collect();
-        let cut_lines: Vec<usize> = unparsed.iter().map(|u| u.line).collect();
-        unparsed.extend(
-            unparsed_of(c, &text)
-                .into_iter()
-                .filter(|u| !cut_lines.contains(&u.line)),
-        );
-        unparsed.sort_by_key(|u| u.line);
-        ArtifactCoverage {
-            path: rec.path.clone(),
-            content: rec.content.clone(),
-            lines: text.lines().count(),
-            unparsed: unparsed.len(),
-            first: unparsed.into_iter().take(MAX_QUOTED).collect(),
-        }
+        text_coverage(rec, &text, &cuts, unparsed_of(c, &text))
     };
     Some(cov)
+}
+
+/// The coverage of a text artifact read whole by [`crate::lines::read_text_capped`] as
+/// `text` with its over-long `cuts`, given what its parser left unparsed (`parsed`: what
+/// [`unparsed_of`] gives for the text). Shared with the fact build, which parses the
+/// iptables saves anyway and hands their coverage to `analyze` rather than have them
+/// parsed twice.
+pub fn text_coverage(
+    rec: &netsnap_bundle::manifest::ArtifactRecord,
+    text: &str,
+    cuts: &[crate::lines::Cut],
+    parsed: Vec<Unparsed>,
+) -> ArtifactCoverage {
+    // A skipped over-long line was not understood either: it counts, first.
+    let mut unparsed: Vec<Unparsed> = cuts
+        .iter()
+        .map(|cut| {
+            Unparsed::new(
+                usize::try_from(cut.line).unwrap_or(usize::MAX),
+                "",
+                format!(
+                    "line of {} bytes, longer than {} MiB: skipped",
+                    cut.bytes,
+                    crate::lines::MAX_LINE_BYTES >> 20
+                ),
+            )
+        })
+        .collect();
+    let cut_lines: Vec<usize> = unparsed.iter().map(|u| u.line).collect();
+    unparsed.extend(parsed.into_iter().filter(|u| !cut_lines.contains(&u.line)));
+    unparsed.sort_by_key(|u| u.line);
+    ArtifactCoverage {
+        path: rec.path.clone(),
+        content: rec.content.clone(),
+        lines: text.lines().count(),
+        unparsed: unparsed.len(),
+        first: unparsed.into_iter().take(MAX_QUOTED).collect(),
+    }
 }
 
 fn has_text_parser(c: &str) -> bool {
