@@ -294,3 +294,47 @@ fn garbled_dnat_targets_are_a_finding_with_their_lines() {
         }
     }
 }
+
+/// `analyze` takes the conntrack table's and the iptables save's coverage from the fact
+/// build's own parse (not a second one): it must list exactly what `manifest`'s separate
+/// coverage pass finds, in the same order, with the same counts, first lines and reasons.
+#[test]
+fn analyze_coverage_from_the_fact_build_matches_the_coverage_pass() {
+    let (_d, b) = bundle();
+    let (_, manifest, _) = run(&["manifest", "--format", "json", &b]);
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let want: Vec<(String, u64, u64, u64, String)> = m["parse_coverage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["unparsed"].as_u64().unwrap() > 0)
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["lines"].as_u64().unwrap(),
+                c["unparsed"].as_u64().unwrap(),
+                c["first"][0]["line"].as_u64().unwrap(),
+                c["first"][0]["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let (_, json, _) = run(&["analyze", &b, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let got: Vec<(String, u64, u64, u64, String)> = v["unparsed_artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["path"].as_str().unwrap().to_string(),
+                u["lines"].as_u64().unwrap(),
+                u["unparsed"].as_u64().unwrap(),
+                u["first_line"].as_u64().unwrap(),
+                u["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.iter().any(|g| g.0 == layout::conntrack::TABLE));
+    assert!(got.iter().any(|g| g.0 == layout::iptables::SAVE));
+}

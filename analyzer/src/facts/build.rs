@@ -21,6 +21,7 @@ use netsnap_bundle::native::{
 use netsnap_bundle::{ArtifactStatus, Bundle, layout};
 use serde::de::DeserializeOwned;
 
+use super::coverage::{ArtifactCoverage, MAX_QUOTED};
 use super::model::*;
 use super::netfilter::{self, IptablesScan, IpvsScan, NftScan};
 use super::sources;
@@ -50,6 +51,25 @@ pub fn from_bundle(bundle: &Bundle) -> Facts {
     Builder::new(bundle).build()
 }
 
+/// [`from_bundle`], also returning the parse coverage of the artifacts it parsed the way
+/// [`super::coverage::parse_coverage`] does: the conntrack table it streamed (the table at
+/// [`conntrack_table_path`], counted during the same pass, absent when the table was not
+/// read whole: unreadable, or an I/O error midway) and the iptables saves it scanned.
+/// `analyze` then need not parse the bundle's largest artifacts a second time.
+pub fn from_bundle_with_table_coverage(bundle: &Bundle) -> (Facts, Vec<ArtifactCoverage>) {
+    let mut b = Builder::new(bundle);
+    b.keep_table_coverage = true;
+    b.build_with_table_coverage()
+}
+
+/// The conntrack table the fact build streams: the first of `conntrack -L`'s listing and
+/// `/proc/net/nf_conntrack` that the bundle holds.
+pub fn conntrack_table_path(bundle: &Bundle) -> Option<&'static str> {
+    [layout::conntrack::TABLE, layout::conntrack::PROC_TABLE]
+        .into_iter()
+        .find(|p| bundle.artifact_file(p).is_some())
+}
+
 impl Facts {
     /// Builds the fact document of a bundle (see [`from_bundle`]).
     pub fn from_bundle(bundle: &Bundle) -> Facts {
@@ -61,6 +81,11 @@ struct Builder<'a> {
     bundle: &'a Bundle,
     facts: Facts,
     now: DateTime<Utc>,
+    /// Whether the conntrack pass's parse coverage is wanted ([`from_bundle_with_table_coverage`]).
+    keep_table_coverage: bool,
+    table_coverage: Option<ArtifactCoverage>,
+    /// The parse coverage of the iptables saves it parsed (with `keep_table_coverage`).
+    text_coverage: Vec<ArtifactCoverage>,
 }
 
 fn age(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Option<i64> {
@@ -195,6 +220,9 @@ impl<'a> Builder<'a> {
                 ..Facts::default()
             },
             now: m.collection.finished_at,
+            keep_table_coverage: false,
+            table_coverage: None,
+            text_coverage: Vec::new(),
         }
     }
 
@@ -277,7 +305,11 @@ impl<'a> Builder<'a> {
         Some(out)
     }
 
-    fn build(mut self) -> Facts {
+    fn build(self) -> Facts {
+        self.build_with_table_coverage().0
+    }
+
+    fn build_with_table_coverage(mut self) -> (Facts, Vec<ArtifactCoverage>) {
         let start = std::time::Instant::now();
         let lap = |what: &str| {
             tracing::debug!(
@@ -335,7 +367,10 @@ impl<'a> Builder<'a> {
                 let mine = job.work();
                 match worker.join() {
                     Ok(theirs) => {
-                        let result = job.finish(vec![theirs, mine]);
+                        let mut result = job.finish(vec![theirs, mine]);
+                        if self.keep_table_coverage {
+                            self.table_coverage = result.coverage.take();
+                        }
                         self.merge_conntrack_table(result);
                     }
                     Err(_) => self.note("conntrack table pass failed unexpectedly".into()),
@@ -344,7 +379,9 @@ impl<'a> Builder<'a> {
         });
         lap("conntrack");
         self.kernel_log();
-        self.facts
+        let mut coverage = self.text_coverage;
+        coverage.extend(self.table_coverage);
+        (self.facts, coverage)
     }
 
     fn collection(&mut self) {
@@ -1376,10 +1413,19 @@ impl<'a> Builder<'a> {
             if !seen.insert((backend.clone(), family.clone())) {
                 continue;
             }
-            let Some(text) = self.read_small(&path) else {
+            let Some((text, cuts)) = self.read_small_with_cuts(&path) else {
                 continue;
             };
-            let scan = netfilter::scan_iptables(&path, &backend, &family, &text, &pod_cidrs);
+            let mut scan = netfilter::scan_iptables(&path, &backend, &family, &text, &pod_cidrs);
+            // The save's parse coverage, from this parse (see `from_bundle_with_table_coverage`).
+            if self.keep_table_coverage
+                && let Some(rec) = self.bundle.record(&path)
+                && rec.content == layout::content::IPTABLES_SAVE
+            {
+                let parsed = std::mem::take(&mut scan.unparsed);
+                self.text_coverage
+                    .push(super::coverage::text_coverage(rec, &text, &cuts, parsed));
+            }
             scans.push(scan);
         }
         let facts = &mut self.facts.iptables;
@@ -1691,6 +1737,11 @@ impl<'a> Builder<'a> {
 
     /// A text artifact for a parser, over-long lines skipped and noted ([`lines`]).
     fn read_small(&mut self, path: &str) -> Option<String> {
+        self.read_small_with_cuts(path).map(|(text, _)| text)
+    }
+
+    /// [`Self::read_small`], with the over-long lines it replaced by empty ones.
+    fn read_small_with_cuts(&mut self, path: &str) -> Option<(String, Vec<lines::Cut>)> {
         let file = match self.bundle.open_artifact(path)? {
             Ok(f) => f,
             Err(e) => {
@@ -1703,7 +1754,7 @@ impl<'a> Builder<'a> {
                 if let Some(note) = lines::Cut::note(path, &cuts) {
                     self.note(note);
                 }
-                Some(text)
+                Some((text, cuts))
             }
             Err(e) => {
                 self.note(format!("{path}: {e}"));
@@ -1756,9 +1807,7 @@ impl<'a> Builder<'a> {
     /// Everything the conntrack table pass needs, detached from the builder so it
     /// can run on another thread.
     fn conntrack_table_job(&mut self) -> Option<ConntrackTableJob> {
-        let path = [layout::conntrack::TABLE, layout::conntrack::PROC_TABLE]
-            .into_iter()
-            .find(|p| self.bundle.artifact_file(p).is_some())?;
+        let path = conntrack_table_path(self.bundle)?;
         let file = match self.bundle.open_artifact(path) {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
@@ -1802,6 +1851,11 @@ impl<'a> Builder<'a> {
         let pod_nets = ipv4_nets(&self.facts.node.cluster_pod_cidrs);
         Some(ConntrackTableJob {
             path,
+            content: self
+                .bundle
+                .record(path)
+                .map(|r| r.content.clone())
+                .unwrap_or_default(),
             chunks: std::sync::Mutex::new(ChunkReader::new(file)),
             udp_services,
             live_pod_by_ip,
@@ -1954,6 +2008,8 @@ type FastSet<T> = foldhash::HashSet<T>;
 /// take in turn, aggregated on the fly; nothing per entry is kept.
 struct ConntrackTableJob {
     path: &'static str,
+    /// The table's content id (for its parse coverage).
+    content: String,
     chunks: std::sync::Mutex<ChunkReader>,
     udp_services: FastMap<(IpAddr, u16), (String, FastSet<IpAddr>)>,
     live_pod_by_ip: HashMap<String, String>,
@@ -1966,6 +2022,9 @@ struct ConntrackTableJob {
 struct ConntrackTableResult {
     facts: ConntrackFacts,
     notes: Vec<String>,
+    /// The table's parse coverage, as [`super::coverage::parse_coverage`] reports it; `None`
+    /// after an I/O error (the coverage pass skips such a table too).
+    coverage: Option<ArtifactCoverage>,
 }
 
 /// One worker's share of the table pass.
@@ -1980,6 +2039,10 @@ struct ConntrackPartial {
     /// (protocol, destination after DNAT, port) of SNATed pod flows -> (entries, first line).
     snat: FastMap<(parse::conntrack::Protocol, IpAddr, u16), (u64, u64)>,
     unparsed: u64,
+    /// This worker's first unparsed lines (numbered in the table), at most [`MAX_QUOTED`].
+    first_unparsed: Vec<parse::Unparsed>,
+    /// Lines read, as the streaming parser counts them.
+    lines: u64,
     error: Option<String>,
 }
 
@@ -2141,13 +2204,21 @@ impl ConntrackTableJob {
             unreplied_udp,
             snat,
             unparsed,
+            first_unparsed,
             ..
         } = part;
         let path = self.path;
         let result = parse::conntrack::for_each_entry(text, |item| {
-            let Ok(e) = item else {
-                *unparsed += 1;
-                return;
+            let e = match item {
+                Ok(e) => e,
+                Err(mut u) => {
+                    *unparsed += 1;
+                    if first_unparsed.len() < MAX_QUOTED {
+                        u.line += line_offset as usize;
+                        first_unparsed.push(u);
+                    }
+                    return;
+                }
             };
             ct.entries += 1;
             let proto = e.protocol.as_str();
@@ -2257,8 +2328,11 @@ impl ConntrackTableJob {
                 }
             }
         });
-        if let Err(e) = result {
-            part.error.get_or_insert_with(|| e.to_string());
+        match result {
+            Ok(stats) => part.lines += stats.lines as u64,
+            Err(e) => {
+                part.error.get_or_insert_with(|| e.to_string());
+            }
         }
     }
 
@@ -2275,6 +2349,9 @@ impl ConntrackTableJob {
             FastMap::default();
         let mut unparsed = 0;
         let mut notes = Vec::new();
+        let mut lines = 0;
+        let mut first_unparsed = Vec::new();
+        let mut failed = false;
         for p in parts {
             let f = p.facts;
             ct.entries += f.entries;
@@ -2317,7 +2394,10 @@ impl ConntrackTableJob {
                 }
             }
             unparsed += p.unparsed;
+            lines += p.lines;
+            first_unparsed.extend(p.first_unparsed);
             if let Some(e) = p.error {
+                failed = true;
                 notes.push(format!("analyzer: {path}: {e}"));
             }
         }
@@ -2394,7 +2474,22 @@ impl ConntrackTableJob {
                 source: Some(Source::line(path, first)),
             })
             .collect();
-        ConntrackTableResult { facts: ct, notes }
+        // Each worker kept its first unparsed lines in file order: the lowest of them
+        // are the table's first, as one sequential pass would find.
+        first_unparsed.sort_by_key(|u| u.line);
+        first_unparsed.truncate(MAX_QUOTED);
+        let coverage = (!failed).then(|| ArtifactCoverage {
+            path: path.to_string(),
+            content: self.content.clone(),
+            lines: usize::try_from(lines).unwrap_or(usize::MAX),
+            unparsed: usize::try_from(unparsed).unwrap_or(usize::MAX),
+            first: first_unparsed,
+        });
+        ConntrackTableResult {
+            facts: ct,
+            notes,
+            coverage,
+        }
     }
 }
 
@@ -2960,6 +3055,7 @@ mod tests {
         );
         let job = ConntrackTableJob {
             path: layout::conntrack::TABLE,
+            content: netsnap_bundle::layout::content::CONNTRACK_LIST.to_string(),
             chunks: std::sync::Mutex::new(ChunkReader::new(file)),
             udp_services,
             live_pod_by_ip: HashMap::new(),
@@ -3100,6 +3196,44 @@ mod tests {
         assert_eq!(sequential.facts, shared.facts);
         // Later stale entries than the cap are counted, not kept.
         assert!(stale_lines.len() > CONNTRACK_LIST_CAP);
+    }
+
+    #[test]
+    fn chunked_conntrack_pass_counts_coverage_like_one_whole_file_parse() {
+        // Unparsed lines in several chunks, more than are quoted, the first ones late in
+        // the table (a worker's first lines are not the table's first).
+        let (clean, _) = table(40_000, usize::MAX);
+        let mut text = String::new();
+        let n_lines = clean.lines().count();
+        for (i, l) in clean.lines().enumerate() {
+            if i > 0 && (i % 9_000 == 0 || i == n_lines - 1) {
+                text.push_str(&format!("garbage line {i}\n"));
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        text.push_str("no newline at the end");
+        assert!(text.len() > 3 * CONNTRACK_CHUNK / 2);
+        let mut whole = Vec::new();
+        let mut count = 0;
+        let stats = parse::conntrack::for_each_entry(text.as_bytes(), |r| {
+            if let Err(u) = r {
+                count += 1;
+                if whole.len() < MAX_QUOTED {
+                    whole.push(u);
+                }
+            }
+        })
+        .unwrap();
+        assert!(count > MAX_QUOTED, "{count}");
+        let (sequential, shared) = sequential_and_shared(&text);
+        for r in [sequential, shared] {
+            let c = r.coverage.expect("coverage of a table read whole");
+            assert_eq!(c.path, layout::conntrack::TABLE);
+            assert_eq!(c.lines, stats.lines);
+            assert_eq!(c.unparsed, count);
+            assert_eq!(c.first, whole);
+        }
     }
 
     /// A main-table route from `ip route` text (`[type] dst [via gw] [dev d] …`).

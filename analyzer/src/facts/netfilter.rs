@@ -86,6 +86,8 @@ pub struct IptablesScan {
     pub reject_rules: HashMap<String, Source>,
     /// `namespace/name` -> `has no local endpoints` DROP rule.
     pub no_local_drop: HashMap<String, Source>,
+    /// Lines the iptables-save parser did not understand (for the save's parse coverage).
+    pub unparsed: Vec<crate::parse::Unparsed>,
 }
 
 impl IptablesScan {
@@ -550,6 +552,8 @@ pub fn scan_iptables(
     forward_pod_evaluation(&mut s.facts, path, family, &dump, pod_cidrs);
     let model = crate::parse::iptables::kube_proxy::kube_proxy_model(&dump);
     apply_iptables_model(&mut s, path, &model);
+    drop(model);
+    s.unparsed = dump.unparsed;
     s
 }
 

@@ -451,11 +451,42 @@ fn analyze_inner(
     let mut cluster_inputs = Vec::new();
     for (path, bundle) in bundles {
         let t0 = std::time::Instant::now();
-        // Parse coverage re-reads the text artifacts: beside the fact build, not after it.
+        // Parse coverage re-reads the text artifacts: beside the fact build, not after it;
+        // but the conntrack table's and the iptables saves' (the largest artifacts, parsed
+        // by the fact build anyway) are counted by the fact build's own parse.
         let (facts, coverage) = std::thread::scope(|scope| {
-            let coverage = scope.spawn(|| crate::facts::coverage::parse_coverage(bundle));
-            let facts = Facts::from_bundle(bundle);
-            (facts, coverage.join().unwrap_or_default())
+            use crate::facts::coverage;
+            use netsnap_bundle::layout::content;
+            let table = crate::facts::build::conntrack_table_path(bundle).filter(|p| {
+                bundle
+                    .record(p)
+                    .is_some_and(|r| coverage::is_streamed(&r.content))
+            });
+            let by_facts = move |r: &netsnap_bundle::manifest::ArtifactRecord| {
+                Some(r.path.as_str()) == table || r.content == content::IPTABLES_SAVE
+            };
+            let others = scope.spawn(move || {
+                bundle
+                    .manifest()
+                    .artifacts
+                    .iter()
+                    .filter(|r| !by_facts(r))
+                    .filter_map(|r| coverage::artifact_coverage(bundle, r))
+                    .collect::<Vec<_>>()
+            });
+            let (facts, mut counted) = crate::facts::build::from_bundle_with_table_coverage(bundle);
+            let mut all = others.join().unwrap_or_default();
+            // In manifest order, as `parse_coverage` lists them; an artifact the fact build
+            // did not count (a save it skipped, a pass that stopped early) is counted here.
+            for r in bundle.manifest().artifacts.iter().filter(|r| by_facts(r)) {
+                match counted.iter().position(|c| c.path == r.path) {
+                    Some(i) => all.push(counted.swap_remove(i)),
+                    None => all.extend(coverage::artifact_coverage(bundle, r)),
+                }
+            }
+            let m = bundle.manifest();
+            all.sort_by_key(|c| m.artifacts.iter().position(|r| r.path == c.path));
+            (facts, all)
         });
         for c in coverage.into_iter().filter(|c| c.unparsed > 0) {
             let first = c.first.first();
