@@ -24,6 +24,13 @@ fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// The workspace's cargo target directory (`CARGO_TARGET_DIR` when set, as cargo itself
+/// does), where the binaries under test are built.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
 fn newest_mtime(dir: &Path) -> Option<SystemTime> {
     let mut newest = None;
     let mut stack = vec![dir.to_path_buf()];
@@ -54,9 +61,7 @@ pub fn collector_bin() -> LabResult<PathBuf> {
         };
     }
     let root = workspace_root();
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let bin = target.join("debug").join("netsnap-collect");
+    let bin = target_dir().join("debug").join("netsnap-collect");
     let built = fs::metadata(&bin).and_then(|m| m.modified()).map_err(|_| {
         LabError::Unsupported(format!(
             "{} not found: run `cargo build -p netsnap-collector` first (or set {COLLECT_BIN_ENV})",

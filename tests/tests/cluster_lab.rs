@@ -25,9 +25,7 @@ const IP_B: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 11);
 fn analyzer_bin() -> Option<PathBuf> {
     let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netsnap-analyze")
-        });
+        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
     if p.is_file() {
         return Some(p);
     }

@@ -451,9 +451,7 @@ fn existing_output_is_refused_without_force() {
 fn analyzer_bin() -> Option<PathBuf> {
     let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netsnap-analyze")
-        });
+        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
     if p.is_file() {
         return Some(p);
     }

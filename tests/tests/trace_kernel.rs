@@ -29,9 +29,7 @@ fn ready() -> Option<(LabGuard, PathBuf)> {
     }
     let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netsnap-analyze")
-        });
+        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
     if !p.is_file() {
         let msg = format!("no analyzer binary at {}", p.display());
         if netsnap_lab::lab_required() {
