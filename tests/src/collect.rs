@@ -31,6 +31,24 @@ pub fn target_dir() -> PathBuf {
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
+/// The `netsnap-analyze` binary lab tests drive (`NETSNAP_ANALYZE_BIN`, else the debug
+/// build in [`target_dir`]); None (with a SKIP line) when it is missing, a panic under
+/// `NETSNAP_REQUIRE_LAB=1`.
+pub fn analyzer_bin() -> Option<PathBuf> {
+    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/netsnap-analyze"));
+    if p.is_file() {
+        return Some(p);
+    }
+    let msg = format!("no analyzer binary at {}", p.display());
+    if crate::lab_required() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIP lab test: {msg}");
+    None
+}
+
 fn newest_mtime(dir: &Path) -> Option<SystemTime> {
     let mut newest = None;
     let mut stack = vec![dir.to_path_buf()];

@@ -27,7 +27,7 @@ pub mod util;
 
 pub use api::ApiObjects;
 pub use apiserver::LabApiServer;
-pub use collect::{CollectOptions, CollectRun, ToolDir, collector_bin, target_dir};
+pub use collect::{CollectOptions, CollectRun, ToolDir, analyzer_bin, collector_bin, target_dir};
 pub use conntrack::CtEntry;
 pub use guard::{LabGuard, lab_required, require_lab};
 pub use kubeproxy::{Endpoints, LabPort, LabService, Proto};

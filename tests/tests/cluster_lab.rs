@@ -14,28 +14,13 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netsnap_lab::{LabApiServer, LabGuard, LabNode, PeerNode, require_lab};
+use netsnap_lab::{LabApiServer, LabGuard, LabNode, PeerNode, analyzer_bin, require_lab};
 
 const API_ARGS: &[&str] = &["--sample-interval", "0.2", "--quiet"];
 const DNS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const KUBERNETES: &str = "kubernetes.default.svc.cluster.local";
 const IP_A: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 10);
 const IP_B: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 11);
-
-fn analyzer_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!("no analyzer binary at {}", p.display());
-    if netsnap_lab::lab_required() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIP lab test: {msg}");
-    None
-}
 
 fn ready() -> Option<(LabGuard, PathBuf)> {
     let lab = require_lab()?;

@@ -9,26 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use netsnap_lab::{LabPort, LabService, Proto, require_lab};
-
-fn analyzer_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!("no analyzer binary at {}", p.display());
-    if netsnap_lab::lab_required() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIP lab test: {msg}");
-    None
-}
+use netsnap_lab::{LabPort, LabService, Proto, analyzer_bin, require_lab};
 
 #[test]
 fn sosreport_of_a_faulty_node_imports_and_analyzes() {

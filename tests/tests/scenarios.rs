@@ -22,28 +22,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use netsnap_lab::{
-    Backend, CtEntry, LabApiServer, LabGuard, LabNode, LabPort, LabService, Proto, require_lab,
+    Backend, CtEntry, LabApiServer, LabGuard, LabNode, LabPort, LabService, Proto, analyzer_bin,
+    require_lab,
 };
 
 const ARGS: &[&str] = &["--no-api", "--sample-interval", "0.2", "--quiet"];
 const API_ARGS: &[&str] = &["--sample-interval", "0.2", "--quiet"];
 const DNS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const KUBERNETES: &str = "kubernetes.default.svc.cluster.local";
-
-fn analyzer_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!("no analyzer binary at {}", p.display());
-    if netsnap_lab::lab_required() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIP lab test: {msg}");
-    None
-}
 
 /// Gate: lab, collector and analyzer present.
 fn ready() -> Option<(LabGuard, PathBuf)> {

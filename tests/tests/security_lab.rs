@@ -13,7 +13,7 @@ use std::time::Duration;
 use netsnap_bundle::{
     ArtifactRecord, ArtifactStatus, Bundle, CollectionOutcome, ReaderOptions, layout,
 };
-use netsnap_lab::{LabApiServer, ToolDir, collector_bin, require_lab};
+use netsnap_lab::{LabApiServer, ToolDir, analyzer_bin, collector_bin, require_lab};
 
 fn open(path: &Path, stderr: &str) -> Bundle {
     Bundle::open(path, &ReaderOptions::default())
@@ -445,22 +445,6 @@ fn existing_output_is_refused_without_force() {
     assert!(out.success(), "{}", out.stderr);
     let b = open(&path, &out.stderr);
     assert!(b.manifest().artifact(layout::NETNS_INDEX).is_some());
-}
-
-/// The analyzer binary (`target/debug/netsnap-analyze`, or `NETSNAP_ANALYZE_BIN`).
-fn analyzer_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!("no analyzer binary at {}", p.display());
-    if netsnap_lab::lab_required() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIP lab test: {msg}");
-    None
 }
 
 /// Lines of `s` holding a raw control character or a bidi override (what could drive a

@@ -27,17 +27,7 @@ fn ready() -> Option<(LabGuard, PathBuf)> {
     if !lab.require_collector() || !lab.require_tools(&["nft", "dnsmasq", "dig"]) {
         return None;
     }
-    let p = std::env::var_os("NETSNAP_ANALYZE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| netsnap_lab::target_dir().join("debug/netsnap-analyze"));
-    if !p.is_file() {
-        let msg = format!("no analyzer binary at {}", p.display());
-        if netsnap_lab::lab_required() {
-            panic!("{msg}");
-        }
-        eprintln!("SKIP lab test: {msg}");
-        return None;
-    }
+    let p = netsnap_lab::analyzer_bin()?;
     Some((lab, p))
 }
 
