@@ -1219,7 +1219,7 @@ fn egress(facts: &Facts, route: &Route, dst: &str) -> Outcome {
         .node
         .peer_pod_routes
         .iter()
-        .find(|r| crate::facts::build::cidr_contains(&r.pod_cidr, dst))
+        .find(|r| crate::facts::keys::cidr_contains(&r.pod_cidr, dst))
         .map(|r| r.node.clone());
     let gw = route
         .gateway
@@ -1252,7 +1252,7 @@ fn conntrack_matches(facts: &Facts, input: &TraceInput, to: &To) -> Vec<CtMatch>
             let o = &e.original;
             let r = &e.reply;
             let reply_from = match r.sport {
-                Some(p) => crate::facts::build::ip_port(&r.src.to_string(), p),
+                Some(p) => crate::facts::keys::ip_port(&r.src.to_string(), p),
                 None => r.src.to_string(),
             };
             let dnat = r.src != o.dst;

@@ -21,8 +21,9 @@ use netsnap_bundle::{Bundle, layout};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::build::{cidrs_overlap, longest_match, main_routes, parse_prefix};
+use super::keys::{cidrs_overlap, parse_prefix};
 use super::model::{DnsProbeSummary, Facts, Source, SourceStatus};
+use super::routes::{longest_match, main_routes};
 
 /// Version of the cluster fact document layout.
 pub const CLUSTER_FACTS_SCHEMA_VERSION: u32 = 1;

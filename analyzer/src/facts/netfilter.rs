@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::build::{cidr_contains, service_key};
+use super::keys::{cidr_contains, service_key};
 use super::model::{GarbledNatRule, IptablesBackendFacts, MasqueradeRule, Source};
 use super::nfeval::{Mark, Packet, Stage, StagedPath, TableIndex, evaluate_stages, rule_text};
 
@@ -740,7 +740,7 @@ pub fn apply_iptables_model(
             .filter_map(|e| {
                 let (ip, p) = (e.ip.as_deref()?, e.port?);
                 let line = e.dnat_line.unwrap_or(e.line) as u64;
-                Some((super::build::ip_port(ip, p), Source::line(path, line)))
+                Some((super::keys::ip_port(ip, p), Source::line(path, line)))
             })
             .collect();
         scan.dnat.insert(chain.clone(), targets);
@@ -803,7 +803,7 @@ pub fn ipvs_from_table(path: &str, table: &crate::parse::ipvs::IpvsTable) -> Ipv
             .real_servers
             .iter()
             .map(|rs| RealServer {
-                address: super::build::ip_port(&rs.address.to_string(), rs.port),
+                address: super::keys::ip_port(&rs.address.to_string(), rs.port),
                 ip: rs.address.to_string(),
                 weight: i64::from(rs.weight.unwrap_or(1)),
                 active: rs
@@ -908,7 +908,7 @@ pub fn nft_from_model(
                 let line = ep.dnat_line.unwrap_or(ep.line) as u64;
                 s.endpoint_chains.push((
                     ep.chain.clone(),
-                    super::build::ip_port(ip, p),
+                    super::keys::ip_port(ip, p),
                     Source::line(path, line),
                 ));
             }
