@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::analyze::{Finding, NotEvaluated};
 use crate::facts::Facts;
-use crate::report::analysis::{Finding, NotEvaluated};
 use crate::rules::Severity;
 
 /// Version of the JSON layout of [`Diff`].

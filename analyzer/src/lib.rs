@@ -4,6 +4,7 @@
 //! -> [`facts`] (the joins) -> [`rules`] (CEL rules over facts) -> [`report`].
 //! Nothing here depends on Linux-only code: the analyzer runs on laptops.
 
+pub mod analyze;
 pub mod diff;
 pub mod exit;
 pub mod facts;

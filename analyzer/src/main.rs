@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use netsnap_analyzer::{exit, facts, inert, inspect, report, rules};
+use netsnap_analyzer::{analyze, exit, facts, inert, inspect, report, rules};
 use netsnap_bundle::{Bundle, ReaderOptions};
 
 /// `--version`: the package version and the git revision it was built from.
@@ -451,14 +451,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 tracing::info!("{node}: cluster lists from {cluster}");
             }
             let refs: Vec<(String, &Bundle)> = opened.iter().map(|(p, b)| (p.clone(), b)).collect();
-            let rep = report::analysis::analyze(&refs, &set).context("evaluating rules")?;
+            let rep = analyze::analyze(&refs, &set).context("evaluating rules")?;
             let text = match format {
-                ReportFormat::Text => report::analysis::render_text(
+                ReportFormat::Text => report::text::render_text(
                     &rep,
                     use_color(color, std::io::IsTerminal::is_terminal(&std::io::stdout())),
                 ),
                 ReportFormat::Json => json_line(&rep)?,
-                ReportFormat::Markdown => report::analysis::render_markdown(&rep),
+                ReportFormat::Markdown => report::markdown::render_markdown(&rep),
                 ReportFormat::Html => report::html::render_html(&rep),
             };
             write_stdout(&text)?;
@@ -520,7 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     .with_context(|| format!("opening {}", path.display()))?;
                 let name = path.display().to_string();
                 let (rep, mut facts) =
-                    report::analysis::analyze_keeping_facts(&[(name.clone(), &bundle)], &set)
+                    analyze::analyze_keeping_facts(&[(name.clone(), &bundle)], &set)
                         .context("evaluating rules")?;
                 let facts = facts.pop().context("no facts for the bundle")?;
                 sides.push((name, rep, facts));

@@ -1295,7 +1295,7 @@ pub fn load(bundle: &Bundle, facts: &Facts, from: &From, to: &To) -> TraceInput 
         .find(|b| Some(&b.backend) == facts.iptables.live_backend.as_ref())
         .or_else(|| facts.iptables.backends.iter().find(|b| b.family == "4"));
     if let Some(b) = live
-        && let Ok(Some(text)) = crate::inspect::data::text(bundle, &b.path)
+        && let Ok(Some(text)) = crate::inspect::load::text(bundle, &b.path)
     {
         input.iptables = Some((
             b.path.clone(),
@@ -1303,7 +1303,7 @@ pub fn load(bundle: &Bundle, facts: &Facts, from: &From, to: &To) -> TraceInput 
         ));
     }
     let states = |id: &str| -> Option<NetnsRoutes> {
-        let s = crate::inspect::data::netns_states(bundle, Some(id)).ok()?;
+        let s = crate::inspect::load::netns_states(bundle, Some(id)).ok()?;
         let s = s.into_iter().next()?;
         let native = layout::netns_path(id, layout::netns::NETLINK);
         let path = if bundle.manifest().artifact(&native).is_some() {
@@ -1323,7 +1323,7 @@ pub fn load(bundle: &Bundle, facts: &Facts, from: &From, to: &To) -> TraceInput 
     {
         input.pod_netns.insert(n.clone(), r);
     }
-    if let Ok(Some(text)) = crate::inspect::data::text(bundle, layout::node::IP_RULE) {
+    if let Ok(Some(text)) = crate::inspect::load::text(bundle, layout::node::IP_RULE) {
         input.ip_rules = Some((
             layout::node::IP_RULE.to_string(),
             crate::parse::ip::parse_rules(&text),

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use netsnap_analyzer::analyze::analyze;
 use netsnap_analyzer::facts::Facts;
-use netsnap_analyzer::report::analysis::{analyze, render_markdown, render_text};
+use netsnap_analyzer::report::{markdown::render_markdown, text::render_text};
 use netsnap_analyzer::rules::{RuleSet, Severity};
 use netsnap_bundle::{
     ArtifactSource, ArtifactSpec, ArtifactStatus, Bundle, BundleWriter, CollectionInfo,
@@ -494,7 +495,7 @@ fn open(s: &Sample) -> Bundle {
     Bundle::open(&s.path, &ReaderOptions::default()).unwrap()
 }
 
-fn report(kind: Kind) -> netsnap_analyzer::report::analysis::Report {
+fn report(kind: Kind) -> netsnap_analyzer::analyze::Report {
     let s = sample(kind);
     let b = open(&s);
     analyze(
@@ -504,7 +505,7 @@ fn report(kind: Kind) -> netsnap_analyzer::report::analysis::Report {
     .unwrap()
 }
 
-fn finding_ids(r: &netsnap_analyzer::report::analysis::Report) -> Vec<(String, Severity, String)> {
+fn finding_ids(r: &netsnap_analyzer::analyze::Report) -> Vec<(String, Severity, String)> {
     r.findings
         .iter()
         .map(|f| (f.rule_id.clone(), f.severity, f.subject.clone()))

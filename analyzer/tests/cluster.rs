@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netsnap_analyzer::report::analysis::{Report, analyze};
-use netsnap_analyzer::report::cluster::CLUSTER_NODE;
+use netsnap_analyzer::analyze::cluster::CLUSTER_NODE;
+use netsnap_analyzer::analyze::{Report, analyze};
 use netsnap_analyzer::rules::RuleSet;
 use netsnap_bundle::{ArtifactStatus, Bundle, Manifest, ReaderOptions, layout};
 

@@ -794,8 +794,40 @@ fn build_ipvs(path: &Path) {
     finish(w);
 }
 
+/// A node with kube-proxy rules in both iptables backends: the save of the default
+/// `iptables-save` (nft backend, kube-proxy v1.29, two DNS endpoints) and a stale legacy
+/// save (kube-proxy v1.20, one DNS endpoint). Which one is live is the facts' call; the
+/// `services` view must show the same one.
+fn build_mixed(path: &Path) {
+    let w = BundleWriter::create(path, WriterOptions::default()).unwrap();
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::iptables::SAVE,
+            layout::content::IPTABLES_SAVE,
+            &["iptables-save"],
+        )
+        .with_attribute("backend", "nft"),
+        raw("iptables/kube-proxy-v1.29-nft.txt").as_bytes(),
+        ok(60),
+    )
+    .unwrap();
+    w.add_bytes(
+        ArtifactSpec::raw_command(
+            layout::iptables::LEGACY_SAVE,
+            layout::content::IPTABLES_SAVE,
+            &["iptables-legacy-save"],
+        ),
+        raw("iptables/kube-proxy-v1.20-legacy.txt").as_bytes(),
+        ok(60),
+    )
+    .unwrap();
+    add_core_services(&w);
+    finish(w);
+}
+
 struct Built {
     _dir: tempfile::TempDir,
+    mixed: PathBuf,
     example: PathBuf,
     no_corr: PathBuf,
     no_api: PathBuf,
@@ -820,8 +852,11 @@ fn built() -> &'static Built {
         build_ipvs(&ipvs);
         let nft = dir.path().join("nft.tar.zst");
         build_nft(&nft);
+        let mixed = dir.path().join("mixed.tar.zst");
+        build_mixed(&mixed);
         Built {
             _dir: dir,
+            mixed,
             example,
             no_corr,
             no_api,
@@ -1333,4 +1368,90 @@ fn services_dataplane_ipvs_and_nft() {
             .unwrap()
             .starts_with("nft 1/1 ports")
     );
+}
+
+/// Every Service port's DATAPLANE cell, as `inspect services` shows it and as the fact
+/// document (what the rules judge) has it: (vip, port/PROTO) -> (iptables endpoints,
+/// iptables REJECT, nft endpoints, IPVS real servers).
+type PortState = (Option<u64>, bool, Option<u64>, Option<u64>);
+
+fn inspect_dataplane(bundle: &Path) -> Vec<((String, String), PortState)> {
+    let out = inspect_at(bundle, &["services", "-A", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let mut cells: Vec<_> = rows
+        .iter()
+        .flat_map(|r| r["dataplane_ports"].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            (
+                (
+                    p["vip"].as_str().unwrap().to_string(),
+                    p["port"].as_str().unwrap().to_string(),
+                ),
+                (
+                    p["iptables_endpoints"].as_u64(),
+                    p["iptables_no_endpoints_rule"].as_bool().unwrap(),
+                    p["nft_endpoints"].as_u64(),
+                    p["ipvs_real_servers"].as_u64(),
+                ),
+            )
+        })
+        .collect();
+    cells.sort();
+    cells
+}
+
+fn facts_dataplane(bundle: &Path) -> Vec<((String, String), PortState)> {
+    let (code, out, err) = analyze(&["facts", bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let facts: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let count = |st: &serde_json::Value, list: &str| {
+        st["present"]
+            .as_bool()
+            .unwrap()
+            .then(|| st[list].as_array().unwrap().len() as u64)
+    };
+    let mut cells: Vec<_> = facts["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["ports"].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            (
+                (
+                    p["vip"].as_str().unwrap().to_string(),
+                    format!("{}/{}", p["port"], p["protocol"].as_str().unwrap()),
+                ),
+                (
+                    count(&p["iptables"], "endpoints"),
+                    p["iptables"]["reject"].as_bool().unwrap(),
+                    count(&p["nft"], "endpoints"),
+                    count(&p["ipvs"], "real_servers"),
+                ),
+            )
+        })
+        .collect();
+    cells.sort();
+    cells
+}
+
+/// `inspect services` computes no dataplane join of its own: on every test bundle, each
+/// Service port's cell is what the facts (and so the rules) have, including on a node with
+/// kube-proxy rules in both iptables backends, where the view once picked the backend
+/// differently from the facts.
+#[test]
+fn services_dataplane_agrees_with_the_facts() {
+    let b = built();
+    for bundle in [&b.example, &b.ipvs, &b.nft, &b.mixed] {
+        let shown = inspect_dataplane(bundle);
+        assert!(!shown.is_empty(), "{}: no Service port", bundle.display());
+        assert_eq!(shown, facts_dataplane(bundle), "{}", bundle.display());
+    }
+    // The mixed node: the facts take the first save with the kubelet's canary, the legacy
+    // one (one DNS endpoint), not the default `iptables-save` (two).
+    let mixed = inspect_dataplane(&b.mixed);
+    let dns = mixed
+        .iter()
+        .find(|(k, _)| k == &("10.96.0.10".to_string(), "53/UDP".to_string()))
+        .unwrap();
+    assert_eq!(dns.1.0, Some(1), "{mixed:?}");
 }

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use netsnap_analyzer::analyze::analyze;
 use netsnap_analyzer::join::{JoinError, join_runs};
-use netsnap_analyzer::report::analysis::analyze;
 use netsnap_analyzer::rules::RuleSet;
 use netsnap_bundle::k8s::CLUSTER_LISTS;
 use netsnap_bundle::{

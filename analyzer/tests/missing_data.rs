@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use netsnap_analyzer::analyze::{Report, analyze};
 use netsnap_analyzer::facts::Facts;
-use netsnap_analyzer::report::analysis::{Report, analyze};
 use netsnap_analyzer::rules::engine::prepare_facts;
 use netsnap_analyzer::rules::{Outcome, RuleSet, Severity};
 use netsnap_bundle::{

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netsnap_analyzer::report::analysis::{Report, analyze};
+use netsnap_analyzer::analyze::{Report, analyze};
 use netsnap_analyzer::rules::RuleSet;
 use netsnap_bundle::{
     ArtifactKind, ArtifactSpec, ArtifactStatus, Bundle, BundleWriter, Completion, ReaderOptions,

@@ -413,7 +413,7 @@ fn many_services_bundle(dir: &Path, n: usize) {
 
 #[test]
 fn many_findings_of_one_rule_make_one_aggregated_finding_in_every_format() {
-    use netsnap_analyzer::report::analysis::{AGGREGATE_ABOVE, AGGREGATE_SUBJECTS};
+    use netsnap_analyzer::analyze::{AGGREGATE_ABOVE, AGGREGATE_SUBJECTS};
     const N: usize = 100_000;
     let tmp = tempfile::tempdir().unwrap();
     many_services_bundle(tmp.path(), N);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use netsnap_analyzer::report::analysis::analyze;
+use netsnap_analyzer::analyze::analyze;
 use netsnap_analyzer::rules::RuleSet;
 use netsnap_bundle::{
     ArtifactSource, ArtifactSpec, Bundle, BundleWriter, CollectionInfo, CollectionOutcome,

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use netsnap_analyzer::report::analysis::analyze;
+use netsnap_analyzer::analyze::analyze;
 use netsnap_analyzer::rules::{Outcome, RuleSet};
 use netsnap_bench::resolv_scale;
 use netsnap_bundle::{Bundle, ReaderOptions};

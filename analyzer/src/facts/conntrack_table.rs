@@ -14,9 +14,6 @@ use crate::parse;
 /// Most entries kept in each derived conntrack list.
 pub const CONNTRACK_LIST_CAP: usize = 100;
 
-/// Most distinct destinations counted for `top_destinations` (a memory bound).
-pub(crate) const CONNTRACK_DEST_CAP: usize = 100_000;
-
 /// Most distinct DNAT backends tallied for `unreplied_backends` (a memory bound).
 pub(crate) const CONNTRACK_BACKEND_CAP: usize = 10_000;
 

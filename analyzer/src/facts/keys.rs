@@ -124,6 +124,9 @@ pub fn service_key(ip: &str, port: impl std::fmt::Display, proto: &str) -> Strin
     format!("{}/{}", ip_port(ip, port), proto.to_ascii_lowercase())
 }
 
+/// Most distinct destinations counted for `top_destinations` (a memory bound).
+pub const CONNTRACK_DEST_CAP: usize = 100_000;
+
 /// `proto ip:port` (`[ip]:port` for IPv6), the key of a destination tally.
 pub(crate) fn destination_key(proto: parse::conntrack::Protocol, ip: IpAddr, port: u16) -> String {
     match ip {

@@ -7,16 +7,18 @@
 //! filters are kept, and `--summary` keeps only counters, so a 1,000,000-entry
 //! table never sits in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufReader;
+use std::net::IpAddr;
 
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::data::{self, no_data};
+use super::load::{self, no_data};
 use super::table::{Table, opt};
 use super::{InspectArgs, InspectError, Outcome, emit};
-use crate::parse::conntrack::{self, ConntrackEntry, ConntrackTally, Tuple};
+use crate::facts::keys::{CONNTRACK_DEST_CAP, destination_key};
+use crate::parse::conntrack::{self, ConntrackEntry, ConntrackTally, Protocol, Tuple};
 
 /// One entry of the `conntrack` view.
 #[derive(Debug, Serialize)]
@@ -188,16 +190,21 @@ pub struct SummaryRow {
 
 fn summary(bundle: &Bundle, args: &InspectArgs, path: &str) -> Result<Outcome, InspectError> {
     let mut tally = ConntrackTally::default();
-    let mut dests: BTreeMap<String, u64> = BTreeMap::new();
+    // The destination tally of the facts (`facts::keys::destination_key`, the same cap), so
+    // the summary names destinations exactly as the findings do.
+    let mut dests: HashMap<(Protocol, IpAddr, u16), u64> = HashMap::new();
+    let mut uncounted = 0u64;
     stream(bundle, path, |e| {
         if matches(&e, args) {
             tally.add(&e);
-            let key = format!(
-                "{}/{}",
-                endpoint(e.original.dst, e.original.dport),
-                e.protocol.as_str()
-            );
-            *dests.entry(key).or_insert(0) += 1;
+            let dest = (e.protocol, e.original.dst, e.original.dport.unwrap_or(0));
+            if let Some(c) = dests.get_mut(&dest) {
+                *c += 1;
+            } else if dests.len() < CONNTRACK_DEST_CAP {
+                dests.insert(dest, 1);
+            } else {
+                uncounted += 1;
+            }
         }
     })?;
     let mut rows = vec![SummaryRow {
@@ -206,7 +213,7 @@ fn summary(bundle: &Bundle, args: &InspectArgs, path: &str) -> Result<Outcome, I
         value: tally.total,
     }];
     let sysctls: BTreeMap<String, String> =
-        data::json(bundle, layout::conntrack::SYSCTLS, "conntrack sysctl map")?.unwrap_or_default();
+        load::json(bundle, layout::conntrack::SYSCTLS, "conntrack sysctl map")?.unwrap_or_default();
     for key in [
         "nf_conntrack_count",
         "nf_conntrack_max",
@@ -249,7 +256,19 @@ fn summary(bundle: &Bundle, args: &InspectArgs, path: &str) -> Result<Outcome, I
             value: v,
         });
     }
-    let mut top: Vec<(String, u64)> = dests.into_iter().collect();
+    if uncounted > 0 {
+        rows.push(SummaryRow {
+            section: "table".into(),
+            key: format!(
+                "entries to destinations past the first {CONNTRACK_DEST_CAP} (not tallied)"
+            ),
+            value: uncounted,
+        });
+    }
+    let mut top: Vec<(String, u64)> = dests
+        .into_iter()
+        .map(|((proto, ip, port), n)| (destination_key(proto, ip, port), n))
+        .collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     for (k, v) in top.into_iter().take(10) {
         rows.push(SummaryRow {
@@ -288,9 +307,9 @@ const STAT_COLUMNS: &[&str] = &[
 ];
 
 fn stats(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
-    let parsed = if let Some(t) = data::text(bundle, layout::conntrack::STATS)? {
+    let parsed = if let Some(t) = load::text(bundle, layout::conntrack::STATS)? {
         conntrack::parse_conntrack_stats(&t)
-    } else if let Some(t) = data::text(bundle, layout::conntrack::PROC_STAT)? {
+    } else if let Some(t) = load::text(bundle, layout::conntrack::PROC_STAT)? {
         conntrack::parse_proc_stat(&t)
     } else {
         return Ok(Outcome::NoData(no_data(

@@ -1,25 +1,27 @@
 //! What the node's dataplane has for each Service port: kube-proxy's iptables
 //! chains, its nftables table, or an IPVS virtual service. Used by the
 //! `services` view's DATAPLANE column.
+//!
+//! This view computes no join of its own: it reads the per-port dataplane state of the
+//! fact document (`crate::facts`, the Service port <-> dataplane join with its choice of
+//! the live iptables backend), so `inspect services` shows what the rules judge.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
 
 use netsnap_bundle::k8s::ServiceRecord;
-use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::InspectError;
-use super::data;
-use crate::parse::iptables::{self, KubeProxyIptables, ServicePortRules};
-use crate::parse::ipvs::{self, IpvsProtocol, IpvsTable, ServiceKey};
-use crate::parse::nft;
+use crate::facts::Facts;
+use crate::facts::model::ServicePortFacts;
 
-/// The dataplane models a bundle has (each None when its artifact is absent).
+/// The per-port dataplane state of a bundle's facts, by Service.
 #[derive(Default)]
 pub struct Dataplane {
-    iptables: Option<KubeProxyIptables>,
-    nft: Option<Vec<ServicePortRules>>,
-    ipvs: Option<IpvsTable>,
+    /// Whether any dataplane artifact (an iptables save, the nft ruleset, the IPVS table)
+    /// was read.
+    collected: bool,
+    /// `namespace/name` -> the Service's ports, one per ClusterIP and port.
+    services: HashMap<String, Vec<ServicePortFacts>>,
 }
 
 /// What one Service port has in each dataplane.
@@ -40,85 +42,42 @@ pub struct PortDataplane {
 }
 
 impl Dataplane {
-    /// Loads whatever dataplane artifacts the bundle has.
-    pub fn load(bundle: &Bundle) -> Result<Dataplane, InspectError> {
-        let mut dp = Dataplane::default();
-        for p in [
-            layout::iptables::SAVE,
-            layout::iptables::LEGACY_SAVE,
-            layout::iptables::NFT_SAVE,
-        ] {
-            if let Some(t) = data::text(bundle, p)? {
-                let model = iptables::kube_proxy_model(&iptables::parse_iptables_save(&t));
-                if !model.services.is_empty() || dp.iptables.is_none() {
-                    dp.iptables = Some(model);
-                }
-                if dp.iptables.as_ref().is_some_and(|m| !m.services.is_empty()) {
-                    break;
-                }
-            }
+    /// The dataplane state the facts joined for every Service port.
+    pub fn from_facts(facts: Facts) -> Dataplane {
+        let collected =
+            !facts.iptables.backends.is_empty() || facts.nft.collected || facts.ipvs.collected;
+        let services = facts
+            .services
+            .into_iter()
+            .map(|s| (s.key, s.ports))
+            .collect();
+        Dataplane {
+            collected,
+            services,
         }
-        if let Some(t) = data::text(bundle, layout::nft::RULESET)? {
-            let model = nft::kube_proxy::kube_proxy_nft_model(&nft::parse_nft_ruleset(&t));
-            dp.nft = Some(model.services);
-        }
-        let ipvs_text = match data::text(bundle, layout::ipvs::LIST)? {
-            Some(t) => Some(t),
-            None => data::text(bundle, layout::ipvs::PROC)?,
-        };
-        dp.ipvs = ipvs_text.map(|t| ipvs::parse_ipvs_list(&t));
-        Ok(dp)
     }
 
     /// True when no dataplane artifact was readable.
     pub fn is_empty(&self) -> bool {
-        self.iptables.is_none() && self.nft.is_none() && self.ipvs.is_none()
+        !self.collected
     }
 
     /// Per cluster IP and port, what each dataplane has.
     pub fn for_service(&self, s: &ServiceRecord) -> Vec<PortDataplane> {
-        let mut out = Vec::new();
-        for vip in &s.cluster_ips {
-            let Ok(vip_ip) = vip.parse::<IpAddr>() else {
-                continue; // headless: `None`
-            };
-            for p in &s.ports {
-                let Ok(port) = u16::try_from(p.port) else {
-                    continue;
-                };
-                let proto = p.protocol.to_ascii_lowercase();
-                let find = |svcs: &[ServicePortRules]| {
-                    svcs.iter()
-                        .find(|r| r.key() == Some((vip.as_str(), port, proto.as_str())))
-                        .cloned()
-                };
-                let ipt = self.iptables.as_ref().and_then(|m| find(&m.services));
-                let nft = self.nft.as_ref().and_then(|m| find(m));
-                let ipvs_proto = IpvsProtocol::from_name(&p.protocol.to_ascii_uppercase());
-                let ipvs_rs = self.ipvs.as_ref().and_then(|t| {
-                    t.service(&ServiceKey::Address {
-                        protocol: ipvs_proto,
-                        address: vip_ip,
-                        port,
-                    })
-                    .map(|s| s.real_servers.len())
-                });
-                out.push(PortDataplane {
-                    vip: vip.clone(),
-                    port: format!("{}/{}", p.port, p.protocol),
-                    iptables_endpoints: ipt
-                        .as_ref()
-                        .filter(|r| r.svc_chain.is_some() || !r.endpoints.is_empty())
-                        .map(|r| r.endpoints.len()),
-                    iptables_no_endpoints_rule: ipt
-                        .as_ref()
-                        .is_some_and(|r| !r.no_endpoints.is_empty()),
-                    nft_endpoints: nft.map(|r| r.endpoints.len()),
-                    ipvs_real_servers: ipvs_rs,
-                });
-            }
-        }
-        out
+        let Some(ports) = self.services.get(&format!("{}/{}", s.namespace, s.name)) else {
+            return Vec::new();
+        };
+        ports
+            .iter()
+            .map(|p| PortDataplane {
+                vip: p.vip.clone(),
+                port: format!("{}/{}", p.port, p.protocol),
+                iptables_endpoints: p.iptables.present.then_some(p.iptables.endpoints.len()),
+                iptables_no_endpoints_rule: p.iptables.reject,
+                nft_endpoints: p.nft.present.then_some(p.nft.endpoints.len()),
+                ipvs_real_servers: p.ipvs.present.then_some(p.ipvs.real_servers.len()),
+            })
+            .collect()
     }
 }
 

@@ -3,14 +3,14 @@
 use netsnap_bundle::native::{DnsProbe, DnsProbeReport};
 use netsnap_bundle::{Bundle, layout};
 
-use super::data::{self, no_data};
+use super::load::{self, no_data};
 use super::table::Table;
 use super::{InspectArgs, InspectError, Outcome, emit};
 
 /// `inspect dns`.
 pub fn dns(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
     let Some(report) =
-        data::json::<DnsProbeReport>(bundle, layout::dns::PROBES, "DNS probe report")?
+        load::json::<DnsProbeReport>(bundle, layout::dns::PROBES, "DNS probe report")?
     else {
         return Ok(Outcome::NoData(no_data("dns", bundle, layout::dns::PROBES)));
     };

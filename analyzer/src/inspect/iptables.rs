@@ -5,7 +5,7 @@
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::data::{self, no_data};
+use super::load::{self, no_data};
 use super::{Format, InspectArgs, InspectError, Outcome};
 use crate::parse::iptables::{self, IptablesDump, Rule};
 
@@ -125,7 +125,7 @@ fn numeric(a: Option<&str>) -> String {
 pub fn iptables(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
     let mut found = None;
     for p in SOURCES {
-        if let Some(t) = data::text(bundle, p)? {
+        if let Some(t) = load::text(bundle, p)? {
             found = Some((*p, t));
             break;
         }

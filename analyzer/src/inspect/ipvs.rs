@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::data::{self, no_data};
+use super::load::{self, no_data};
 use super::{Format, InspectArgs, InspectError, Outcome};
 use crate::parse::ipvs::{self, ForwardMethod, IpvsProtocol, ServiceKey, VirtualService};
 
@@ -74,15 +74,15 @@ fn parse_filter(
 
 /// `inspect ipvs`.
 pub fn ipvs(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
-    let text = match data::text(bundle, layout::ipvs::LIST)? {
+    let text = match load::text(bundle, layout::ipvs::LIST)? {
         Some(t) => t,
-        None => match data::text(bundle, layout::ipvs::PROC)? {
+        None => match load::text(bundle, layout::ipvs::PROC)? {
             Some(t) => t,
             None => return Ok(Outcome::NoData(no_data("ipvs", bundle, layout::ipvs::LIST))),
         },
     };
     let mut table = ipvs::parse_ipvs_list(&text);
-    if let Some(stats) = data::text(bundle, layout::ipvs::STATS)? {
+    if let Some(stats) = load::text(bundle, layout::ipvs::STATS)? {
         table.merge(&ipvs::parse_ipvs_list(&stats));
     }
     let filter = match (&args.tcp_service, &args.udp_service) {

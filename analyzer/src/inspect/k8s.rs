@@ -8,7 +8,7 @@ use netsnap_bundle::native::{PodCorrelation, PodNetns};
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::data::{self, no_data};
+use super::load::{self, no_data};
 use super::dataplane::{self, Dataplane, PortDataplane};
 use super::table::{Table, human_duration};
 use super::{InspectArgs, InspectError, Outcome, emit};
@@ -60,10 +60,10 @@ pub struct PodRow {
 
 /// `inspect pods`.
 pub fn pods(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
-    let Some(pods) = data::jsonl::<PodRecord>(bundle, layout::k8s::PODS, "pod record")? else {
+    let Some(pods) = load::jsonl::<PodRecord>(bundle, layout::k8s::PODS, "pod record")? else {
         return Ok(Outcome::NoData(no_data("pods", bundle, layout::k8s::PODS)));
     };
-    let corr = match data::pod_correlation(bundle)? {
+    let corr = match load::pod_correlation(bundle)? {
         Some(c) => Some(c),
         None => derive_correlation(bundle, &pods)?,
     };
@@ -156,11 +156,11 @@ fn derive_correlation(
     bundle: &Bundle,
     pods: &[PodRecord],
 ) -> Result<Option<PodCorrelation>, InspectError> {
-    let states = data::netns_states(bundle, None)?;
+    let states = load::netns_states(bundle, None)?;
     if states.is_empty() {
         return Ok(None);
     }
-    let pairs = data::veth_pairs(bundle, Some(&states))?;
+    let pairs = load::veth_pairs(bundle, Some(&states))?;
     let mut out = PodCorrelation::default();
     for p in pods.iter().filter(|p| !p.host_network) {
         let found = states
@@ -230,7 +230,7 @@ fn port_text(p: &netsnap_bundle::k8s::ServicePort) -> String {
 
 /// `inspect services`.
 pub fn services(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
-    let Some(svcs) = data::jsonl::<ServiceRecord>(bundle, layout::k8s::SERVICES, "service record")?
+    let Some(svcs) = load::jsonl::<ServiceRecord>(bundle, layout::k8s::SERVICES, "service record")?
     else {
         return Ok(Outcome::NoData(no_data(
             "services",
@@ -238,12 +238,12 @@ pub fn services(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectE
             layout::k8s::SERVICES,
         )));
     };
-    let slices = data::jsonl::<EndpointSliceRecord>(
+    let slices = load::jsonl::<EndpointSliceRecord>(
         bundle,
         layout::k8s::ENDPOINT_SLICES,
         "endpoint slice record",
     )?;
-    let dp = Dataplane::load(bundle)?;
+    let dp = Dataplane::from_facts(crate::facts::build::from_bundle_for_views(bundle));
     let filter = ns_filter(args);
     let mut rows: Vec<ServiceRow> = svcs
         .iter()

@@ -4,7 +4,7 @@
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::data::{self, no_data};
+use super::load::{self, no_data};
 use super::table::{Table, opt};
 use super::{InspectArgs, InspectError, Outcome, emit};
 use crate::parse::kernel_log::{self, KernelEventKind};
@@ -28,7 +28,7 @@ pub struct KernelLogRow {
 
 /// `inspect kernel-log`.
 pub fn kernel_log(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
-    let Some(text) = data::text(bundle, layout::node::KERNEL_LOG)? else {
+    let Some(text) = load::text(bundle, layout::node::KERNEL_LOG)? else {
         return Ok(Outcome::NoData(no_data(
             "kernel-log",
             bundle,

@@ -15,7 +15,7 @@ use netsnap_bundle::Bundle;
 use serde::Serialize;
 
 mod conntrack;
-pub(crate) mod data;
+pub(crate) mod load;
 mod dataplane;
 mod dns;
 mod iptables;
@@ -27,7 +27,7 @@ mod parse;
 mod sysctl;
 pub mod table;
 
-pub use data::missing_reason;
+pub use load::missing_reason;
 
 /// The views of `inspect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -280,7 +280,7 @@ fn check_netns(bundle: &Bundle, args: &InspectArgs) -> Result<(), InspectError> 
     let Some(value) = &args.netns else {
         return Ok(());
     };
-    let ids = data::netns_ids(bundle)?;
+    let ids = load::netns_ids(bundle)?;
     if ids.is_empty() || ids.contains(value) {
         return Ok(());
     }

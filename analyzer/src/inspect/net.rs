@@ -5,7 +5,7 @@ use netsnap_bundle::native::VethPair;
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::data::{self, NetnsState, no_data};
+use super::load::{self, NetnsState, no_data};
 use super::table::{Table, opt};
 use super::{InspectArgs, InspectError, Outcome, emit};
 use crate::parse::ip::Link;
@@ -35,14 +35,14 @@ pub struct NetnsRow {
 
 /// `inspect netns`.
 pub fn netns(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectError> {
-    let Some(index) = data::netns_index(bundle)? else {
+    let Some(index) = load::netns_index(bundle)? else {
         return Ok(Outcome::NoData(no_data(
             "netns",
             bundle,
             layout::NETNS_INDEX,
         )));
     };
-    let corr = data::pod_correlation(bundle)?;
+    let corr = load::pod_correlation(bundle)?;
     let rows: Vec<NetnsRow> = index
         .namespaces
         .iter()
@@ -103,7 +103,7 @@ fn states_or_no_data(
     bundle: &Bundle,
     args: &InspectArgs,
 ) -> Result<Result<Vec<NetnsState>, Outcome>, InspectError> {
-    let states = data::netns_states(bundle, args.netns.as_deref())?;
+    let states = load::netns_states(bundle, args.netns.as_deref())?;
     if !states.is_empty() {
         return Ok(Ok(states));
     }
@@ -189,7 +189,7 @@ pub fn links(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectErro
         Err(o) => return Ok(o),
     };
     let all = args.netns.is_none().then_some(states.as_slice());
-    let pairs = data::veth_pairs(bundle, all)?;
+    let pairs = load::veth_pairs(bundle, all)?;
     let mut rows = Vec::new();
     for s in &states {
         for l in &s.links.links {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::data::{self, no_data};
+use super::load::{self, no_data};
 use super::table::Table;
 use super::{InspectArgs, InspectError, Outcome, emit};
 
@@ -27,7 +27,7 @@ pub fn sysctl(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectErr
         ("node".into(), layout::node::SYSCTLS.into()),
         ("conntrack".into(), layout::conntrack::SYSCTLS.into()),
     ];
-    for id in data::netns_ids(bundle)? {
+    for id in load::netns_ids(bundle)? {
         sources.push((id.clone(), layout::netns_path(&id, layout::netns::SYSCTLS)));
     }
     let mut rows = Vec::new();
@@ -36,7 +36,7 @@ pub fn sysctl(bundle: &Bundle, args: &InspectArgs) -> Result<Outcome, InspectErr
         if args.netns.as_deref().is_some_and(|n| n != source) {
             continue;
         }
-        let Some(map) = data::json::<BTreeMap<String, String>>(bundle, &path, "sysctl map")? else {
+        let Some(map) = load::json::<BTreeMap<String, String>>(bundle, &path, "sysctl map")? else {
             continue;
         };
         any = true;

@@ -14,9 +14,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::analysis::{
-    Finding, Report, aggregate_line, counts_line, evidence_line, one_line, weight,
-};
+use super::text::{aggregate_line, counts_line, evidence_line, one_line};
+use crate::analyze::{Finding, Report, weight};
 use crate::inert::html as esc;
 use crate::rules::Severity;
 

@@ -46,6 +46,16 @@ pub fn from_bundle_with_table_coverage(bundle: &Bundle) -> (Facts, Vec<ArtifactC
     b.build_with_table_coverage()
 }
 
+/// [`from_bundle`] without the conntrack table pass (the bundle's largest artifact): every
+/// join (pods, netns, veths, Services, endpoints, dataplanes, DNS) as `analyze` computes
+/// it, the table's tallies left empty. For `inspect` views, which show the joins and must
+/// never disagree with the findings.
+pub fn from_bundle_for_views(bundle: &Bundle) -> Facts {
+    let mut b = Builder::new(bundle);
+    b.skip_conntrack_table = true;
+    b.build()
+}
+
 /// The conntrack table the fact build streams: the first of `conntrack -L`'s listing and
 /// `/proc/net/nf_conntrack` that the bundle holds.
 pub fn conntrack_table_path(bundle: &Bundle) -> Option<&'static str> {
@@ -67,6 +77,8 @@ struct Builder<'a> {
     now: DateTime<Utc>,
     /// Whether the conntrack pass's parse coverage is wanted ([`from_bundle_with_table_coverage`]).
     keep_table_coverage: bool,
+    /// Whether to skip the conntrack table pass ([`from_bundle_for_views`]).
+    skip_conntrack_table: bool,
     table_coverage: Option<ArtifactCoverage>,
     /// The parse coverage of the iptables saves it parsed (with `keep_table_coverage`).
     text_coverage: Vec<ArtifactCoverage>,
@@ -87,6 +99,7 @@ impl<'a> Builder<'a> {
             },
             now: m.collection.finished_at,
             keep_table_coverage: false,
+            skip_conntrack_table: false,
             table_coverage: None,
             text_coverage: Vec::new(),
         }
@@ -215,7 +228,11 @@ impl<'a> Builder<'a> {
         // DNS needs only the services and links; the conntrack pass needs the DNS VIPs.
         self.dns();
         self.conntrack_stats();
-        let table_job = self.conntrack_table_job();
+        let table_job = if self.skip_conntrack_table {
+            None
+        } else {
+            self.conntrack_table_job()
+        };
         // The conntrack table (the bundle's largest artifact) is read in chunks by a
         // worker thread while this one scans the netfilter dumps and joins the
         // dataplanes, then this thread takes chunks too.

@@ -1,18 +1,20 @@
-//! `netsnap-analyze analyze`: runs the rules over one or more bundles and renders
-//! the findings as text, JSON (versioned envelope) or Markdown.
+//! The analyzer's pipeline: bundles in, a [`Report`] out. Builds each bundle's facts
+//! (`crate::facts`), evaluates the rules over them (`crate::rules`), quotes the evidence
+//! lines from the bundle, then the cluster facts and rules when there are several nodes.
+//! `crate::report` only renders what this returns.
 //!
 //! Findings are sorted most severe first, then by node, rule and subject, so the
 //! output is deterministic. Evidence lines are quoted from the bundle itself
 //! (`path:line: text`), read in one streaming pass per cited artifact.
 
+pub mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use netsnap_bundle::Bundle;
 use serde::Serialize;
 
 use crate::facts::Facts;
-use crate::inert::{markdown as md_escape, markdown_code_block, terminal as inert};
 use crate::rules::{Outcome, RuleSet, Severity};
 
 /// Why an analysis could not run (never a rule's fault: those are "not evaluated").
@@ -28,9 +30,6 @@ pub enum AnalyzeError {
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 /// Most evidence lines kept per finding.
 pub const MAX_EVIDENCE: usize = 8;
-/// Longest evidence line the text, Markdown and HTML reports show (characters); JSON keeps
-/// the whole line.
-const MAX_EVIDENCE_TEXT: usize = 240;
 /// Above this many findings of one rule (and severity) on one node, they are reported as one
 /// aggregated finding: a report stays readable and bounded whatever the node's size.
 pub const AGGREGATE_ABOVE: usize = 50;
@@ -227,7 +226,7 @@ pub struct Report {
     pub passed: Vec<PassedCheck>,
     /// With two or more node bundles: the per-node summary and how the cluster rules ran.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<super::cluster::ClusterSummary>,
+    pub cluster: Option<cluster::ClusterSummary>,
 }
 
 /// What [`evaluate_facts`] found on one node.
@@ -585,7 +584,7 @@ fn analyze_inner(
         }
     }
     if bundles.len() > 1 {
-        super::cluster::evaluate(bundles, &cluster_inputs, rules, &mut report)?;
+        cluster::evaluate(bundles, &cluster_inputs, rules, &mut report)?;
     }
     finish(&mut report);
     Ok((report, kept))
@@ -623,429 +622,4 @@ impl Report {
     pub fn fails(&self, fail_on: Severity) -> bool {
         self.findings.iter().any(|f| f.severity >= fail_on)
     }
-}
-
-/// An evidence line for the human formats: `[node] path:line: text`, the text cut at
-/// [`MAX_EVIDENCE_TEXT`] characters (JSON keeps it whole).
-pub(crate) fn evidence_line(e: &Evidence) -> String {
-    let line = match (e.line, &e.text) {
-        (Some(l), Some(t)) if t.chars().count() > MAX_EVIDENCE_TEXT => {
-            let cut: String = t.chars().take(MAX_EVIDENCE_TEXT).collect();
-            format!("{}:{l}: {cut}…", e.path)
-        }
-        (Some(l), Some(t)) => format!("{}:{l}: {t}", e.path),
-        (Some(l), None) => format!("{}:{l}", e.path),
-        (None, _) => e.path.clone(),
-    };
-    match &e.node {
-        Some(n) => format!("[{n}] {line}"),
-        None => line,
-    }
-}
-
-struct Style {
-    on: bool,
-}
-
-impl Style {
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.on {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
-    fn severity(&self, sev: Severity) -> String {
-        let label = sev.as_str().to_uppercase();
-        let code = match sev {
-            Severity::Critical => "1;35",
-            Severity::Error => "1;31",
-            Severity::Warning => "1;33",
-            Severity::Info => "1;36",
-        };
-        self.paint(code, &label)
-    }
-}
-
-pub(crate) fn counts_line(r: &Report) -> String {
-    let s = &r.summary;
-    let shown = r.findings.len();
-    let total = s.critical + s.error + s.warning + s.info;
-    let aggregated = if total == shown {
-        String::new()
-    } else {
-        format!(" (shown as {shown}: more than {AGGREGATE_ABOVE} of one rule are aggregated)")
-    };
-    let rule_errors = if s.rule_errors == 0 {
-        String::new()
-    } else {
-        format!("; {} rule error(s)", s.rule_errors)
-    };
-    format!(
-        "{total} finding(s){aggregated}: {} critical, {} error, {} warning, {} info; {} rule evaluation(s) skipped for missing data{rule_errors}",
-        s.critical, s.error, s.warning, s.info, s.not_evaluated
-    )
-}
-
-/// The "and N more" line of an aggregated finding.
-pub(crate) fn aggregate_line(a: &Aggregate) -> String {
-    let more = a.count.saturating_sub(a.first_subjects.len());
-    format!(
-        "{} in all; first {}: {}{}",
-        a.count,
-        a.first_subjects.len(),
-        a.first_subjects.join(", "),
-        if more > 0 {
-            format!(" (and {more} more)")
-        } else {
-            String::new()
-        }
-    )
-}
-
-/// Renders the text report; `color` enables ANSI colours. Every string from the bundle is
-/// made inert ([`crate::inert::terminal`]): only the report's own colours reach the terminal.
-pub fn render_text(r: &Report, color: bool) -> String {
-    let st = Style { on: color };
-    let mut out = String::new();
-    if let Some(c) = &r.cluster {
-        out.push_str(&super::cluster::render_text(c, color));
-    }
-    for b in r.bundles.iter().filter(|_| r.cluster.is_none()) {
-        let _ = writeln!(
-            out,
-            "{} {}  captured {}  kernel {}  kube-proxy mode {}",
-            st.paint("1", "node"),
-            st.paint("1", &inert(&b.node)),
-            inert(&b.captured_at),
-            inert(&b.kernel),
-            inert(&b.proxy_mode)
-        );
-    }
-    let _ = writeln!(out, "{}\n", counts_line(r));
-    let multi = r.bundles.len() > 1;
-    for sev in Severity::ALL_DESC {
-        let group: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
-        if group.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "{} ({})", st.severity(sev), group.len());
-        for f in group {
-            let node = if multi {
-                super::cluster::node_tag(&f.node)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "  {} {}{node}",
-                st.paint("1", &format!("{}:", inert(&f.rule_id))),
-                inert(&f.subject)
-            );
-            let _ = writeln!(out, "    {}", inert(&f.message));
-            if let Some(a) = &f.aggregate {
-                let _ = writeln!(out, "    subjects: {}", inert(&aggregate_line(a)));
-            }
-            for e in &f.evidence {
-                let _ = writeln!(
-                    out,
-                    "    {} {}",
-                    st.paint("2", "|"),
-                    inert(&evidence_line(e))
-                );
-            }
-            let _ = writeln!(out, "    fix: {}", inert(&one_line(&f.remediation)));
-            let _ = writeln!(out);
-        }
-    }
-    if r.findings.is_empty() {
-        let _ = writeln!(out, "No findings.\n");
-    }
-    if !r.not_evaluated.is_empty() {
-        let _ = writeln!(out, "{}", st.paint("1", "Not evaluated (missing data):"));
-        for n in &r.not_evaluated {
-            let node = if multi {
-                super::cluster::node_tag(&n.node)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(out, "  {}{node}: {}", inert(&n.rule_id), inert(&n.reason));
-        }
-        let _ = writeln!(out);
-    }
-    if !r.rule_errors.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            st.paint("1", "Rule errors (the rule failed, no answer):")
-        );
-        for n in &r.rule_errors {
-            let node = if multi {
-                super::cluster::node_tag(&n.node)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(out, "  {}{node}: {}", inert(&n.rule_id), inert(&n.reason));
-        }
-        let _ = writeln!(out);
-    }
-    if !r.partial_data.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            st.paint(
-                "1",
-                "Evaluated on partial data (no finding is not a clean bill):"
-            )
-        );
-        for n in &r.partial_data {
-            let node = if multi {
-                super::cluster::node_tag(&n.node)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(out, "  {}{node}: {}", n.rule_id, n.reason);
-        }
-        let _ = writeln!(out);
-    }
-    if !r.unparsed_artifacts.is_empty() {
-        let _ = writeln!(out, "{}", st.paint("1", "Lines not understood:"));
-        for u in &r.unparsed_artifacts {
-            let node = if multi {
-                format!(" [node {}]", u.node)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "  {}{node}: {} of {} line(s), first at line {}: {}",
-                u.path, u.unparsed, u.lines, u.first_line, u.reason
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if !r.skipped.is_empty() {
-        let _ = writeln!(out, "{}", st.paint("1", "Skipped on purpose:"));
-        for c in &r.skipped {
-            let _ = writeln!(
-                out,
-                "  {} {}{}",
-                inert(&c.node),
-                inert(&c.path),
-                if c.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", inert(&c.reason))
-                }
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if !r.collection_errors.is_empty() {
-        let _ = writeln!(out, "{}", st.paint("1", "Collection errors:"));
-        for c in &r.collection_errors {
-            let _ = writeln!(
-                out,
-                "  {} {} ({}){}",
-                inert(&c.node),
-                inert(&c.path),
-                inert(&c.status),
-                if c.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", inert(&c.reason))
-                }
-            );
-        }
-    }
-    out
-}
-
-pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// A rule id or artifact path as a code span (ids are kebab-case and paths come from the
-/// manifest; the escaper still guards against a backtick).
-fn md_code(s: &str) -> String {
-    let s = inert(s);
-    if s.contains(['`', '|']) {
-        md_escape(&s)
-    } else {
-        format!("`{s}`")
-    }
-}
-
-/// Renders the Markdown report (to paste into a ticket). Every string from the bundle (or a
-/// rule file) goes through [`crate::inert::markdown`]; evidence lines sit in a code block
-/// whose fence they cannot close.
-pub fn render_markdown(r: &Report) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# netsnap analysis\n");
-    if let Some(c) = &r.cluster {
-        out.push_str(&super::cluster::render_markdown(c, &r.findings));
-    } else {
-        let _ = writeln!(
-            out,
-            "| node | captured | kernel | kube-proxy mode |\n|---|---|---|---|"
-        );
-    }
-    for b in r.bundles.iter().filter(|_| r.cluster.is_none()) {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            md_escape(&b.node),
-            md_escape(&b.captured_at),
-            md_escape(&b.kernel),
-            md_escape(&b.proxy_mode)
-        );
-    }
-    let _ = writeln!(out, "\n{}\n", md_escape(&counts_line(r)));
-    for sev in Severity::ALL_DESC {
-        let group: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
-        if group.is_empty() {
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "## {} ({})\n",
-            sev.as_str().to_uppercase(),
-            group.len()
-        );
-        for f in group {
-            let _ = writeln!(
-                out,
-                "### {} {} ({})\n",
-                md_code(&f.rule_id),
-                md_escape(&f.subject),
-                if f.node == super::cluster::CLUSTER_NODE {
-                    "cluster".to_string()
-                } else {
-                    format!("node {}", md_escape(&f.node))
-                }
-            );
-            let _ = writeln!(out, "{}\n", md_escape(&f.message));
-            if let Some(a) = &f.aggregate {
-                let _ = writeln!(out, "Subjects: {}\n", md_escape(&aggregate_line(a)));
-            }
-            if !f.evidence.is_empty() {
-                let lines: Vec<String> = f.evidence.iter().map(evidence_line).collect();
-                let _ = writeln!(out, "{}", markdown_code_block("text", &lines));
-            }
-            let _ = writeln!(out, "**Fix:** {}\n", md_escape(&one_line(&f.remediation)));
-            let refs: Vec<String> = f
-                .references
-                .iter()
-                .map(|u| {
-                    let safe = u.starts_with("https://") || u.starts_with("http://");
-                    if safe && !u.chars().any(|c| c.is_whitespace() || "<>`".contains(c)) {
-                        format!("<{}>", inert(u))
-                    } else {
-                        md_escape(u)
-                    }
-                })
-                .collect();
-            let _ = writeln!(out, "References: {}\n", refs.join(", "));
-        }
-    }
-    if !r.not_evaluated.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Not evaluated\n\n| node | rule | reason |\n|---|---|---|"
-        );
-        for n in &r.not_evaluated {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                md_escape(&n.node),
-                md_code(&n.rule_id),
-                md_escape(&n.reason)
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if !r.rule_errors.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Rule errors\n\n| node | rule | error |\n|---|---|---|"
-        );
-        for n in &r.rule_errors {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                md_escape(&n.node),
-                md_code(&n.rule_id),
-                md_escape(&n.reason)
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if !r.partial_data.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Evaluated on partial data\n\n| node | rule | what was missing |\n|---|---|---|"
-        );
-        for n in &r.partial_data {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} |",
-                md_escape(&n.node),
-                n.rule_id,
-                md_escape(&n.reason)
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if !r.unparsed_artifacts.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Lines not understood\n\n| node | artifact | lines not understood | first |\n|---|---|---|---|"
-        );
-        for u in &r.unparsed_artifacts {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} of {} | line {}: {} |",
-                md_escape(&u.node),
-                u.path,
-                u.unparsed,
-                u.lines,
-                u.first_line,
-                md_escape(&u.reason)
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if !r.skipped.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Skipped on purpose\n\n| node | artifact | why |\n|---|---|---|"
-        );
-        for c in &r.skipped {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                md_escape(&c.node),
-                md_code(&c.path),
-                md_escape(&c.reason)
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if !r.collection_errors.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Collection errors\n\n| node | artifact | status | reason |\n|---|---|---|---|"
-        );
-        for c in &r.collection_errors {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                md_escape(&c.node),
-                md_code(&c.path),
-                md_escape(&c.status),
-                md_escape(&c.reason)
-            );
-        }
-    }
-    out
 }
