@@ -14,7 +14,7 @@ pub mod inputs;
 pub mod inspect;
 pub mod join;
 pub mod lines;
-pub mod parse;
+pub use netsnap_parse as parse;
 pub mod report;
 pub mod rules;
 pub mod trace;

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use netsnap_analyzer::parse::conntrack::{ConntrackTally, for_each_entry, parse_conntrack_list};
+use netsnap_parse::conntrack::{ConntrackTally, for_each_entry, parse_conntrack_list};
 
 fn bench(c: &mut Criterion) {
     // 200,000 lines (~50 MB) per iteration: the per-line cost of a 1,000,000-line table

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use netsnap_analyzer::parse::iptables::{kube_proxy_model, parse_iptables_save};
 use netsnap_bench::kube_proxy_iptables_dump;
+use netsnap_parse::iptables::{kube_proxy_model, parse_iptables_save};
 
 /// Thread CPU time as a criterion measurement; reported in the same units as wall time.
 struct ThreadCpuTime;

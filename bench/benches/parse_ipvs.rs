@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use netsnap_analyzer::parse::ipvs::{for_each_connection, parse_ipvs_connections};
+use netsnap_parse::ipvs::{for_each_connection, parse_ipvs_connections};
 
 fn bench(c: &mut Criterion) {
     let text = netsnap_bench::ipvsadm_connections(200_000);

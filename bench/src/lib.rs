@@ -287,11 +287,11 @@ mod tests {
     #[test]
     fn generated_inputs_parse_completely() {
         let ct = super::conntrack_extended_table(2_000);
-        let list = netsnap_analyzer::parse::conntrack::parse_conntrack_list(&ct);
+        let list = netsnap_parse::conntrack::parse_conntrack_list(&ct);
         assert!(list.unparsed.is_empty(), "{:?}", list.unparsed.first());
         assert_eq!(list.entries.len(), 2_000);
         let lnc = super::ipvsadm_connections(2_000);
-        let conns = netsnap_analyzer::parse::ipvs::parse_ipvs_connections(&lnc);
+        let conns = netsnap_parse::ipvs::parse_ipvs_connections(&lnc);
         assert!(conns.unparsed.is_empty(), "{:?}", conns.unparsed.first());
         assert_eq!(conns.connections.len(), 2_000);
     }
@@ -310,7 +310,7 @@ mod kube_proxy_tests {
 
     #[test]
     fn generated_dump_parses_into_the_model() {
-        use netsnap_analyzer::parse::iptables::{kube_proxy_model, parse_iptables_save};
+        use netsnap_parse::iptables::{kube_proxy_model, parse_iptables_save};
         let text = kube_proxy_iptables_dump(20, 3);
         let dump = parse_iptables_save(&text);
         assert!(dump.unparsed.is_empty());

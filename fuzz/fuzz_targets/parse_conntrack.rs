@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netsnap_analyzer::parse::conntrack;
+use netsnap_parse::conntrack;
 
 fuzz_target!(|data: &[u8]| {
     let _ = conntrack::for_each_entry(data, |_| {});

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netsnap_analyzer::parse::iptables::{kube_proxy_model, parse_iptables_save};
+use netsnap_parse::iptables::{kube_proxy_model, parse_iptables_save};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netsnap_analyzer::parse::kernel_log;
+use netsnap_parse::kernel_log;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

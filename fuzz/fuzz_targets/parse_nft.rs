@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netsnap_analyzer::parse::nft::{kube_proxy_nft_model, parse_nft_ruleset};
+use netsnap_parse::nft::{kube_proxy_nft_model, parse_nft_ruleset};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -144,9 +144,37 @@ fn only_exec_spawns_processes_in_the_collector() {
     );
 }
 
+/// The parsers are their own crate and know nothing above them: its only netsnap
+/// dependency is the bundle format, and it pulls in no rule engine, CLI or runtime.
+#[test]
+fn the_parse_crate_depends_only_on_the_format() {
+    let deps = dependencies_section(&workspace_root().join("parse/Cargo.toml"));
+    let names: Vec<&str> = deps
+        .lines()
+        .filter_map(|l| l.split(['.', ' ', '=']).next())
+        .filter(|n| !n.is_empty())
+        .collect();
+    assert!(names.contains(&"netsnap-bundle"), "{deps}");
+    for n in &names {
+        assert!(
+            [
+                "netsnap-bundle",
+                "serde",
+                "serde_json",
+                "schemars",
+                "thiserror",
+                "foldhash",
+                "memchr"
+            ]
+            .contains(n),
+            "parse/ depends on {n}: parsers stay a small portable crate\n{deps}"
+        );
+    }
+}
+
 #[test]
 fn parsers_are_pure() {
-    let parse = workspace_root().join("analyzer/src/parse");
+    let parse = workspace_root().join("parse/src");
     let files = rust_files(&parse);
     assert!(
         !files.is_empty(),
@@ -156,6 +184,7 @@ fn parsers_are_pure() {
     for file in files {
         let text = fs::read_to_string(&file).expect("readable");
         for forbidden in [
+            "netsnap_analyzer",
             "crate::facts",
             "crate::rules",
             "crate::report",

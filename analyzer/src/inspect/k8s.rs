@@ -8,8 +8,8 @@ use netsnap_bundle::native::{PodCorrelation, PodNetns};
 use netsnap_bundle::{Bundle, layout};
 use serde::Serialize;
 
-use super::load::{self, no_data};
 use super::dataplane::{self, Dataplane, PortDataplane};
+use super::load::{self, no_data};
 use super::table::{Table, human_duration};
 use super::{InspectArgs, InspectError, Outcome, emit};
 

@@ -15,13 +15,13 @@ use netsnap_bundle::Bundle;
 use serde::Serialize;
 
 mod conntrack;
-pub(crate) mod load;
 mod dataplane;
 mod dns;
 mod iptables;
 mod ipvs;
 mod k8s;
 mod kernel_log;
+pub(crate) mod load;
 mod net;
 mod parse;
 mod sysctl;

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::parse::Unparsed;
+use crate::Unparsed;
 
 /// One `dig` run's output.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use netsnap_analyzer::parse::ipvs::{
+use netsnap_parse::ipvs::{
     ForwardMethod, IpvsConnectionLine, IpvsListKind, IpvsProtocol, ServiceKey, for_each_connection,
     parse_connection_line, parse_ipvs_connections, parse_ipvs_list,
 };
@@ -277,7 +277,7 @@ fn connections_both_forms_agree() {
     let b = parse_ipvs_connections(&fixture("proc-ip_vs_conn.txt"));
     assert!(a.unparsed.is_empty(), "{:?}", a.unparsed);
     assert!(b.unparsed.is_empty(), "{:?}", b.unparsed);
-    let strip = |c: &netsnap_analyzer::parse::ipvs::IpvsConnection| {
+    let strip = |c: &netsnap_parse::ipvs::IpvsConnection| {
         let mut c = c.clone();
         c.line = 0;
         c

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::parse::Unparsed;
+use crate::Unparsed;
 
 /// A parsed resolv.conf.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 //! and the filter-table "has no endpoints" REJECT/DROP rules.
 //!
 //! [`ServicePortRules`] is shared with the nftables-mode model
-//! ([`crate::parse::nft::kube_proxy`]), so services from either mode join on
+//! ([`crate::nft::kube_proxy`]), so services from either mode join on
 //! [`ServicePortRules::key`] = (vip, port, protocol).
 
 use std::collections::BTreeMap;

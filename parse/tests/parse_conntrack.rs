@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use netsnap_analyzer::parse::conntrack::{
+use netsnap_parse::conntrack::{
     ConntrackEntry, ConntrackEvent, ConntrackFilter, ConntrackLine, ConntrackState, ConntrackTally,
     L3Family, Protocol, for_each_entry, parse_conntrack_count, parse_conntrack_line,
     parse_conntrack_list, parse_conntrack_stats, parse_proc_stat,

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use super::{Family, Neigh, Neighbours, Nexthop, Route, Routes, Rule, Rules, parse_prefix};
-use crate::parse::Unparsed;
+use crate::Unparsed;
 
 const ROUTE_TYPES: &[&str] = &[
     "unicast",

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use super::{Addr, BridgePort, Family, Lifetime, Link, Links, Vxlan, parse_prefix};
-use crate::parse::Unparsed;
+use crate::Unparsed;
 
 /// Parses `ip [-d] addr` or `ip [-d] link` text. Never fails; lines not understood are kept.
 pub fn parse_addr(text: &str) -> Links {

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use netsnap_analyzer::parse::ip::{self, Family, Lifetime};
+use netsnap_parse::ip::{self, Family, Lifetime};
 
 fn fixture(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use netsnap_analyzer::parse::kernel_log::{KernelEventKind as K, classify, parse_kernel_log};
+use netsnap_parse::kernel_log::{KernelEventKind as K, classify, parse_kernel_log};
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> String {

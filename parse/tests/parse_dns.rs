@@ -4,10 +4,8 @@
 
 use std::path::Path;
 
-use netsnap_analyzer::parse::dns::{
-    self, DigErrorKind, DigOutcome, NslookupErrorKind, NslookupOutcome,
-};
 use netsnap_bundle::native::{ClusterDns, DnsProbe, DnsProbeReport};
+use netsnap_parse::dns::{self, DigErrorKind, DigOutcome, NslookupErrorKind, NslookupOutcome};
 
 fn fixture(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use netsnap_analyzer::parse::sysctl::{parse_sysctl, proc_path_to_key};
+use netsnap_parse::sysctl::{parse_sysctl, proc_path_to_key};
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> String {

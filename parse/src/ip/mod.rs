@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::parse::Unparsed;
+use crate::Unparsed;
 
 mod json;
 mod link;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::{NftChain, NftRuleset, NftTable};
-use crate::parse::iptables::kube_proxy::{
+use crate::iptables::kube_proxy::{
     Frontend, FrontendKind, NoEndpointsRule, NodePort, ServiceEndpoint, ServicePortRules, round9,
     split_host_port, split_service_comment,
 };

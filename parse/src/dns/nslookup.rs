@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::parse::Unparsed;
+use crate::Unparsed;
 
 /// One `nslookup` run's output.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use netsnap_analyzer::parse::iptables::kube_proxy::{FrontendKind, ServicePortRules};
-use netsnap_analyzer::parse::iptables::{kube_proxy_model, parse_iptables_save};
-use netsnap_analyzer::parse::nft::{
+use netsnap_parse::iptables::kube_proxy::{FrontendKind, ServicePortRules};
+use netsnap_parse::iptables::{kube_proxy_model, parse_iptables_save};
+use netsnap_parse::nft::{
     IptablesNftEvidence, KubeProxyNft, LineCounts, NftForm, NftRuleset, SetKind,
     kube_proxy_nft_model, parse_nft_ruleset,
 };

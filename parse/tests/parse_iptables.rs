@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use netsnap_analyzer::parse::iptables::kube_proxy::FrontendKind;
-use netsnap_analyzer::parse::iptables::{
+use netsnap_parse::iptables::kube_proxy::FrontendKind;
+use netsnap_parse::iptables::{
     Backend, IptablesDump, KubeProxyIptables, ServicePortRules, kube_proxy_model,
     parse_iptables_save,
 };
@@ -42,7 +42,7 @@ fn svc<'a>(
         .unwrap_or_else(|| panic!("service {ns}/{name}:{port}/{proto} missing"))
 }
 
-fn ep_ips(s: &[netsnap_analyzer::parse::iptables::kube_proxy::ServiceEndpoint]) -> Vec<String> {
+fn ep_ips(s: &[netsnap_parse::iptables::kube_proxy::ServiceEndpoint]) -> Vec<String> {
     s.iter()
         .map(|e| format!("{}:{}", e.ip.as_deref().unwrap(), e.port.unwrap()))
         .collect()
@@ -60,8 +60,8 @@ struct TableSummary {
 
 #[derive(Serialize)]
 struct Summary {
-    generator: Option<netsnap_analyzer::parse::iptables::Generator>,
-    lines: netsnap_analyzer::parse::iptables::LineCounts,
+    generator: Option<netsnap_parse::iptables::Generator>,
+    lines: netsnap_parse::iptables::LineCounts,
     unparsed: usize,
     tables: Vec<TableSummary>,
     kube_proxy: KubeProxyIptables,
@@ -507,7 +507,7 @@ fn restore_commands_replay_like_iptables_restore() {
             .unwrap(),
     );
     let want = after.table("nat").unwrap();
-    let chains = |t: &netsnap_analyzer::parse::iptables::Table| -> BTreeSet<String> {
+    let chains = |t: &netsnap_parse::iptables::Table| -> BTreeSet<String> {
         t.chains.iter().map(|c| c.name.clone()).collect()
     };
     assert!(!chains(want).contains("KUBE-SEP-6E7XQMQ4RAYOWTTM"));
@@ -517,7 +517,7 @@ fn restore_commands_replay_like_iptables_restore() {
             .chain("KUBE-SEP-6E7XQMQ4RAYOWTTM")
             .is_none()
     );
-    let rules = |t: &netsnap_analyzer::parse::iptables::Table| -> BTreeSet<(String, Vec<String>)> {
+    let rules = |t: &netsnap_parse::iptables::Table| -> BTreeSet<(String, Vec<String>)> {
         t.rules
             .iter()
             .map(|r| (r.chain.clone(), r.tokens.to_vec_from(0)))

@@ -3,7 +3,7 @@
 //! ([`parse_resolv_conf`]) and the collector's probe report ([`load_probe_report`]).
 //!
 //! The text parsers never fail: items keep their 1-based line and lines not
-//! understood are kept as [`crate::parse::Unparsed`].
+//! understood are kept as [`crate::Unparsed`].
 
 mod dig;
 mod nslookup;
