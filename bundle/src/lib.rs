@@ -12,6 +12,7 @@ pub mod k8s;
 pub mod layout;
 pub mod manifest;
 pub mod native;
+pub mod net;
 pub mod reader;
 pub mod writer;
 

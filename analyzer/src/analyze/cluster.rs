@@ -9,8 +9,7 @@ use netsnap_bundle::Bundle;
 use serde::Serialize;
 
 use super::{
-    AnalyzeError, Evidence, Finding, MAX_EVIDENCE, NotEvaluated, Report, RuleFailure, aggregate,
-    quote_evidence_of,
+    AnalyzeError, Finding, NotEvaluated, Report, RuleFailure, aggregate, quote_evidence_of,
 };
 use crate::facts::cluster::{ClusterFacts, NodeInput};
 use crate::rules::{Outcome, RuleSet, Severity};
@@ -118,31 +117,10 @@ pub fn evaluate(
                             reason: note,
                         });
                     }
-                    findings.extend(fs.into_iter().map(|f| {
-                        Finding {
-                            node: CLUSTER_NODE.into(),
-                            rule_id: f.rule_id,
-                            title: rule.spec.title.clone(),
-                            severity: f.severity,
-                            category: rule.spec.category.clone(),
-                            subject: f.subject,
-                            message: f.message,
-                            evidence: f
-                                .evidence
-                                .into_iter()
-                                .take(MAX_EVIDENCE)
-                                .map(|s| Evidence {
-                                    node: s.node,
-                                    path: s.path,
-                                    line: s.line,
-                                    text: None,
-                                })
-                                .collect(),
-                            remediation: rule.spec.remediation.trim().to_string(),
-                            references: rule.spec.references.clone(),
-                            aggregate: None,
-                        }
-                    }));
+                    findings.extend(
+                        fs.into_iter()
+                            .map(|f| Finding::of_rule(CLUSTER_NODE, rule, f)),
+                    );
                 }
             }
         }

@@ -15,7 +15,7 @@ use netsnap_bundle::Bundle;
 use serde::Serialize;
 
 use crate::facts::Facts;
-use crate::rules::{Outcome, RuleSet, Severity};
+use crate::rules::{Outcome, RawFinding, Rule, RuleSet, Severity};
 
 /// Why an analysis could not run (never a rule's fault: those are "not evaluated").
 #[derive(Debug, thiserror::Error)]
@@ -284,31 +284,7 @@ pub fn evaluate_facts(facts: &Facts, rules: &RuleSet) -> Result<Evaluation, Anal
             }
             Outcome::Findings(fs) => {
                 evaluated += 1;
-                for f in fs {
-                    findings.push(Finding {
-                        node: node.clone(),
-                        rule_id: f.rule_id,
-                        title: rule.spec.title.clone(),
-                        severity: f.severity,
-                        category: rule.spec.category.clone(),
-                        subject: f.subject,
-                        message: f.message,
-                        evidence: f
-                            .evidence
-                            .into_iter()
-                            .take(MAX_EVIDENCE)
-                            .map(|s| Evidence {
-                                node: s.node,
-                                path: s.path,
-                                line: s.line,
-                                text: None,
-                            })
-                            .collect(),
-                        remediation: rule.spec.remediation.trim().to_string(),
-                        references: rule.spec.references.clone(),
-                        aggregate: None,
-                    });
-                }
+                findings.extend(fs.into_iter().map(|f| Finding::of_rule(&node, rule, f)));
             }
         }
     }
@@ -615,6 +591,36 @@ pub fn finish(report: &mut Report) {
     }
     s.not_evaluated = report.not_evaluated.len();
     s.rule_errors = report.rule_errors.len();
+}
+
+impl Finding {
+    /// A rule's raw finding as the report shows it, on `node`: the rule's title, category,
+    /// remediation and references, at most [`MAX_EVIDENCE`] evidence lines (quoted later).
+    pub(crate) fn of_rule(node: &str, rule: &Rule, f: RawFinding) -> Finding {
+        Finding {
+            node: node.to_string(),
+            rule_id: f.rule_id,
+            title: rule.spec.title.clone(),
+            severity: f.severity,
+            category: rule.spec.category.clone(),
+            subject: f.subject,
+            message: f.message,
+            evidence: f
+                .evidence
+                .into_iter()
+                .take(MAX_EVIDENCE)
+                .map(|s| Evidence {
+                    node: s.node,
+                    path: s.path,
+                    line: s.line,
+                    text: None,
+                })
+                .collect(),
+            remediation: rule.spec.remediation.trim().to_string(),
+            references: rule.spec.references.clone(),
+            aggregate: None,
+        }
+    }
 }
 
 impl Report {

@@ -21,9 +21,9 @@ use netsnap_bundle::{Bundle, layout};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{cidrs_overlap, parse_prefix};
 use super::model::{DnsProbeSummary, Facts, Source, SourceStatus};
 use super::routes::{longest_match, main_routes};
+use netsnap_bundle::net::{cidrs_overlap, parse_prefix};
 
 /// Version of the cluster fact document layout.
 pub const CLUSTER_FACTS_SCHEMA_VERSION: u32 = 1;
@@ -600,11 +600,12 @@ fn pod_routes(inputs: &[NodeInput]) -> Vec<ClusterPodRoute> {
         let routes = main_routes(&from.routes);
         for to in nodes.iter().filter(|t| t.node.name != from.node.name) {
             for cidr in &to.node.pod_cidrs {
-                let Some((net, len)) = parse_prefix(cidr, "") else {
+                let Some(net) = parse_prefix(cidr) else {
                     continue;
                 };
-                let matched = longest_match(&routes, net, len);
-                let (verdict, gateway_node) = judge(matched, len, from, to, &owner);
+                let matched = longest_match(&routes, &net);
+                let (verdict, gateway_node) =
+                    judge(matched, u32::from(net.prefix_len()), from, to, &owner);
                 let r = matched.map(|(r, _)| r);
                 let mut sources = vec![Source::file(&netlink).on(&from.node.name)];
                 sources.extend(to.node.node_source.clone());

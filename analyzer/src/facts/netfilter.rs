@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use netsnap_bundle::net;
+
 use super::keys::{cidr_contains, service_key};
 use super::model::{GarbledNatRule, IptablesBackendFacts, MasqueradeRule, Source};
 use super::nfeval::{Mark, Packet, Stage, StagedPath, TableIndex, evaluate_stages, rule_text};
@@ -229,37 +231,26 @@ fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
     a
 }
 
-/// Parses `a.b.c.d/len` (or a bare address) into the network text and prefix length.
-fn prefix(cidr: &str) -> Option<(&str, u32)> {
-    let (net, len) = cidr.split_once('/').unwrap_or((cidr, ""));
-    let full = if net.contains(':') { 128 } else { 32 };
-    let len = if len.is_empty() {
-        full
-    } else {
-        len.parse().ok()?
-    };
-    Some((net, len))
-}
-
 /// True when CIDR (or address) `outer` contains one of the pod CIDRs whole.
 fn covers_pod_range(outer: &str, pod_cidrs: &[String]) -> bool {
-    let Some((net, len)) = prefix(outer) else {
+    let Some(outer) = net::parse_prefix(outer) else {
         return false;
     };
-    let outer = format!("{net}/{len}");
     pod_cidrs
         .iter()
-        .any(|p| prefix(p).is_some_and(|(pnet, plen)| plen >= len && cidr_contains(&outer, pnet)))
+        .filter_map(|p| net::parse_prefix(p))
+        .any(|p| p.prefix_len() >= outer.prefix_len() && outer.contains(&p.addr()))
 }
 
 /// True when a source match selects pods: it contains a pod CIDR, or lies inside one (the
 /// bridge plugin's `ipMasq` jumps per pod, `-s <pod IP>/32 -j CNI-…`).
 fn pod_source_range(src: &str, pod_cidrs: &[String]) -> bool {
     covers_pod_range(src, pod_cidrs)
-        || prefix(src).is_some_and(|(net, len)| {
+        || net::parse_prefix(src).is_some_and(|s| {
             pod_cidrs
                 .iter()
-                .any(|p| prefix(p).is_some_and(|(_, plen)| plen <= len && cidr_contains(p, net)))
+                .filter_map(|p| net::parse_prefix(p))
+                .any(|p| p.prefix_len() <= s.prefix_len() && p.contains(&s.addr()))
         })
 }
 

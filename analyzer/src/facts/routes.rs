@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use netsnap_bundle::native::{NetnsSnapshot, RouteRecord};
 
-use super::keys::*;
 use super::model::*;
+use netsnap_bundle::net::{IpNet, covering_prefix, parse_prefix, parse_route_prefix};
 
 /// A node as the pod-route lookup needs it.
 pub(crate) struct Peer {
@@ -48,7 +48,7 @@ pub(crate) fn main_table(r: &RouteRecord) -> bool {
 /// Main-table routes that can carry traffic to other hosts, with their parsed destination.
 /// Local, broadcast and multicast routes are not such paths; blackholes and the like are
 /// kept because the kernel stops at them.
-pub(crate) fn main_routes(routes: &[RouteRecord]) -> Vec<(&RouteRecord, IpAddr, u32)> {
+pub(crate) fn main_routes(routes: &[RouteRecord]) -> Vec<(&RouteRecord, IpNet)> {
     routes
         .iter()
         .filter(|r| main_table(r))
@@ -58,21 +58,22 @@ pub(crate) fn main_routes(routes: &[RouteRecord]) -> Vec<(&RouteRecord, IpAddr, 
                 "" | "unicast" | "blackhole" | "unreachable" | "prohibit" | "throw"
             )
         })
-        .filter_map(|r| parse_prefix(&r.dst, &r.family).map(|(n, l)| (r, n, l)))
+        .filter_map(|r| parse_route_prefix(&r.dst, &r.family).map(|n| (r, n)))
         .collect()
 }
 
 /// The route the kernel picks for a whole prefix: the longest destination that contains
 /// it, ties broken by the lowest metric.
 pub(crate) fn longest_match<'r>(
-    routes: &[(&'r RouteRecord, IpAddr, u32)],
-    net: IpAddr,
-    len: u32,
+    routes: &[(&'r RouteRecord, IpNet)],
+    target: &IpNet,
 ) -> RouteMatch<'r> {
     routes
         .iter()
-        .filter(|(_, rnet, rlen)| *rlen <= len && prefix_holds(*rnet, *rlen, net))
-        .map(|(r, _, rlen)| (*r, *rlen))
+        .filter(|(_, rnet)| {
+            rnet.prefix_len() <= target.prefix_len() && rnet.contains(&target.addr())
+        })
+        .map(|(r, rnet)| (*r, u32::from(rnet.prefix_len())))
         .max_by_key(|(r, rlen)| (*rlen, std::cmp::Reverse(r.metric.unwrap_or(0))))
 }
 
@@ -143,31 +144,26 @@ pub(crate) fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) ->
             set.into_iter().collect()
         })
         .collect();
-    let nets: Vec<Vec<(IpAddr, u32)>> = peers
+    let nets: Vec<Vec<IpNet>> = peers
         .iter()
-        .map(|p| {
-            p.pod_cidrs
-                .iter()
-                .filter_map(|c| parse_prefix(c, ""))
-                .collect()
-        })
+        .map(|p| p.pod_cidrs.iter().filter_map(|c| parse_prefix(c)).collect())
         .collect();
     let cidrs_used = ips.iter().zip(&nets).all(|(ips, nets)| {
         ips.iter().all(|ip| {
-            let same: Vec<&(IpAddr, u32)> = nets
+            let same: Vec<&IpNet> = nets
                 .iter()
-                .filter(|(n, _)| n.is_ipv4() == ip.is_ipv4())
+                .filter(|n| n.addr().is_ipv4() == ip.is_ipv4())
                 .collect();
-            same.is_empty() || same.iter().any(|(n, l)| prefix_holds(*n, *l, *ip))
+            same.is_empty() || same.iter().any(|n| n.contains(ip))
         })
     });
     // A family with nothing but link-local routes is not in use on this host (a dual-stack
     // podCIDR the CNI does not route, or IPv6 disabled): its lookups would all fail.
     let table = main_routes(&host.routes);
     let family_routed = |v4: bool| {
-        table.iter().any(|(_, n, _)| {
-            n.is_ipv4() == v4
-                && match n {
+        table.iter().any(|(_, n)| {
+            n.addr().is_ipv4() == v4
+                && match n.addr() {
                     IpAddr::V4(a) => !a.is_link_local() && !a.is_multicast(),
                     IpAddr::V6(a) => (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_multicast(),
                 }
@@ -197,35 +193,34 @@ pub(crate) fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) ->
         })
     };
     // Whether a route also covers pods of a node other than the `i`th.
-    let covers_others = |i: usize, rnet: IpAddr, rlen: u32| {
+    let covers_others = |i: usize, rnet: IpNet| {
         (0..peers.len()).filter(|&o| o != i).any(|o| {
             nets[o]
                 .iter()
-                .any(|(n, l)| *l >= rlen && prefix_holds(rnet, rlen, *n))
-                || ips[o].iter().any(|ip| prefix_holds(rnet, rlen, *ip))
+                .any(|n| n.prefix_len() >= rnet.prefix_len() && rnet.contains(&n.addr()))
+                || ips[o].iter().any(|ip| rnet.contains(ip))
         })
     };
     for (i, peer) in peers.iter().enumerate().filter(|(_, p)| !p.local) {
         let mut lookups: Vec<Lookup> = Vec::new();
         if cidrs_used && !nets[i].is_empty() {
-            for &(net, len) in nets[i]
+            for net in nets[i]
                 .iter()
-                .filter(|(n, _)| routed[usize::from(n.is_ipv4())])
+                .filter(|n| routed[usize::from(n.addr().is_ipv4())])
             {
                 lookups.push(Lookup {
-                    range: format!("{net}/{len}"),
+                    range: net.to_string(),
                     target: "pod-cidr",
                     count: 0,
-                    len,
-                    matched: longest_match(&table, net, len),
+                    len: u32::from(net.prefix_len()),
+                    matched: longest_match(&table, net),
                 });
             }
         } else {
             // Pod IPs matching the same route make one entry: (is IPv4, route) -> IPs.
             let mut groups: BTreeMap<(bool, String), (Vec<IpAddr>, RouteMatch)> = BTreeMap::new();
             for &ip in ips[i].iter().filter(|ip| routed[usize::from(ip.is_ipv4())]) {
-                let len = if ip.is_ipv4() { 32 } else { 128 };
-                let m = longest_match(&table, ip, len);
+                let m = longest_match(&table, &IpNet::from(ip));
                 let route = m
                     .map(|(r, _)| format!("{} {:?} {:?}", r.dst, dev_name(r), r.gateway))
                     .unwrap_or_default();
@@ -236,7 +231,7 @@ pub(crate) fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) ->
                     .push(ip);
             }
             for ((v4, _), (ips, matched)) in groups {
-                let Some(range) = covering_prefix(ips.iter()) else {
+                let Some(range) = covering_prefix(ips.iter()).map(|n| n.to_string()) else {
                     continue;
                 };
                 lookups.push(Lookup {
@@ -288,7 +283,7 @@ pub(crate) fn route_peers(peers: &[Peer], host: &NetnsSnapshot, src: &Source) ->
             });
             let aggregate = || {
                 (target == "pod-cidr" && rlen < len)
-                    || parse_prefix(&r.dst, &r.family).is_some_and(|(n, l)| covers_others(i, n, l))
+                    || parse_route_prefix(&r.dst, &r.family).is_some_and(|n| covers_others(i, n))
             };
             e.kind = if rlen == 0 {
                 "default"

@@ -360,41 +360,10 @@ pub struct Neigh {
     pub flags: Vec<String>,
 }
 
-/// Parses `a.b.c.d/len`, `a.b.c.d` (host) or an IPv6 equivalent.
+/// Parses `a.b.c.d/len`, `a.b.c.d` (host) or an IPv6 equivalent, as (address as
+/// printed, prefix length) ([`netsnap_bundle::net::parse_prefix`]).
 pub fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
-    match s.split_once('/') {
-        Some((a, l)) => {
-            let addr: IpAddr = a.parse().ok()?;
-            let len: u8 = l.parse().ok()?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            (len <= max).then_some((addr, len))
-        }
-        None => {
-            let addr: IpAddr = s.parse().ok()?;
-            Some((addr, if addr.is_ipv4() { 32 } else { 128 }))
-        }
-    }
-}
-
-/// True when `addr` lies inside `net/len`.
-pub fn prefix_contains(net: IpAddr, len: u8, addr: IpAddr) -> bool {
-    match (net, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let len = u32::from(len.min(32));
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(n) & mask == u32::from(a) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let len = u32::from(len.min(128));
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(n) & mask == u128::from(a) & mask
-        }
-        _ => false,
-    }
+    netsnap_bundle::net::parse_prefix(s).map(|n| (n.addr(), n.prefix_len()))
 }
 
 /// Table name as `ip` prints it for a numeric id (254 `main`, 255 `local`, 253 `default`).
@@ -418,18 +387,15 @@ mod tests {
             Some(("10.244.3.20".parse().unwrap(), 32))
         );
         assert_eq!(parse_prefix("10.0.0.0/33"), None);
-        let (n, l) = parse_prefix("10.244.3.0/24").unwrap();
-        assert!(prefix_contains(n, l, "10.244.3.4".parse().unwrap()));
-        assert!(!prefix_contains(n, l, "10.244.4.4".parse().unwrap()));
-        assert!(prefix_contains(
-            "::".parse().unwrap(),
-            0,
-            "fd00::1".parse().unwrap()
-        ));
-        assert!(!prefix_contains(
-            "::".parse().unwrap(),
-            0,
-            "10.0.0.1".parse().unwrap()
-        ));
+        assert_eq!(
+            parse_prefix("10.244.3.7/24"),
+            Some(("10.244.3.7".parse().unwrap(), 24)),
+            "the address as printed, host bits kept"
+        );
+        assert_eq!(
+            parse_prefix("fd00::/64"),
+            Some(("fd00::".parse().unwrap(), 64))
+        );
+        assert_eq!(parse_prefix("default"), None);
     }
 }

@@ -9,6 +9,7 @@ use netsnap_bundle::layout;
 use netsnap_bundle::native::{BridgePorts, NetnsIndex, NetnsSnapshot, PodCorrelation, VethPair};
 
 use super::*;
+use netsnap_bundle::net;
 
 impl Builder<'_> {
     pub(super) fn pods(&mut self, pods: &[(u64, PodRecord)]) {
@@ -68,11 +69,12 @@ impl Builder<'_> {
             .filter_map(|ip| ip.parse().ok())
             .collect();
         let service_ranges: Vec<String> = [
-            covering_prefix(vips.iter().filter(|a| a.is_ipv4())),
-            covering_prefix(vips.iter().filter(|a| a.is_ipv6())),
+            net::covering_prefix(vips.iter().filter(|a| a.is_ipv4())),
+            net::covering_prefix(vips.iter().filter(|a| a.is_ipv6())),
         ]
         .into_iter()
         .flatten()
+        .map(|n| n.to_string())
         .collect();
         // (cidr, kind, device, source)
         let mut ranges: Vec<(String, &str, Option<String>, Option<Source>)> = Vec::new();
@@ -109,7 +111,9 @@ impl Builder<'_> {
                 "host-subnet"
             };
             for a in &l.addresses {
-                let Some(net) = network_of(a) else { continue };
+                let Some(net) = net::network_of(a).map(|n| n.to_string()) else {
+                    continue;
+                };
                 if net.starts_with("169.254.")
                     || net.starts_with("fe80:")
                     || net.starts_with("127.")
