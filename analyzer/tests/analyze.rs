@@ -14,9 +14,10 @@ use netsnap_analyzer::analyze::analyze;
 use netsnap_analyzer::facts::Facts;
 use netsnap_analyzer::report::{markdown::render_markdown, text::render_text};
 use netsnap_analyzer::rules::{RuleSet, Severity};
+use netsnap_bundle::testing::TestNode;
 use netsnap_bundle::{
-    ArtifactSource, ArtifactSpec, ArtifactStatus, Bundle, BundleWriter, CollectionInfo,
-    CollectionOutcome, Completion, NodeInfo, ReaderOptions, ToolInfo, WriterOptions, layout,
+    ArtifactSource, ArtifactSpec, ArtifactStatus, Bundle, BundleWriter, Completion, ReaderOptions,
+    WriterOptions, layout,
 };
 use serde_json::json;
 
@@ -456,27 +457,12 @@ fn write_bundle(path: &Path, kind: Kind) {
     let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    w.finish(
-        ToolInfo {
-            name: "netsnap-collect".into(),
-            version: "0.1.0".into(),
-        },
-        NodeInfo {
-            name: Some("worker-1".into()),
-            hostname: "worker-1".into(),
-            kernel_release: "6.1.0-27-amd64".into(),
-            machine: Some("x86_64".into()),
-        },
-        CollectionInfo {
-            started_at: t,
-            finished_at: t + chrono::Duration::seconds(4),
-            outcome: CollectionOutcome::Complete,
-            options: json!({}),
-            notes: vec![],
-            resource_usage: None,
-        },
-    )
-    .unwrap();
+    TestNode::new("worker-1", t + chrono::Duration::seconds(4))
+        .kernel("6.1.0-27-amd64")
+        .machine("x86_64")
+        .took(4)
+        .finish(w)
+        .unwrap();
 }
 
 struct Sample {
@@ -1050,27 +1036,7 @@ UDP  10.96.0.10:53 rr
     let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    w.finish(
-        ToolInfo {
-            name: "netsnap-collect".into(),
-            version: "0.1.0".into(),
-        },
-        NodeInfo {
-            name: Some("worker-1".into()),
-            hostname: "worker-1".into(),
-            kernel_release: "6.1.0".into(),
-            machine: None,
-        },
-        CollectionInfo {
-            started_at: t,
-            finished_at: t,
-            outcome: CollectionOutcome::Complete,
-            options: json!({}),
-            notes: vec![],
-            resource_usage: None,
-        },
-    )
-    .unwrap();
+    TestNode::new("worker-1", t).finish(w).unwrap();
     let b = Bundle::open(&path, &ReaderOptions::default()).unwrap();
     let f = Facts::from_bundle(&b);
     assert_eq!(serde_json::to_value(f.node.proxy_mode).unwrap(), "ipvs");
@@ -1203,27 +1169,7 @@ fn nftables_node_joins_service_maps_and_fires_nft_rule() {
     let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    w.finish(
-        ToolInfo {
-            name: "netsnap-collect".into(),
-            version: "0.1.0".into(),
-        },
-        NodeInfo {
-            name: Some("worker-1".into()),
-            hostname: "worker-1".into(),
-            kernel_release: "6.1.0".into(),
-            machine: None,
-        },
-        CollectionInfo {
-            started_at: t,
-            finished_at: t,
-            outcome: CollectionOutcome::Complete,
-            options: json!({}),
-            notes: vec![],
-            resource_usage: None,
-        },
-    )
-    .unwrap();
+    TestNode::new("worker-1", t).finish(w).unwrap();
     let b = Bundle::open(&path, &ReaderOptions::default()).unwrap();
     let f = Facts::from_bundle(&b);
     assert_eq!(serde_json::to_value(f.node.proxy_mode).unwrap(), "nftables");

@@ -22,9 +22,10 @@ use netsnap_bundle::native::{
     ClusterDns, DnsProbe, DnsProbeReport, NetnsIndex, NetnsInfo, NetnsProcess, PodCorrelation,
     PodNetns, VethPair,
 };
+use netsnap_bundle::testing::TestNode;
 use netsnap_bundle::{
-    ArtifactSource, ArtifactSpec, ArtifactStatus, Bundle, BundleWriter, CollectionInfo,
-    CollectionOutcome, Completion, NodeInfo, ReaderOptions, ToolInfo, WriterOptions, layout,
+    ArtifactSource, ArtifactSpec, ArtifactStatus, Bundle, BundleWriter, Completion, ReaderOptions,
+    WriterOptions, layout,
 };
 
 const POD1_NS: &str = "ns-4026532301";
@@ -208,27 +209,12 @@ fn jsonl<T: serde::Serialize>(items: &[T]) -> Vec<u8> {
 }
 
 fn finish(w: BundleWriter) {
-    w.finish(
-        ToolInfo {
-            name: "netsnap-collect".into(),
-            version: "0.1.0".into(),
-        },
-        NodeInfo {
-            name: Some("node-two".into()),
-            hostname: "node-two".into(),
-            kernel_release: "6.18.44".into(),
-            machine: Some("x86_64".into()),
-        },
-        CollectionInfo {
-            started_at: collected_at() - chrono::Duration::seconds(3),
-            finished_at: collected_at(),
-            outcome: CollectionOutcome::Complete,
-            options: serde_json::json!({}),
-            notes: vec![],
-            resource_usage: None,
-        },
-    )
-    .unwrap();
+    TestNode::new("node-two", collected_at())
+        .kernel("6.18.44")
+        .machine("x86_64")
+        .took(3)
+        .finish(w)
+        .unwrap();
 }
 
 /// Writes the example bundle: the lab node `ipdns-node` as Kubernetes node `node-two`.

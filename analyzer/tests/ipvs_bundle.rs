@@ -19,9 +19,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use netsnap_bundle::testing::TestNode;
 use netsnap_bundle::{
-    ArtifactSource, ArtifactSpec, BundleWriter, CollectionInfo, CollectionOutcome, Completion,
-    NodeInfo, ToolInfo, WriterOptions, layout,
+    ArtifactSource, ArtifactSpec, BundleWriter, Completion, WriterOptions, layout,
 };
 use serde_json::{Value, json};
 
@@ -313,27 +313,12 @@ fn write_bundle(path: &Path, ipvs: &str, c: &Cluster, vips: &[&str], iptables: O
     let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    w.finish(
-        ToolInfo {
-            name: "netsnap-collect".into(),
-            version: "0.1.0".into(),
-        },
-        NodeInfo {
-            name: Some("worker-1".into()),
-            hostname: "worker-1".into(),
-            kernel_release: "6.1.0-27-amd64".into(),
-            machine: Some("x86_64".into()),
-        },
-        CollectionInfo {
-            started_at: t,
-            finished_at: t + chrono::Duration::seconds(3),
-            outcome: CollectionOutcome::Complete,
-            options: json!({}),
-            notes: vec![],
-            resource_usage: None,
-        },
-    )
-    .unwrap();
+    TestNode::new("worker-1", t + chrono::Duration::seconds(3))
+        .kernel("6.1.0-27-amd64")
+        .machine("x86_64")
+        .took(3)
+        .finish(w)
+        .unwrap();
 }
 
 /// Run the real `netsnap-analyze analyze --format json` on a bundle built from the inputs.

@@ -7,10 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use netsnap_bundle::{
-    ArtifactSpec, BundleWriter, CollectionInfo, CollectionOutcome, Completion, NodeInfo, ToolInfo,
-    WriterOptions, layout,
-};
+use netsnap_bundle::testing::TestNode;
+use netsnap_bundle::{ArtifactSpec, BundleWriter, Completion, WriterOptions, layout};
 
 fn ok() -> Completion {
     Completion {
@@ -55,27 +53,10 @@ fn write_bundle(path: &Path) {
     let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    w.finish(
-        ToolInfo {
-            name: "netsnap-collect".into(),
-            version: "0.1.0".into(),
-        },
-        NodeInfo {
-            name: Some("node-u".into()),
-            hostname: "node-u".into(),
-            kernel_release: "6.1.0".into(),
-            machine: None,
-        },
-        CollectionInfo {
-            started_at: t,
-            finished_at: t + chrono::Duration::seconds(2),
-            outcome: CollectionOutcome::Complete,
-            options: serde_json::json!({}),
-            notes: vec![],
-            resource_usage: None,
-        },
-    )
-    .unwrap();
+    TestNode::new("node-u", t + chrono::Duration::seconds(2))
+        .took(2)
+        .finish(w)
+        .unwrap();
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -240,27 +221,7 @@ fn garbled_dnat_targets_are_a_finding_with_their_lines() {
         )
         .unwrap();
         let t = chrono::Utc::now();
-        w.finish(
-            ToolInfo {
-                name: "netsnap-collect".into(),
-                version: "0.1.0".into(),
-            },
-            NodeInfo {
-                name: Some("node-g".into()),
-                hostname: "node-g".into(),
-                kernel_release: "6.1.0".into(),
-                machine: None,
-            },
-            CollectionInfo {
-                started_at: t,
-                finished_at: t,
-                outcome: CollectionOutcome::Complete,
-                options: serde_json::json!({}),
-                notes: vec![],
-                resource_usage: None,
-            },
-        )
-        .unwrap();
+        TestNode::new("node-g", t).finish(w).unwrap();
         let (_, json, err) = run(&["analyze", path.to_str().unwrap(), "--format", "json"]);
         let v: serde_json::Value =
             serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {err}"));

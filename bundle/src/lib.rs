@@ -14,6 +14,8 @@ pub mod manifest;
 pub mod native;
 pub mod net;
 pub mod reader;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod writer;
 
 pub use manifest::{
