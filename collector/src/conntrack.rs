@@ -15,7 +15,7 @@ use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, Completion, l
 
 use crate::exec::Limits;
 use crate::fileio::copy_file;
-use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
 
 /// The `/proc` fallback copy of the table gets this many `--timeout`s, like the
 /// program's dump: it is the one output that scales with traffic.

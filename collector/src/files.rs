@@ -20,8 +20,8 @@ use netsnap_bundle::{ArtifactSpec, ArtifactStatus, BundleWriter, Completion, Wri
 
 use crate::fileio::{CONFIG_FILE_CAP, ReadError, RootDir, record_read_error, run_bounded_async};
 use crate::options::HostPaths;
-use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
 use crate::secrets::{Filtered, filter_config};
+use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
 
 /// At most this many files are copied from one directory tree.
 pub const MAX_FILES_PER_TREE: usize = 2000;

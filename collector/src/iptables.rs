@@ -31,7 +31,7 @@ use netsnap_bundle::{
 };
 
 use crate::exec::{Captured, Exec, Limits, Ran};
-use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
 
 /// Backend named in a `-V` line or a binary name: `nft`, `legacy`, or None.
 pub fn backend_of(text: &str) -> Option<&'static str> {

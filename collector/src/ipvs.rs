@@ -11,7 +11,7 @@ use netsnap_bundle::{ArtifactSpec, ArtifactStatus, Completion, layout};
 
 use crate::exec::Limits;
 use crate::fileio::copy_file;
-use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
 
 /// Reason recorded when the kernel has no IPVS.
 pub const NO_IPVS: &str =

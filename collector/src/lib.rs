@@ -4,8 +4,9 @@
 //! writes sysctls, and it does not run tools that would load modules (ipvsadm
 //! without IPVS in the kernel, conntrack without nf_conntrack).
 //!
-//! Structure: [`runner`] runs [`runner::Step`]s concurrently against a shared
-//! [`runner::RunContext`] (bundle writer, options, deadline, namespace list);
+//! Structure: [`step`] is the contract a data source implements ([`step::Step`],
+//! run against a shared [`step::RunContext`]: bundle writer, options, deadline,
+//! namespace list); [`runner`] schedules the steps it is given and names none;
 //! [`exec`] is the only module that spawns processes; each data source is one
 //! module.
 #![cfg(target_os = "linux")]
@@ -29,7 +30,9 @@ pub mod runner;
 pub mod secrets;
 pub mod spool;
 pub mod stdout;
+pub mod step;
 
 pub use cancel::{Cancel, StopReason};
 pub use options::Options;
-pub use runner::{Outcome, RunContext, Step, collect, default_steps};
+pub use runner::{Outcome, collect, default_steps};
+pub use step::{RunContext, Step};

@@ -48,7 +48,7 @@ use tokio::sync::mpsc;
 
 use crate::exec::Ran;
 use crate::netns::Netns;
-use crate::runner::{BoxFuture, NetnsExtra, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, NetnsExtra, RunContext, Step, StepError, Tally};
 
 /// A namespace to read.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use netsnap_bundle::layout;
@@ -20,24 +20,8 @@ use netsnap_bundle::native::{NetnsInfo, NetnsProcess};
 use regex::Regex;
 
 use crate::options::HostPaths;
-use crate::runner::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
-
-/// A discovered namespace: its index entry plus how to enter it.
-#[derive(Debug, Clone)]
-pub struct Netns {
-    /// The entry written to `netns/index.json`.
-    pub info: NetnsInfo,
-    /// Files that refer to it (named bind mounts first, then `/proc/<pid>/ns/net`),
-    /// tried in order since processes may exit meanwhile.
-    pub paths: Vec<PathBuf>,
-}
-
-impl Netns {
-    /// The bundle id (`host` or `ns-<inode>`).
-    pub fn id(&self) -> &str {
-        &self.info.id
-    }
-}
+pub use crate::step::Netns;
+use crate::step::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
 
 /// Discovers namespaces under `host` (`/proc`, `/run/netns`, `/var/run/netns`).
 ///

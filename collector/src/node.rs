@@ -23,7 +23,7 @@ use regex::Regex;
 
 use crate::exec::{Captured, Limits};
 use crate::fileio::{RootDir, read_small, record_read_error, run_bounded_async};
-use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
 
 /// Lines kept from the end of the kernel log (networking lines are kept regardless).
 pub const KERNEL_LOG_TAIL: usize = 2000;
@@ -196,8 +196,8 @@ impl Step for NodeSysctlsStep {
         "node-sysctls"
     }
 
-    fn phase(&self) -> crate::runner::Phase {
-        crate::runner::Phase::Derive
+    fn phase(&self) -> crate::step::Phase {
+        crate::step::Phase::Derive
     }
 
     fn runs_when_stopped(&self) -> bool {
