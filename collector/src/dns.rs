@@ -48,6 +48,17 @@ impl Default for DnsFrom {
     }
 }
 
+/// The `--dns-from` text it parses from (`all`, `N`, `namespace/pod`).
+impl std::fmt::Display for DnsFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DnsFrom::All => f.write_str("all"),
+            DnsFrom::Count(n) => write!(f, "{n}"),
+            DnsFrom::Pod(p) => f.write_str(p),
+        }
+    }
+}
+
 impl FromStr for DnsFrom {
     type Err = String;
 
@@ -70,22 +81,36 @@ impl FromStr for DnsFrom {
 }
 
 /// Options of the DNS step.
-#[derive(Debug, Clone)]
+///
+/// Serialized into the manifest's `collection.options` (flattened, under the
+/// flag names: `dns_from`, `dns_names`, `dns_timeout`).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DnsOptions {
     /// `--dns-from`.
+    #[serde(rename = "dns_from", serialize_with = "ser_display")]
     pub from: DnsFrom,
     /// Also probe from the host namespace.
+    #[serde(skip)]
     pub include_host: bool,
     /// `--dns-name`: extra names to resolve.
+    #[serde(rename = "dns_names")]
     pub names: Vec<String>,
     /// `--dns-timeout`: per attempt.
+    #[serde(rename = "dns_timeout", serialize_with = "crate::options::ser_secs")]
     pub timeout: Duration,
     /// Attempts per query (retried only after a timeout or error).
+    #[serde(skip)]
     pub attempts: u32,
     /// Probe threads at most.
+    #[serde(skip)]
     pub concurrency: usize,
     /// Root of the host filesystem (`--host-root`): `/proc` is read under it.
+    #[serde(skip)]
     pub host_root: Option<PathBuf>,
+}
+
+fn ser_display<S: serde::Serializer>(v: &DnsFrom, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 impl Default for DnsOptions {
