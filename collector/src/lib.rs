@@ -6,7 +6,8 @@
 //!
 //! Structure: [`step`] is the contract a data source implements ([`step::Step`],
 //! run against a shared [`step::RunContext`]: bundle writer, options, deadline,
-//! namespace list); [`runner`] schedules the steps it is given and names none;
+//! namespace list); [`steps`] is the one complete list of steps, built from the
+//! [`Options`]; [`runner`] schedules the steps it is given and names none;
 //! [`exec`] is the only module that spawns processes; each data source is one
 //! module.
 #![cfg(target_os = "linux")]
@@ -31,8 +32,10 @@ pub mod secrets;
 pub mod spool;
 pub mod stdout;
 pub mod step;
+pub mod steps;
+pub mod sys;
 
 pub use cancel::{Cancel, StopReason};
 pub use options::Options;
-pub use runner::{Outcome, collect, default_steps};
+pub use runner::{Outcome, Plan, collect};
 pub use step::{RunContext, Step};

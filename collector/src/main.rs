@@ -457,19 +457,9 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
                 netsnap_bundle::remove_live_spools();
                 std::process::exit(130);
             });
-            let (kube_step, pods_step) =
-                netsnap_collector::kube::step::steps(options.kube.clone(), options.dns.clone());
             // The cluster pass captures nothing node-local: only the API lists.
-            let mut steps: Vec<std::sync::Arc<dyn netsnap_collector::Step>> = if cluster_pass {
-                Vec::new()
-            } else {
-                netsnap_collector::default_steps()
-            };
-            steps.push(kube_step);
-            if !cluster_pass {
-                steps.push(pods_step);
-            }
-            netsnap_collector::collect(options, steps, cancel, progress).await
+            let plan = netsnap_collector::steps::plan(&options);
+            netsnap_collector::collect(options, plan, cancel, progress).await
         })?;
         runtime.shutdown_timeout(Duration::from_millis(200));
         let mut outcome = outcome;

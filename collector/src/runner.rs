@@ -13,8 +13,7 @@
 //!   `Derive` (correlations over what was captured, e.g. the pod matcher).
 //!
 //! The contract steps implement is [`crate::step`]; this module names no data
-//! source. A new data source plugs in by implementing [`Step`] and adding it to
-//! the list given to [`collect`] (see [`default_steps`]).
+//! source: the list it runs comes from [`crate::steps`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,14 +24,14 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use netsnap_bundle::{
     ArtifactRecord, ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, CollectionInfo,
-    CollectionOutcome, Manifest, NodeInfo, ResourceUsage, ToolInfo, WriteError, WriterOptions,
-    layout,
+    CollectionOutcome, Manifest, ToolInfo, WriteError, WriterOptions, layout,
 };
 
 use crate::cancel::{Cancel, StopReason};
 use crate::options::Options;
 use crate::progress::Progress;
 use crate::step::{Phase, RunContext, Step};
+use crate::sys::host::{node_info, resource_usage};
 
 /// Time steps get to record what they have once the run is stopped.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -59,31 +58,48 @@ pub enum RunError {
     Bundle(#[from] WriteError),
 }
 
-/// The steps of a node-local run, in no particular order.
-pub fn default_steps() -> Vec<Arc<dyn Step>> {
-    vec![
-        Arc::new(crate::netns::DiscoverStep),
-        Arc::new(crate::netlink::NetlinkStep),
-        Arc::new(crate::netlink::IpTextStep),
-        Arc::new(crate::conntrack::ConntrackTableStep),
-        Arc::new(crate::conntrack::ConntrackStatsStep),
-        Arc::new(crate::iptables::IptablesStep),
-        Arc::new(crate::ipvs::IpvsStep),
-        Arc::new(crate::files::FilesStep),
-        Arc::new(crate::node::NodeStep),
-        Arc::new(crate::node::NodeSysctlsStep),
-        Arc::new(crate::node::KernelLogStep),
-        Arc::new(crate::node::ToolVersionsStep),
-    ]
+/// What a run is given: synchronous checks made once before any step, then the
+/// steps. Built by [`crate::steps::plan`]; a bare list of steps converts into a
+/// plan without checks.
+#[derive(Default)]
+pub struct Plan {
+    /// Called in order with the context before the first phase (e.g. the
+    /// privileges check, which records `node/privileges.json` and a note).
+    pub preflight: Vec<fn(&RunContext)>,
+    /// The steps, in no particular order.
+    pub steps: Vec<Arc<dyn Step>>,
 }
 
-/// Runs `steps` and writes the bundle. Fails only when no bundle can be written.
+impl From<Vec<Arc<dyn Step>>> for Plan {
+    fn from(steps: Vec<Arc<dyn Step>>) -> Self {
+        Plan {
+            preflight: Vec::new(),
+            steps,
+        }
+    }
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("preflight", &self.preflight.len())
+            .field(
+                "steps",
+                &self.steps.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Runs a plan (or a bare list of steps) and writes the bundle. Fails only when no
+/// bundle can be written.
 pub async fn collect(
     options: Options,
-    steps: Vec<Arc<dyn Step>>,
+    plan: impl Into<Plan>,
     cancel: Cancel,
     progress: Progress,
 ) -> Result<Outcome, RunError> {
+    let Plan { preflight, steps } = plan.into();
     let started_at = Utc::now();
     let node = node_info(&options);
     let output = options.output.clone().unwrap_or_else(|| {
@@ -125,8 +141,8 @@ pub async fn collect(
 
     // The API-only cluster pass (no discovery step) reads nothing of the node.
     let node_local = steps.iter().any(|s| s.phase() == Phase::Discover);
-    if node_local {
-        crate::node::check_privileges(&ctx);
+    for check in preflight {
+        check(&ctx);
     }
     for p in stale {
         ctx.note(format!(
@@ -253,25 +269,6 @@ pub fn core_advice(rec: &ArtifactRecord, options: &Options) -> String {
     format!("{what} {status}: {error}{fix}")
 }
 
-/// The collector's own and its children's `getrusage(2)` figures, taken just before the
-/// manifest is written (`None` if the kernel refuses, which it does not on Linux).
-fn resource_usage() -> Option<ResourceUsage> {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let me = getrusage(UsageWho::RUSAGE_SELF).ok()?;
-    let children = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
-    let ms = |t: nix::sys::time::TimeVal| {
-        u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
-            + u64::try_from(t.tv_usec()).unwrap_or(0) / 1000
-    };
-    // Linux reports ru_maxrss in KiB.
-    Some(ResourceUsage {
-        peak_rss_kib: u64::try_from(me.max_rss()).unwrap_or(0),
-        children_peak_rss_kib: u64::try_from(children.max_rss()).unwrap_or(0),
-        user_cpu_ms: ms(me.user_time()),
-        system_cpu_ms: ms(me.system_time()),
-    })
-}
-
 async fn run_phase(ctx: &Arc<RunContext>, steps: Vec<Arc<dyn Step>>) -> Vec<(String, String)> {
     let mut failures = Vec::new();
     if let Some(r) = ctx.cancel.reason() {
@@ -374,23 +371,5 @@ fn write_netns_index(ctx: &RunContext) {
     }
     if let Err(e) = ctx.writer.add_json(spec, &index, Duration::ZERO) {
         ctx.note(format!("netns/index.json: {e}"));
-    }
-}
-
-/// Node identity from uname, with the Kubernetes node name when given.
-pub fn node_info(options: &Options) -> NodeInfo {
-    let (hostname, release, machine) = match nix::sys::utsname::uname() {
-        Ok(u) => (
-            u.nodename().to_string_lossy().into_owned(),
-            u.release().to_string_lossy().into_owned(),
-            Some(u.machine().to_string_lossy().into_owned()),
-        ),
-        Err(_) => (String::new(), String::new(), None),
-    };
-    NodeInfo {
-        name: options.node_name.clone(),
-        hostname,
-        kernel_release: release,
-        machine,
     }
 }
