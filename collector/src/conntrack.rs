@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, Completion, layout};
 
-use crate::exec::Limits;
-use crate::fileio::copy_file;
 use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::sys::exec::Limits;
+use crate::sys::fileio::copy_file;
 
 /// The `/proc` fallback copy of the table gets this many `--timeout`s, like the
 /// program's dump: it is the one output that scales with traffic.
-pub const TABLE_TIMEOUT_FACTOR: u32 = crate::exec::DUMP_TIMEOUT_FACTOR;
+pub const TABLE_TIMEOUT_FACTOR: u32 = crate::sys::exec::DUMP_TIMEOUT_FACTOR;
 
 fn loaded(ctx: &RunContext) -> bool {
     ctx.host
@@ -195,12 +195,12 @@ impl Step for ConntrackStatsStep {
             let host = ctx.host.clone();
             // A few small files: bounded by the timeout only, so a stop that arrives
             // meanwhile does not lose them (an empty map would read as "all absent").
-            let read = crate::fileio::run_bounded_async(
+            let read = crate::sys::fileio::run_bounded_async(
                 "conntrack sysctls",
                 ctx.options.timeout,
                 None,
                 move || {
-                    let root = crate::fileio::RootDir::host(&host)?;
+                    let root = crate::sys::fileio::RootDir::host(&host)?;
                     Ok(read_conntrack_sysctls(&root))
                 },
             )
@@ -208,7 +208,7 @@ impl Step for ConntrackStatsStep {
             tally.add_result(match read {
                 Ok(map) => ctx.writer.add_json(sys_spec, &map, Duration::ZERO),
                 Err(e) => {
-                    crate::fileio::record_read_error(&ctx.writer, sys_spec, &e, Duration::ZERO)
+                    crate::sys::fileio::record_read_error(&ctx.writer, sys_spec, &e, Duration::ZERO)
                 }
             });
 
@@ -265,7 +265,7 @@ impl Step for ConntrackStatsStep {
 
 /// Every `nf_conntrack*` sysctl (count, max, buckets, timeouts, …) under the
 /// node's `/proc/sys/net`, keyed `net.netfilter.<name>`, plus `net.nf_conntrack_max`.
-pub fn read_conntrack_sysctls(root: &crate::fileio::RootDir) -> BTreeMap<String, String> {
+pub fn read_conntrack_sysctls(root: &crate::sys::fileio::RootDir) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     if let Ok(entries) = root.read_dir("/proc/sys/net/netfilter") {
         for (name, _, is_file) in entries {

@@ -13,7 +13,6 @@
 //! foreign namespace); every query has a timeout; concurrency is bounded.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -26,10 +25,9 @@ use hickory_proto::rr::{Name, RecordType};
 use netsnap_bundle::layout;
 use netsnap_bundle::native::{ClusterDns, DnsProbe, DnsProbeReport, NetnsIndex, PodCorrelation};
 use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, Completion};
-use nix::sched::{CloneFlags, setns};
 
-use crate::fileio::{RESOLV_CONF_CAP, ReadError, RootDir, record_read_error, run_bounded};
 use crate::options::HostPaths;
+use crate::sys::fileio::{RESOLV_CONF_CAP, ReadError, RootDir, record_read_error, run_bounded};
 
 /// Which pod namespaces to probe from (`--dns-from`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +134,9 @@ pub struct ProbeSource {
     pub pod: Option<String>,
     /// File to `setns` into (`/run/netns/x`, `/proc/<pid>/ns/net`); None = the collector's own.
     pub ns_path: Option<PathBuf>,
+    /// The namespace's inode, checked against `ns_path` before entering (None:
+    /// whatever the path refers to when the probe runs).
+    pub inode: Option<u64>,
     /// A process in the namespace whose root holds the pod's `/etc/resolv.conf`.
     pub pid: Option<u32>,
     /// Query AAAA too.
@@ -243,6 +244,7 @@ pub fn plan_sources(
             netns: layout::HOST_NETNS.into(),
             pod: None,
             ns_path: None,
+            inode: None,
             pid: None,
             ipv6: false,
         });
@@ -271,6 +273,7 @@ pub fn plan_sources(
             netns: id.to_string(),
             pod: Some(p.pod.clone()),
             ns_path: Some(ns_path),
+            inode: info.map(|n| n.inode),
             pid,
             ipv6: p.pod_ips.iter().any(|ip| ip.contains(':')),
         });
@@ -478,9 +481,20 @@ fn run_job(job: &Job, src: &ProbeSource, opts: &DnsOptions) -> Vec<DnsProbe> {
     out
 }
 
-fn enter(path: &PathBuf) -> Result<(), String> {
-    let f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {}: {e}", path.display()))
+/// Enters the source's namespace through [`crate::sys::netns::enter`]: by its
+/// inode when known (a recycled `/proc/<pid>` is refused), else whatever the
+/// path refers to now (the host: `/proc/self/ns/net`).
+fn enter(src: &ProbeSource) -> Result<(), String> {
+    let path = src
+        .ns_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/self/ns/net"));
+    let inode = match src.inode {
+        Some(i) => i,
+        None => crate::sys::netns::inode_of(&path)
+            .ok_or_else(|| format!("cannot open {}", path.display()))?,
+    };
+    crate::sys::netns::enter(inode, &[path])
 }
 
 /// Runs every query from its source namespace with at most `opts.concurrency`
@@ -503,10 +517,7 @@ pub fn run_probes(sources: &[ProbeSource], dns: &ClusterDns, opts: &DnsOptions) 
                     };
                     let src = &sources[job.source];
                     if current.as_ref() != Some(&src.ns_path) {
-                        entered_err = match &src.ns_path {
-                            Some(p) => enter(p).err(),
-                            None => enter(&PathBuf::from("/proc/self/ns/net")).err(),
-                        };
+                        entered_err = enter(src).err();
                         current = Some(src.ns_path.clone());
                     }
                     let probes = match &entered_err {

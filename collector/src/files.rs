@@ -18,10 +18,12 @@ use std::time::Instant;
 
 use netsnap_bundle::{ArtifactSpec, ArtifactStatus, BundleWriter, Completion, WriteError, layout};
 
-use crate::fileio::{CONFIG_FILE_CAP, ReadError, RootDir, record_read_error, run_bounded_async};
 use crate::options::HostPaths;
 use crate::secrets::{Filtered, filter_config};
 use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::sys::fileio::{
+    CONFIG_FILE_CAP, ReadError, RootDir, record_read_error, run_bounded_async,
+};
 
 /// At most this many files are copied from one directory tree.
 pub const MAX_FILES_PER_TREE: usize = 2000;

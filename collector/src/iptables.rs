@@ -30,8 +30,8 @@ use netsnap_bundle::{
     ArtifactRecord, ArtifactSpec, ArtifactStatus, Completion, SAME_AS_ATTRIBUTE, WriteError, layout,
 };
 
-use crate::exec::{Captured, Exec, Limits, Ran};
 use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::sys::exec::{Captured, Exec, Limits, Ran};
 
 /// Backend named in a `-V` line or a binary name: `nft`, `legacy`, or None.
 pub fn backend_of(text: &str) -> Option<&'static str> {
@@ -447,8 +447,8 @@ async fn nft_tables(ctx: &RunContext, covered: &[(&str, String, &str)]) -> Resul
         let rec = ctx.writer.add_bytes(spec, &[], Completion::default())?;
         return Ok(Ran::Ran(
             rec,
-            crate::exec::Report {
-                end: crate::exec::End::Exited,
+            crate::sys::exec::Report {
+                end: crate::sys::exec::End::Exited,
                 exit_status: Some(0),
                 signal: None,
                 duration: std::time::Duration::ZERO,

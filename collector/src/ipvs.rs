@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use netsnap_bundle::{ArtifactSpec, ArtifactStatus, Completion, layout};
 
-use crate::exec::Limits;
-use crate::fileio::copy_file;
 use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::sys::exec::Limits;
+use crate::sys::fileio::copy_file;
 
 /// Reason recorded when the kernel has no IPVS.
 pub const NO_IPVS: &str =

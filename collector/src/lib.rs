@@ -8,16 +8,13 @@
 //! run against a shared [`step::RunContext`]: bundle writer, options, deadline,
 //! namespace list); [`steps`] is the one complete list of steps, built from the
 //! [`Options`]; [`runner`] schedules the steps it is given and names none;
-//! [`exec`] is the only module that spawns processes; each data source is one
+//! [`sys::exec`] is the only module that spawns processes; each data source is one
 //! module.
 #![cfg(target_os = "linux")]
 
-pub mod cancel;
 pub mod conntrack;
 pub mod correlate;
 pub mod dns;
-pub mod exec;
-pub mod fileio;
 pub mod files;
 pub mod iptables;
 pub mod ipvs;
@@ -26,7 +23,6 @@ pub mod netlink;
 pub mod netns;
 pub mod node;
 pub mod options;
-pub mod progress;
 pub mod runner;
 pub mod secrets;
 pub mod spool;
@@ -35,7 +31,7 @@ pub mod step;
 pub mod steps;
 pub mod sys;
 
-pub use cancel::{Cancel, StopReason};
 pub use options::Options;
 pub use runner::{Outcome, Plan, collect};
 pub use step::{RunContext, Step};
+pub use sys::cancel::{Cancel, StopReason};

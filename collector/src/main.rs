@@ -14,7 +14,7 @@ mod cli {
     use anyhow::Context;
     use clap::{CommandFactory, Parser};
     use netsnap_bundle::{ArtifactStatus, CollectionOutcome};
-    use netsnap_collector::progress::Progress;
+    use netsnap_collector::sys::progress::Progress;
     use netsnap_collector::{Cancel, Options, StopReason};
 
     const AFTER_HELP: &str = "\
@@ -394,7 +394,7 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             }
         }
         // Before any thread exists, so every thread and child inherits it.
-        let prio = netsnap_collector::exec::lower_priority();
+        let prio = netsnap_collector::sys::exec::lower_priority();
         let level = match cli.verbose {
             0 => "warn",
             1 => "info",

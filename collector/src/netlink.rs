@@ -33,7 +33,6 @@ use netsnap_bundle::native::{
     NeighSummary, NetnsSnapshot, RouteRecord, VethPair, VxlanInfo,
 };
 use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, Completion, layout};
-use nix::sched::{CloneFlags, setns};
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use rtnetlink::packet_route::link::{
@@ -46,9 +45,9 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage}
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use tokio::sync::mpsc;
 
-use crate::exec::Ran;
 use crate::netns::Netns;
 use crate::step::{BoxFuture, NetnsExtra, RunContext, Step, StepError, Tally};
+use crate::sys::exec::Ran;
 
 /// A namespace to read.
 #[derive(Debug, Clone)]
@@ -175,30 +174,12 @@ fn worker(
     }
 }
 
-/// Opens the first path that still refers to the namespace with `inode`.
 fn open_ns(t: &Target) -> Result<File, String> {
-    let mut last = String::from("no path to the namespace");
-    for p in &t.paths {
-        match File::open(p) {
-            Ok(f) => match f.metadata() {
-                Ok(md) if md.ino() == t.inode => return Ok(f),
-                Ok(_) => last = format!("{} now refers to another namespace", p.display()),
-                Err(e) => last = format!("{}: {e}", p.display()),
-            },
-            Err(e) => last = format!("{}: {e}", p.display()),
-        }
-    }
-    Err(format!("namespace gone or not accessible ({last})"))
+    crate::sys::netns::open(t.inode, &t.paths)
 }
 
 fn enter(t: &Target) -> Result<(), String> {
-    // Already there (a fresh thread and the host): no setns, which would need
-    // CAP_SYS_ADMIN even for one's own namespace; an unprivileged run still reads the host.
-    if std::fs::metadata("/proc/thread-self/ns/net").is_ok_and(|m| m.ino() == t.inode) {
-        return Ok(());
-    }
-    let f = open_ns(t)?;
-    setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))
+    crate::sys::netns::enter(t.inode, &t.paths)
 }
 
 fn capture_one(rt: &tokio::runtime::Runtime, t: &Target, timeout: Duration) -> Capture {
@@ -705,7 +686,7 @@ pub fn read_sysctl(key: &str) -> Option<String> {
 pub fn read_sysctl_under(base: &std::path::Path, key: &str) -> Option<String> {
     let rel = sysctl_rel_path(key);
     // Non-blocking, regular files only, capped (see `fileio`).
-    crate::fileio::read_small(&base.join(rel)).map(|s| s.replace('\t', " "))
+    crate::sys::fileio::read_small(&base.join(rel)).map(|s| s.replace('\t', " "))
 }
 
 /// The path of dotted sysctl `key` relative to `/proc/sys`.
@@ -1139,7 +1120,7 @@ impl Step for IpTextStep {
                     jobs.push((spec, Ok(argv)));
                 }
             }
-            let results: Vec<Result<crate::exec::Ran, netsnap_bundle::WriteError>> =
+            let results: Vec<Result<crate::sys::exec::Ran, netsnap_bundle::WriteError>> =
                 futures::stream::iter(jobs)
                     .map(|(spec, argv)| {
                         let ctx = ctx.clone();

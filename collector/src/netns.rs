@@ -122,8 +122,8 @@ fn is_nsfs(p: &Path) -> bool {
 fn read_process(proc_dir: &Path, pid: u32) -> NetnsProcess {
     let base = proc_dir.join(pid.to_string());
     // Capped, non-blocking, regular files only (see `fileio`).
-    let comm = crate::fileio::read_small(&base.join("comm")).unwrap_or_default();
-    let cgroup = crate::fileio::read_small(&base.join("cgroup")).and_then(|s| pick_cgroup(&s));
+    let comm = crate::sys::fileio::read_small(&base.join("comm")).unwrap_or_default();
+    let cgroup = crate::sys::fileio::read_small(&base.join("cgroup")).and_then(|s| pick_cgroup(&s));
     let (pod_uid, container_id) = cgroup
         .as_deref()
         .map(|c| (pod_uid_from_cgroup(c), container_id_from_cgroup(c)))

@@ -21,9 +21,9 @@ use netsnap_bundle::native::{BridgePort, BridgePorts, Privileges, ToolVersions};
 use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, Completion, layout};
 use regex::Regex;
 
-use crate::exec::{Captured, Limits};
-use crate::fileio::{RootDir, read_small, record_read_error, run_bounded_async};
 use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::sys::exec::{Captured, Limits};
+use crate::sys::fileio::{RootDir, read_small, record_read_error, run_bounded_async};
 
 /// Lines kept from the end of the kernel log (networking lines are kept regardless).
 pub const KERNEL_LOG_TAIL: usize = 2000;
@@ -501,7 +501,7 @@ impl Step for KernelLogStep {
                 let mut f = LogFilter::new(KERNEL_LOG_TAIL);
                 read_kmsg(Path::new("/dev/kmsg"), &mut f)
                     .map(|_| f)
-                    .map_err(|e| crate::fileio::ReadError::Io {
+                    .map_err(|e| crate::sys::fileio::ReadError::Io {
                         path: "/dev/kmsg".into(),
                         err: e.to_string(),
                     })

@@ -21,7 +21,7 @@ pub struct Options {
     /// Root of the host filesystem (files and `/proc` are read under it).
     pub host_root: Option<PathBuf>,
     /// Silence timeout of one unit of work: a command printing nothing for this long
-    /// (big dumps: [`crate::exec::DUMP_TIMEOUT_FACTOR`] times it), one namespace's
+    /// (big dumps: [`crate::sys::exec::DUMP_TIMEOUT_FACTOR`] times it), one namespace's
     /// netlink dump, one file.
     #[serde(serialize_with = "ser_secs")]
     pub timeout: Duration,
@@ -43,7 +43,7 @@ pub struct Options {
     pub netns_workers: usize,
     /// Concurrent `ip` commands for the per-namespace raw text.
     pub command_concurrency: usize,
-    /// Big dumps (rulesets, conntrack table) run at once ([`crate::exec::Kind::Dump`]).
+    /// Big dumps (rulesets, conntrack table) run at once ([`crate::sys::exec::Kind::Dump`]).
     pub dump_slots: usize,
     /// Raw `ip` text is produced for at most this many non-host namespaces (it
     /// costs two processes each; the native `netlink.json` is always complete).
@@ -116,7 +116,7 @@ impl Default for Options {
             ipvs_conn_max_lines: 100_000,
             netns_workers: 4,
             command_concurrency: 4,
-            dump_slots: crate::exec::default_dump_slots(),
+            dump_slots: crate::sys::exec::default_dump_slots(),
             max_ip_text_netns: 100,
             max_processes_per_netns: 32,
             force: false,

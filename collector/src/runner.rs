@@ -27,11 +27,11 @@ use netsnap_bundle::{
     CollectionOutcome, Manifest, ToolInfo, WriteError, WriterOptions, layout,
 };
 
-use crate::cancel::{Cancel, StopReason};
 use crate::options::Options;
-use crate::progress::Progress;
 use crate::step::{Phase, RunContext, Step};
+use crate::sys::cancel::{Cancel, StopReason};
 use crate::sys::host::{node_info, resource_usage};
+use crate::sys::progress::Progress;
 
 /// Time steps get to record what they have once the run is stopped.
 pub const GRACE: Duration = Duration::from_secs(3);

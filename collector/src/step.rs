@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use netsnap_bundle::native::{NetnsIndex, NetnsInfo, NetnsSnapshot};
 use netsnap_bundle::{ArtifactRecord, ArtifactStatus, BundleWriter, WriteError};
 
-use crate::cancel::Cancel;
-use crate::exec::Exec;
 use crate::options::{HostPaths, Options};
-use crate::progress::Progress;
+use crate::sys::cancel::Cancel;
+use crate::sys::exec::Exec;
+use crate::sys::progress::Progress;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

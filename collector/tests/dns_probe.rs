@@ -147,6 +147,7 @@ fn source(pod: &Netns, pid: Option<u32>) -> ProbeSource {
         netns: layout::netns_id(pod.inode()),
         pod: Some("default/client".into()),
         ns_path: Some(pod.path()),
+        inode: Some(pod.inode()),
         pid,
         ipv6: false,
     }
@@ -523,7 +524,7 @@ async fn full_run_api_correlation_and_dns() {
         options,
         plan,
         netsnap_collector::Cancel::new(),
-        netsnap_collector::progress::Progress::detect(true),
+        netsnap_collector::sys::progress::Progress::detect(true),
     )
     .await
     .unwrap();
