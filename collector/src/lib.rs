@@ -15,7 +15,7 @@
 pub mod conntrack;
 pub mod correlate;
 pub mod dns;
-pub mod files;
+pub mod host_files;
 pub mod iptables;
 pub mod ipvs;
 pub mod kube;

@@ -24,14 +24,14 @@ pub fn all(options: &Options) -> Vec<Arc<dyn Step>> {
         return vec![kube];
     }
     vec![
-        Arc::new(crate::netns::DiscoverStep),
+        Arc::new(crate::netns::step::DiscoverStep),
         Arc::new(crate::netlink::NetlinkStep),
         Arc::new(crate::netlink::IpTextStep),
-        Arc::new(crate::conntrack::ConntrackTableStep),
-        Arc::new(crate::conntrack::ConntrackStatsStep),
-        Arc::new(crate::iptables::IptablesStep),
-        Arc::new(crate::ipvs::IpvsStep),
-        Arc::new(crate::files::FilesStep),
+        Arc::new(crate::conntrack::step::ConntrackTableStep),
+        Arc::new(crate::conntrack::step::ConntrackStatsStep),
+        Arc::new(crate::iptables::step::IptablesStep),
+        Arc::new(crate::ipvs::step::IpvsStep),
+        Arc::new(crate::host_files::step::FilesStep),
         Arc::new(crate::node::NodeStep),
         Arc::new(crate::node::NodeSysctlsStep),
         Arc::new(crate::node::KernelLogStep),

@@ -9,11 +9,13 @@
 //!
 //! Read-only: it opens nothing but `/proc` and the netns directories.
 
+pub mod step;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use netsnap_bundle::layout;
 use netsnap_bundle::native::{NetnsInfo, NetnsProcess};
@@ -21,7 +23,6 @@ use regex::Regex;
 
 use crate::options::HostPaths;
 pub use crate::step::Netns;
-use crate::step::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
 
 /// Discovers namespaces under `host` (`/proc`, `/run/netns`, `/var/run/netns`).
 ///
@@ -193,40 +194,6 @@ pub fn container_id_from_cgroup(path: &str) -> Option<String> {
         .captures(last)
         .and_then(|c| c.get(1))
         .map(|m| m.as_str().to_string())
-}
-
-/// Phase `Discover`: fills [`RunContext::netns`].
-#[derive(Debug, Clone, Copy)]
-pub struct DiscoverStep;
-
-impl Step for DiscoverStep {
-    fn name(&self) -> &'static str {
-        "netns-discover"
-    }
-
-    fn phase(&self) -> Phase {
-        Phase::Discover
-    }
-
-    fn run(self: Arc<Self>, ctx: Arc<RunContext>) -> BoxFuture<Result<Tally, StepError>> {
-        Box::pin(async move {
-            let host = ctx.host.clone();
-            let max = ctx.options.max_processes_per_netns;
-            let list = tokio::task::spawn_blocking(move || {
-                discover(&host, Path::new("/proc/self/ns/net"), max)
-            })
-            .await
-            .map_err(|e| StepError::Other(format!("discovery thread failed: {e}")))?;
-            let mut tally = Tally::default();
-            let pods = list.iter().filter(|n| n.info.pod_uid.is_some()).count();
-            tally
-                .notes
-                .push(format!("{} namespaces, {pods} with a pod UID", list.len()));
-            tally.ok = 1;
-            ctx.set_netns(list);
-            Ok(tally)
-        })
-    }
 }
 
 #[cfg(test)]
