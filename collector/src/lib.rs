@@ -16,6 +16,7 @@ pub mod conntrack;
 pub mod correlate;
 pub mod dns;
 pub mod host_files;
+pub mod ip_text;
 pub mod iptables;
 pub mod ipvs;
 pub mod kube;

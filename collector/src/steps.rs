@@ -25,17 +25,17 @@ pub fn all(options: &Options) -> Vec<Arc<dyn Step>> {
     }
     vec![
         Arc::new(crate::netns::step::DiscoverStep),
-        Arc::new(crate::netlink::NetlinkStep),
-        Arc::new(crate::netlink::IpTextStep),
+        Arc::new(crate::netlink::step::NetlinkStep),
+        Arc::new(crate::ip_text::step::IpTextStep),
         Arc::new(crate::conntrack::step::ConntrackTableStep),
         Arc::new(crate::conntrack::step::ConntrackStatsStep),
         Arc::new(crate::iptables::step::IptablesStep),
         Arc::new(crate::ipvs::step::IpvsStep),
         Arc::new(crate::host_files::step::FilesStep),
-        Arc::new(crate::node::NodeStep),
-        Arc::new(crate::node::NodeSysctlsStep),
-        Arc::new(crate::node::KernelLogStep),
-        Arc::new(crate::node::ToolVersionsStep),
+        Arc::new(crate::node::step::NodeStep),
+        Arc::new(crate::node::step::NodeSysctlsStep),
+        Arc::new(crate::node::step::KernelLogStep),
+        Arc::new(crate::node::step::ToolVersionsStep),
         kube,
         pods,
     ]

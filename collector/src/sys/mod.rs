@@ -7,7 +7,8 @@
 //! - [`cancel`]: the one deadline / interrupt token of a run;
 //! - [`progress`]: the progress lines on stderr;
 //! - [`host`]: the host's identity (`uname`) and the collector's resource usage;
-//! - [`netns`]: entering a network namespace (inode-checked, on a dedicated thread).
+//! - [`netns`]: entering a network namespace (inode-checked, on a dedicated thread);
+//! - [`sysctl`]: reading sysctls by their dotted names.
 
 pub mod cancel;
 pub mod exec;
@@ -15,3 +16,4 @@ pub mod fileio;
 pub mod host;
 pub mod netns;
 pub mod progress;
+pub mod sysctl;
