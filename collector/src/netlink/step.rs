@@ -122,6 +122,18 @@ async fn run_netlink(ctx: Arc<RunContext>) -> Result<Tally, StepError> {
                     Completion::default(),
                 ));
             }
+            // No first dump, so no second sample either: say so (the pass below
+            // only records namespaces that have a first sample).
+            let path = layout::netns_path(&t.id, layout::netns::LINK_STATS_2);
+            if !captured.contains_key(&t.id) && !w.has_path(&path) {
+                let spec = ArtifactSpec::native(path, ArtifactSource::Netlink).in_netns(&t.id);
+                tally.add_result(w.record_missing(
+                    spec,
+                    ArtifactStatus::Skipped,
+                    format!("no first sample: not read: {reason}"),
+                    Completion::default(),
+                ));
+            }
         }
     }
     drop(pool);
