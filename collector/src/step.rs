@@ -2,8 +2,10 @@
 //! against ([`RunContext`]) and what it reports ([`Tally`], [`StepError`]).
 //!
 //! Sources depend on this module; the scheduler (`runner.rs`) runs whatever
-//! steps it is given and names none of them. The rules every step follows
-//! are in `docs/collector.md`, "Extending: steps".
+//! steps it is given and names none of them; [`crate::steps`] is the one list.
+//! The rules every step follows (MUST / MUST NOT) are in `docs/collector.md`,
+//! "Extending: steps"; `collector/tests/step_compliance.rs` checks them for
+//! every step of [`crate::steps::all`].
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::records::{dump, link_record, read_net_sysctls};
 
-use crate::netns::Netns;
+use crate::step::Netns;
 
 /// A namespace to read.
 #[derive(Debug, Clone)]
