@@ -8,8 +8,8 @@
 //! run against a shared [`step::RunContext`]: bundle writer, options, deadline,
 //! namespace list); [`steps`] is the one complete list of steps, built from the
 //! [`Options`]; [`runner`] schedules the steps it is given and names none;
-//! [`sys::exec`] is the only module that spawns processes; each data source is one
-//! module.
+//! [`sys`] holds the OS services ([`sys::exec`] is the only module that spawns
+//! processes); each data source is a folder with its logic and a `step.rs`.
 #![cfg(target_os = "linux")]
 
 pub mod conntrack;

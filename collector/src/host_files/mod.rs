@@ -3,7 +3,7 @@
 //! `/var/lib/kubelet/config.yaml`, `/etc/os-release`.
 //!
 //! Every file is read inside the host root (see `fileio`: regular files only,
-//! at most [`CONFIG_FILE_CAP`] bytes, abandoned at the per-unit timeout) and
+//! at most [`CONFIG_FILE_CAP`](crate::sys::fileio::CONFIG_FILE_CAP) bytes, abandoned at the per-unit timeout) and
 //! passed through [`crate::secrets`] before it is stored: a file without
 //! credentials lands byte for byte, one with credentials lands with them
 //! replaced by `<withheld: …>` markers, a kubeconfig does not land at all; the

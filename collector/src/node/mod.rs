@@ -10,7 +10,7 @@
 //! loaded) are left out of the JSON and listed in the record's `absent`
 //! attribute; the collector never loads a module to make them appear.
 //!
-//! Layout: [`privileges`], [`sysctls`] and [`kernel_log`] hold the logic;
+//! Layout: [`privileges`](mod@privileges), [`sysctls`] and [`kernel_log`] hold the logic;
 //! [`step`] holds the four [`crate::step::Step`]s.
 
 pub mod kernel_log;
