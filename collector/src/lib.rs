@@ -4,19 +4,19 @@
 //! writes sysctls, and it does not run tools that would load modules (ipvsadm
 //! without IPVS in the kernel, conntrack without nf_conntrack).
 //!
-//! Structure: [`runner`] runs [`runner::Step`]s concurrently against a shared
-//! [`runner::RunContext`] (bundle writer, options, deadline, namespace list);
-//! [`exec`] is the only module that spawns processes; each data source is one
-//! module.
+//! Structure: [`step`] is the contract a data source implements ([`step::Step`],
+//! run against a shared [`step::RunContext`]: bundle writer, options, deadline,
+//! namespace list); [`steps`] is the one complete list of steps, built from the
+//! [`Options`]; [`runner`] schedules the steps it is given and names none;
+//! [`sys`] holds the OS services ([`sys::exec`] is the only module that spawns
+//! processes); each data source is a folder with its logic and a `step.rs`.
 #![cfg(target_os = "linux")]
 
-pub mod cancel;
 pub mod conntrack;
 pub mod correlate;
 pub mod dns;
-pub mod exec;
-pub mod fileio;
-pub mod files;
+pub mod host_files;
+pub mod ip_text;
 pub mod iptables;
 pub mod ipvs;
 pub mod kube;
@@ -24,12 +24,15 @@ pub mod netlink;
 pub mod netns;
 pub mod node;
 pub mod options;
-pub mod progress;
 pub mod runner;
 pub mod secrets;
 pub mod spool;
 pub mod stdout;
+pub mod step;
+pub mod steps;
+pub mod sys;
 
-pub use cancel::{Cancel, StopReason};
 pub use options::Options;
-pub use runner::{Outcome, RunContext, Step, collect, default_steps};
+pub use runner::{Outcome, Plan, collect};
+pub use step::{RunContext, Step};
+pub use sys::cancel::{Cancel, StopReason};

@@ -14,7 +14,7 @@ mod cli {
     use anyhow::Context;
     use clap::{CommandFactory, Parser};
     use netsnap_bundle::{ArtifactStatus, CollectionOutcome};
-    use netsnap_collector::progress::Progress;
+    use netsnap_collector::sys::progress::Progress;
     use netsnap_collector::{Cancel, Options, StopReason};
 
     const AFTER_HELP: &str = "\
@@ -372,7 +372,9 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             None
         };
         let (kube_opts, dns_opts) = cli.kube_dns(&options)?;
-        let cluster_pass = kube_opts.scope == netsnap_bundle::k8s::ApiScope::Cluster;
+        options.kube = kube_opts;
+        options.dns = dns_opts;
+        let cluster_pass = options.kube.scope == netsnap_bundle::k8s::ApiScope::Cluster;
         if cluster_pass {
             anyhow::ensure!(
                 !options.no_api,
@@ -381,7 +383,7 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
             // A cluster bundle describes no node.
             options.node_name = None;
             if options.output.is_none() {
-                let label = match &kube_opts.run_id {
+                let label = match &options.kube.run_id {
                     Some(id) => format!("cluster-{id}"),
                     None => "cluster".to_string(),
                 };
@@ -391,30 +393,8 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
                 )));
             }
         }
-        for (key, value) in [
-            ("kubeconfig", serde_json::json!(cli.kubeconfig)),
-            ("context", serde_json::json!(cli.context)),
-            ("dns_from", serde_json::json!(cli.dns_from)),
-            ("dns_names", serde_json::json!(cli.dns_name)),
-            (
-                "dns_timeout",
-                serde_json::json!(dns_opts.timeout.as_secs_f64()),
-            ),
-            ("api_scope", serde_json::json!(kube_opts.scope)),
-            ("run_id", serde_json::json!(kube_opts.run_id)),
-            ("api_qps", serde_json::json!(cli.api_qps)),
-            ("api_burst", serde_json::json!(cli.api_burst)),
-            ("api_max_bytes", serde_json::json!(cli.api_max_bytes)),
-            ("api_max_retries", serde_json::json!(cli.api_max_retries)),
-            (
-                "start_jitter",
-                serde_json::json!(cli.start_jitter.as_secs_f64()),
-            ),
-        ] {
-            options.step_options.insert(key.to_string(), value);
-        }
         // Before any thread exists, so every thread and child inherits it.
-        let prio = netsnap_collector::exec::lower_priority();
+        let prio = netsnap_collector::sys::exec::lower_priority();
         let level = match cli.verbose {
             0 => "warn",
             1 => "info",
@@ -477,18 +457,9 @@ Progress and logs go to stderr; stdout only receives the bundle path, or with `-
                 netsnap_bundle::remove_live_spools();
                 std::process::exit(130);
             });
-            let (kube_step, pods_step) = netsnap_collector::kube::step::steps(kube_opts, dns_opts);
             // The cluster pass captures nothing node-local: only the API lists.
-            let mut steps: Vec<std::sync::Arc<dyn netsnap_collector::Step>> = if cluster_pass {
-                Vec::new()
-            } else {
-                netsnap_collector::default_steps()
-            };
-            steps.push(kube_step);
-            if !cluster_pass {
-                steps.push(pods_step);
-            }
-            netsnap_collector::collect(options, steps, cancel, progress).await
+            let plan = netsnap_collector::steps::plan(&options);
+            netsnap_collector::collect(options, plan, cancel, progress).await
         })?;
         runtime.shutdown_timeout(Duration::from_millis(200));
         let mut outcome = outcome;

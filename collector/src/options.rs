@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::dns::DnsOptions;
+use crate::kube::KubeOptions;
+
 /// Everything a run needs to know; no clap types beyond this point.
 #[derive(Debug, Clone, Serialize)]
 pub struct Options {
@@ -18,7 +21,7 @@ pub struct Options {
     /// Root of the host filesystem (files and `/proc` are read under it).
     pub host_root: Option<PathBuf>,
     /// Silence timeout of one unit of work: a command printing nothing for this long
-    /// (big dumps: [`crate::exec::DUMP_TIMEOUT_FACTOR`] times it), one namespace's
+    /// (big dumps: [`crate::sys::exec::DUMP_TIMEOUT_FACTOR`] times it), one namespace's
     /// netlink dump, one file.
     #[serde(serialize_with = "ser_secs")]
     pub timeout: Duration,
@@ -40,7 +43,7 @@ pub struct Options {
     pub netns_workers: usize,
     /// Concurrent `ip` commands for the per-namespace raw text.
     pub command_concurrency: usize,
-    /// Big dumps (rulesets, conntrack table) run at once ([`crate::exec::Kind::Dump`]).
+    /// Big dumps (rulesets, conntrack table) run at once ([`crate::sys::exec::Kind::Dump`]).
     pub dump_slots: usize,
     /// Raw `ip` text is produced for at most this many non-host namespaces (it
     /// costs two processes each; the native `netlink.json` is always complete).
@@ -49,9 +52,12 @@ pub struct Options {
     pub max_processes_per_netns: usize,
     /// Replace an existing file at `output` (`--force`); otherwise the run refuses it.
     pub force: bool,
-    /// Options of plugged-in steps (API, DNS), recorded with the rest in the manifest.
+    /// Options of the Kubernetes API step (recorded flattened, under the flag names).
     #[serde(flatten)]
-    pub step_options: serde_json::Map<String, serde_json::Value>,
+    pub kube: KubeOptions,
+    /// Options of the DNS probes (recorded flattened, under the flag names).
+    #[serde(flatten)]
+    pub dns: DnsOptions,
 }
 
 /// The longest duration any option accepts (7 days): anything longer is a typo.
@@ -89,7 +95,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
 }
 
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a duration as seconds (`2.0`, `0.5`), the manifest's unit.
+pub(crate) fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
@@ -109,11 +116,12 @@ impl Default for Options {
             ipvs_conn_max_lines: 100_000,
             netns_workers: 4,
             command_concurrency: 4,
-            dump_slots: crate::exec::default_dump_slots(),
+            dump_slots: crate::sys::exec::default_dump_slots(),
             max_ip_text_netns: 100,
             max_processes_per_netns: 32,
             force: false,
-            step_options: serde_json::Map::new(),
+            kube: KubeOptions::default(),
+            dns: DnsOptions::default(),
         }
     }
 }
@@ -179,5 +187,47 @@ mod tests {
             assert!(!e.contains('\n'), "{bad}: {e}");
         }
         assert_eq!(parse_duration("168h"), Ok(MAX_DURATION));
+    }
+
+    /// `collection.options` keeps the flat, flag-named keys it had when the API and
+    /// DNS options were an untyped map (the analyzer and `bundle::k8s` read them).
+    #[test]
+    fn kube_and_dns_options_serialize_under_their_flag_names() {
+        let mut o = Options::default();
+        o.kube.kubeconfig = Some(PathBuf::from("/k"));
+        o.kube.scope = netsnap_bundle::k8s::ApiScope::Node;
+        o.kube.run_id = Some("r1".into());
+        o.kube.max_bytes = Some(5000);
+        o.kube.start_jitter = Duration::from_secs(1);
+        o.dns.from = "all".parse().unwrap();
+        o.dns.names = vec!["a.example".into()];
+        o.dns.timeout = Duration::from_millis(500);
+        let v = serde_json::to_value(&o).unwrap();
+        let obj = v.as_object().unwrap();
+        for (k, want) in [
+            ("kubeconfig", serde_json::json!("/k")),
+            ("context", serde_json::Value::Null),
+            ("api_scope", serde_json::json!("node")),
+            ("run_id", serde_json::json!("r1")),
+            ("api_qps", serde_json::json!(5.0)),
+            ("api_burst", serde_json::json!(10)),
+            ("api_max_bytes", serde_json::json!(5000)),
+            ("api_max_retries", serde_json::json!(8)),
+            ("start_jitter", serde_json::json!(1.0)),
+            ("dns_from", serde_json::json!("all")),
+            ("dns_names", serde_json::json!(["a.example"])),
+            ("dns_timeout", serde_json::json!(0.5)),
+        ] {
+            assert_eq!(obj.get(k), Some(&want), "{k}");
+        }
+        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 17 + 12, "{keys:?}");
+        for inner in ["kube", "dns", "scope", "qps", "from", "names", "page_size"] {
+            assert!(!obj.contains_key(inner), "{inner} leaked into the manifest");
+        }
+        for (text, from) in [("all", "all"), ("7", "7"), ("ns/pod", "ns/pod")] {
+            let parsed: crate::dns::DnsFrom = text.parse().unwrap();
+            assert_eq!(parsed.to_string(), from);
+        }
     }
 }

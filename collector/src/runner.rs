@@ -1,5 +1,5 @@
-//! The run: a shared [`RunContext`], independent [`Step`]s run concurrently in
-//! phases, and a manifest that always gets written.
+//! The scheduler: runs the [`Step`]s it is given concurrently in phases against
+//! one shared [`RunContext`], and always writes a manifest.
 //!
 //! Guarantees:
 //! - every step runs in its own tokio task; one failing, hanging or panicking
@@ -12,320 +12,29 @@
 //!   before `Capture` (everything independent, concurrently), which runs before
 //!   `Derive` (correlations over what was captured, e.g. the pod matcher).
 //!
-//! A new data source plugs in by implementing [`Step`] and adding it to the
-//! list given to [`collect`] (see [`default_steps`]).
+//! The contract steps implement is [`crate::step`]; this module names no data
+//! source: the list it runs comes from [`crate::steps`].
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use netsnap_bundle::native::{NetnsIndex, NetnsSnapshot};
 use netsnap_bundle::{
     ArtifactRecord, ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, CollectionInfo,
-    CollectionOutcome, Manifest, NodeInfo, ResourceUsage, ToolInfo, WriteError, WriterOptions,
-    layout,
+    CollectionOutcome, Manifest, ToolInfo, WriteError, WriterOptions, layout,
 };
 
-use crate::cancel::{Cancel, StopReason};
-use crate::exec::Exec;
-use crate::netns::Netns;
-use crate::options::{HostPaths, Options};
-use crate::progress::Progress;
+use crate::options::Options;
+use crate::step::{Phase, RunContext, Step};
+use crate::sys::cancel::{Cancel, StopReason};
+use crate::sys::host::{node_info, resource_usage};
+use crate::sys::progress::Progress;
 
 /// Time steps get to record what they have once the run is stopped.
 pub const GRACE: Duration = Duration::from_secs(3);
-
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Ordering of steps (steps of one phase run concurrently).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Finds the namespaces (everything else needs the list).
-    Discover,
-    /// Independent captures.
-    Capture,
-    /// Computations over captured data (correlations).
-    Derive,
-}
-
-/// Errors a step can end with (its records already written stay in the bundle).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StepError {
-    /// The bundle writer failed.
-    #[error("bundle write failed: {0}")]
-    Write(#[from] WriteError),
-    /// Anything else, as text.
-    #[error("{0}")]
-    Other(String),
-}
-
-/// One unit of collection.
-pub trait Step: Send + Sync + 'static {
-    /// Short name shown in progress lines (`conntrack`, `netlink`, …).
-    fn name(&self) -> &'static str;
-    /// When it runs.
-    fn phase(&self) -> Phase {
-        Phase::Capture
-    }
-    /// True for short, command-free steps that must run even after the run was
-    /// stopped (deadline or Ctrl-C), such as the node sysctls.
-    fn runs_when_stopped(&self) -> bool {
-        false
-    }
-    /// Runs the step; records are written through `ctx.writer` as it goes.
-    fn run(self: Arc<Self>, ctx: Arc<RunContext>) -> BoxFuture<Result<Tally, StepError>>;
-}
-
-/// Counts of a step's records by status, plus free-form notes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Complete artifacts.
-    pub ok: usize,
-    /// Incomplete artifacts.
-    pub partial: usize,
-    /// Failed artifacts.
-    pub failed: usize,
-    /// Skipped on purpose.
-    pub skipped: usize,
-    /// Source absent on this node.
-    pub unavailable: usize,
-    /// Short notes (first failure reasons, fallbacks used).
-    pub notes: Vec<String>,
-}
-
-impl Tally {
-    /// Counts one record.
-    pub fn add(&mut self, rec: &ArtifactRecord) {
-        match rec.status {
-            ArtifactStatus::Ok => self.ok += 1,
-            ArtifactStatus::Partial => {
-                self.partial += 1;
-                self.note_reason(rec);
-            }
-            ArtifactStatus::Failed => {
-                self.failed += 1;
-                self.note_reason(rec);
-            }
-            ArtifactStatus::Skipped => self.skipped += 1,
-            ArtifactStatus::Unavailable => self.unavailable += 1,
-        }
-    }
-
-    /// Counts a record result, turning a write error into a failure note.
-    pub fn add_result(&mut self, r: Result<ArtifactRecord, WriteError>) {
-        match r {
-            Ok(rec) => self.add(&rec),
-            Err(e) => {
-                self.failed += 1;
-                self.notes.push(e.to_string());
-            }
-        }
-    }
-
-    /// Merges another tally.
-    pub fn merge(&mut self, other: Tally) {
-        self.ok += other.ok;
-        self.partial += other.partial;
-        self.failed += other.failed;
-        self.skipped += other.skipped;
-        self.unavailable += other.unavailable;
-        self.notes.extend(other.notes);
-    }
-
-    fn note_reason(&mut self, rec: &ArtifactRecord) {
-        if self.notes.len() < 3 {
-            let why = rec.error.as_deref().unwrap_or("truncated");
-            self.notes.push(format!("{}: {why}", rec.path));
-        }
-    }
-
-    /// The status word for the progress line.
-    pub fn status_word(&self) -> &'static str {
-        if self.failed > 0 && self.ok + self.partial == 0 {
-            "FAILED"
-        } else if self.failed > 0 || self.partial > 0 {
-            "partial"
-        } else {
-            "ok"
-        }
-    }
-
-    /// One-line detail for the progress line.
-    pub fn detail(&self) -> String {
-        let mut parts = vec![format!("{} ok", self.ok)];
-        for (n, w) in [
-            (self.partial, "partial"),
-            (self.failed, "failed"),
-            (self.unavailable, "unavailable"),
-            (self.skipped, "skipped"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {w}"));
-            }
-        }
-        let mut s = parts.join(", ");
-        if let Some(first) = self.notes.first() {
-            s.push_str(" (");
-            s.push_str(first);
-            s.push(')');
-        }
-        s
-    }
-}
-
-/// State shared by all steps of a run.
-pub struct RunContext {
-    /// The bundle being written.
-    pub writer: BundleWriter,
-    /// The options.
-    pub options: Options,
-    /// Path mapping under `--host-root`.
-    pub host: HostPaths,
-    /// The process runner.
-    pub exec: Exec,
-    /// Deadline / interrupt token.
-    pub cancel: Cancel,
-    /// When the run started.
-    pub started: Instant,
-    /// When the run must end.
-    pub deadline: Instant,
-    /// Progress display.
-    pub progress: Progress,
-    netns: Mutex<Arc<Vec<Netns>>>,
-    netns_extra: Mutex<BTreeMap<String, NetnsExtra>>,
-    snapshots: Mutex<BTreeMap<String, Arc<NetnsSnapshot>>>,
-    notes: Mutex<Vec<String>>,
-    discovered_node_name: Mutex<Option<String>>,
-}
-
-/// Facts about a namespace learned after discovery (by the netlink step).
-#[derive(Debug, Clone, Default)]
-pub struct NetnsExtra {
-    /// The host namespace's id for it.
-    pub host_nsid: Option<i32>,
-    /// Why its data could not be read.
-    pub error: Option<String>,
-}
-
-impl std::fmt::Debug for RunContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunContext")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RunContext {
-    /// A context writing into `writer`.
-    pub fn new(writer: BundleWriter, options: Options, cancel: Cancel, progress: Progress) -> Self {
-        let host = HostPaths::new(options.host_root.clone());
-        let exec = Exec::with_dump_slots(
-            options.host_root.clone(),
-            options.timeout,
-            cancel.clone(),
-            options.dump_slots,
-        );
-        let started = Instant::now();
-        RunContext {
-            writer,
-            deadline: started + options.deadline,
-            options,
-            host,
-            exec,
-            cancel,
-            started,
-            progress,
-            netns: Mutex::new(Arc::new(Vec::new())),
-            netns_extra: Mutex::new(BTreeMap::new()),
-            snapshots: Mutex::new(BTreeMap::new()),
-            notes: Mutex::new(Vec::new()),
-            discovered_node_name: Mutex::new(None),
-        }
-    }
-
-    /// The namespaces found by discovery (empty before it ran).
-    pub fn netns(&self) -> Arc<Vec<Netns>> {
-        self.netns.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    /// Sets the namespace list (discovery).
-    pub fn set_netns(&self, list: Vec<Netns>) {
-        if let Ok(mut g) = self.netns.lock() {
-            *g = Arc::new(list);
-        }
-    }
-
-    /// Records what was learned about a namespace after discovery.
-    pub fn set_netns_extra(&self, id: &str, extra: NetnsExtra) {
-        if let Ok(mut g) = self.netns_extra.lock() {
-            g.insert(id.to_string(), extra);
-        }
-    }
-
-    /// Stores a namespace's netlink snapshot for later phases.
-    pub fn put_snapshot(&self, snap: NetnsSnapshot) {
-        if let Ok(mut g) = self.snapshots.lock() {
-            g.insert(snap.netns.clone(), Arc::new(snap));
-        }
-    }
-
-    /// The netlink snapshots captured so far, by namespace id.
-    pub fn snapshots(&self) -> BTreeMap<String, Arc<NetnsSnapshot>> {
-        self.snapshots.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    /// Records the Kubernetes node name found during the run (when no option gave one).
-    pub fn set_node_name(&self, name: impl Into<String>) {
-        if let Ok(mut g) = self.discovered_node_name.lock() {
-            *g = Some(name.into());
-        }
-    }
-
-    /// Adds a run-level note to the manifest.
-    pub fn note(&self, text: impl Into<String>) {
-        if let Ok(mut g) = self.notes.lock() {
-            g.push(text.into());
-        }
-    }
-
-    /// Time left before the deadline.
-    pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
-    }
-
-    /// The index of namespaces with everything learned so far.
-    pub fn netns_index(&self) -> NetnsIndex {
-        let extra = self
-            .netns_extra
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_default();
-        NetnsIndex {
-            namespaces: self
-                .netns()
-                .iter()
-                .map(|ns| {
-                    let mut info = ns.info.clone();
-                    if let Some(x) = extra.get(&info.id) {
-                        info.host_nsid = x.host_nsid;
-                        if info.error.is_none() {
-                            info.error = x.error.clone();
-                        }
-                    }
-                    info
-                })
-                .collect(),
-        }
-    }
-}
 
 /// What a run produced.
 #[derive(Debug)]
@@ -349,31 +58,48 @@ pub enum RunError {
     Bundle(#[from] WriteError),
 }
 
-/// The steps of a node-local run, in no particular order.
-pub fn default_steps() -> Vec<Arc<dyn Step>> {
-    vec![
-        Arc::new(crate::netns::DiscoverStep),
-        Arc::new(crate::netlink::NetlinkStep),
-        Arc::new(crate::netlink::IpTextStep),
-        Arc::new(crate::conntrack::ConntrackTableStep),
-        Arc::new(crate::conntrack::ConntrackStatsStep),
-        Arc::new(crate::iptables::IptablesStep),
-        Arc::new(crate::ipvs::IpvsStep),
-        Arc::new(crate::files::FilesStep),
-        Arc::new(crate::node::NodeStep),
-        Arc::new(crate::node::NodeSysctlsStep),
-        Arc::new(crate::node::KernelLogStep),
-        Arc::new(crate::node::ToolVersionsStep),
-    ]
+/// What a run is given: synchronous checks made once before any step, then the
+/// steps. Built by [`crate::steps::plan`]; a bare list of steps converts into a
+/// plan without checks.
+#[derive(Default)]
+pub struct Plan {
+    /// Called in order with the context before the first phase (e.g. the
+    /// privileges check, which records `node/privileges.json` and a note).
+    pub preflight: Vec<fn(&RunContext)>,
+    /// The steps, in no particular order.
+    pub steps: Vec<Arc<dyn Step>>,
 }
 
-/// Runs `steps` and writes the bundle. Fails only when no bundle can be written.
+impl From<Vec<Arc<dyn Step>>> for Plan {
+    fn from(steps: Vec<Arc<dyn Step>>) -> Self {
+        Plan {
+            preflight: Vec::new(),
+            steps,
+        }
+    }
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("preflight", &self.preflight.len())
+            .field(
+                "steps",
+                &self.steps.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Runs a plan (or a bare list of steps) and writes the bundle. Fails only when no
+/// bundle can be written.
 pub async fn collect(
     options: Options,
-    steps: Vec<Arc<dyn Step>>,
+    plan: impl Into<Plan>,
     cancel: Cancel,
     progress: Progress,
 ) -> Result<Outcome, RunError> {
+    let Plan { preflight, steps } = plan.into();
     let started_at = Utc::now();
     let node = node_info(&options);
     let output = options.output.clone().unwrap_or_else(|| {
@@ -415,8 +141,8 @@ pub async fn collect(
 
     // The API-only cluster pass (no discovery step) reads nothing of the node.
     let node_local = steps.iter().any(|s| s.phase() == Phase::Discover);
-    if node_local {
-        crate::node::check_privileges(&ctx);
+    for check in preflight {
+        check(&ctx);
     }
     for p in stale {
         ctx.note(format!(
@@ -451,11 +177,11 @@ pub async fn collect(
         .iter()
         .map(|r| format!("incomplete: {}", core_advice(r, &ctx.options)))
         .collect();
-    notes.extend(ctx.notes.lock().map(|g| g.clone()).unwrap_or_default());
+    notes.extend(ctx.notes());
     let mut node = node;
     if node.name.is_none() {
         // A name found later (matched against the API's Node objects) still belongs in the manifest.
-        node.name = ctx.discovered_node_name.lock().ok().and_then(|g| g.clone());
+        node.name = ctx.found_node_name();
     }
     for (name, why) in &step_failures {
         notes.push(format!("step {name}: {why}"));
@@ -541,25 +267,6 @@ pub fn core_advice(rec: &ArtifactRecord, options: &Options) -> String {
         String::new()
     };
     format!("{what} {status}: {error}{fix}")
-}
-
-/// The collector's own and its children's `getrusage(2)` figures, taken just before the
-/// manifest is written (`None` if the kernel refuses, which it does not on Linux).
-fn resource_usage() -> Option<ResourceUsage> {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let me = getrusage(UsageWho::RUSAGE_SELF).ok()?;
-    let children = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
-    let ms = |t: nix::sys::time::TimeVal| {
-        u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
-            + u64::try_from(t.tv_usec()).unwrap_or(0) / 1000
-    };
-    // Linux reports ru_maxrss in KiB.
-    Some(ResourceUsage {
-        peak_rss_kib: u64::try_from(me.max_rss()).unwrap_or(0),
-        children_peak_rss_kib: u64::try_from(children.max_rss()).unwrap_or(0),
-        user_cpu_ms: ms(me.user_time()),
-        system_cpu_ms: ms(me.system_time()),
-    })
 }
 
 async fn run_phase(ctx: &Arc<RunContext>, steps: Vec<Arc<dyn Step>>) -> Vec<(String, String)> {
@@ -664,23 +371,5 @@ fn write_netns_index(ctx: &RunContext) {
     }
     if let Err(e) = ctx.writer.add_json(spec, &index, Duration::ZERO) {
         ctx.note(format!("netns/index.json: {e}"));
-    }
-}
-
-/// Node identity from uname, with the Kubernetes node name when given.
-pub fn node_info(options: &Options) -> NodeInfo {
-    let (hostname, release, machine) = match nix::sys::utsname::uname() {
-        Ok(u) => (
-            u.nodename().to_string_lossy().into_owned(),
-            u.release().to_string_lossy().into_owned(),
-            Some(u.machine().to_string_lossy().into_owned()),
-        ),
-        Err(_) => (String::new(), String::new(), None),
-    };
-    NodeInfo {
-        name: options.node_name.clone(),
-        hostname,
-        kernel_release: release,
-        machine,
     }
 }

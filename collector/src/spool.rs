@@ -14,7 +14,7 @@ use netsnap_bundle::spool_owner_pid;
 
 /// True when `pid` is a running netsnap collector (`comm` is cut at 15 bytes).
 fn is_live_collector(pid: u32) -> bool {
-    crate::fileio::read_small(Path::new(&format!("/proc/{pid}/comm")))
+    crate::sys::fileio::read_small(Path::new(&format!("/proc/{pid}/comm")))
         .is_some_and(|c| "netsnap-collect".starts_with(c.as_str()) && !c.is_empty())
 }
 

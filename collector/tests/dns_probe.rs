@@ -147,6 +147,7 @@ fn source(pod: &Netns, pid: Option<u32>) -> ProbeSource {
         netns: layout::netns_id(pod.inode()),
         pod: Some("default/client".into()),
         ns_path: Some(pod.path()),
+        inode: Some(pod.inode()),
         pid,
         ipv6: false,
     }
@@ -492,7 +493,7 @@ async fn full_run_api_correlation_and_dns() {
     let out_path = dir.path().join("b.tar.zst");
     // No node name is given: it is found by matching the hostname against Node objects,
     // and must still end up in the manifest.
-    let options = netsnap_collector::Options {
+    let mut options = netsnap_collector::Options {
         output: Some(out_path.clone()),
         node_name: None,
         deadline: Duration::from_secs(40),
@@ -516,15 +517,14 @@ async fn full_run_api_correlation_and_dns() {
         attempts: 1,
         ..DnsOptions::default()
     };
-    let mut steps = netsnap_collector::default_steps();
-    let (k, p) = netsnap_collector::kube::step::steps(kube, dns);
-    steps.push(k);
-    steps.push(p);
+    options.kube = kube;
+    options.dns = dns;
+    let plan = netsnap_collector::steps::plan(&options);
     let outcome = netsnap_collector::collect(
         options,
-        steps,
+        plan,
         netsnap_collector::Cancel::new(),
-        netsnap_collector::progress::Progress::detect(true),
+        netsnap_collector::sys::progress::Progress::detect(true),
     )
     .await
     .unwrap();

@@ -15,11 +15,11 @@ use netsnap_bundle::{
     Manifest, NodeInfo, ReaderOptions, ToolInfo, WriterOptions, layout,
 };
 use netsnap_collector::Cancel;
-use netsnap_collector::exec::Exec;
 use netsnap_collector::kube::runtime::{CommandOutput, CommandRunner, RunFuture};
 use netsnap_collector::kube::{
     API_ARTIFACTS, KubeOptions, KubeOutcome, collect_api, collect_runtime,
 };
+use netsnap_collector::sys::exec::Exec;
 use support::apiserver::{self, Mode, closed_port, fixture_dir, kubeconfig};
 
 fn finish(writer: BundleWriter) -> (Bundle, Manifest) {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use netsnap_bundle::{
     ArtifactSource, ArtifactSpec, ArtifactStatus, Bundle, CollectionOutcome, ReaderOptions,
 };
-use netsnap_collector::progress::Progress;
-use netsnap_collector::runner::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
+use netsnap_collector::step::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
+use netsnap_collector::sys::progress::Progress;
 use netsnap_collector::{Cancel, Options, collect};
 
 struct Good;

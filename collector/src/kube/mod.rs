@@ -51,44 +51,64 @@ use self::runtime::{CommandRunner, RuntimeError};
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 
 /// Options of the Kubernetes step.
-#[derive(Debug, Clone)]
+///
+/// Serialized into the manifest's `collection.options` (flattened, under the
+/// flag names: `kubeconfig`, `context`, `api_scope`, `run_id`, `api_qps`,
+/// `api_burst`, `api_max_bytes`, `api_max_retries`, `start_jitter`); the rest
+/// is either recorded elsewhere or not an option of the run.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct KubeOptions {
     /// `--no-api`: do not talk to the API server at all.
+    #[serde(skip)]
     pub no_api: bool,
     /// `--kubeconfig`.
     pub kubeconfig: Option<PathBuf>,
     /// `--context`.
     pub context: Option<String>,
     /// `--node-name`.
+    #[serde(skip)]
     pub node_name: Option<String>,
     /// `$NODE_NAME` (downward API in the DaemonSet).
+    #[serde(skip)]
     pub node_name_env: Option<String>,
     /// The node's hostname, matched against Node objects when no name is given.
+    #[serde(skip)]
     pub hostname: Option<String>,
     /// Objects per page.
+    #[serde(skip)]
     pub page_size: u32,
     /// Timeout of one whole list (all its pages) or one get.
+    #[serde(skip)]
     pub request_timeout: Duration,
     /// Most recent events kept.
+    #[serde(skip)]
     pub max_events: usize,
     /// Also try the kubelet kubeconfig when nothing else is configured.
+    #[serde(skip)]
     pub kubelet_fallback: bool,
     /// `--api-scope`: which part of the API view to collect.
+    #[serde(rename = "api_scope")]
     pub scope: ApiScope,
     /// `--run-id`: ties the node bundles of one fan-out to its cluster bundle.
     pub run_id: Option<String>,
     /// `--api-qps`: client-side request rate once the burst is spent (0 = unlimited).
+    #[serde(rename = "api_qps")]
     pub qps: f64,
     /// `--api-burst`: requests allowed back to back.
+    #[serde(rename = "api_burst")]
     pub burst: u32,
     /// `--api-max-bytes`: hard cap on response bytes (None = [`default_max_bytes`] of the scope).
+    #[serde(rename = "api_max_bytes")]
     pub max_bytes: Option<u64>,
     /// `--api-max-retries`: most `429` retries of the whole collection.
+    #[serde(rename = "api_max_retries")]
     pub max_retries: u32,
     /// `--start-jitter`: the first request waits a per-node share of this, so a
     /// DaemonSet's pods do not all ask at once.
+    #[serde(serialize_with = "crate::options::ser_secs")]
     pub start_jitter: Duration,
     /// When the whole API step must be over (None: 3 x `request_timeout` from its start).
+    #[serde(skip)]
     pub deadline: Option<tokio::time::Instant>,
 }
 

@@ -3,7 +3,7 @@
 //! `docker ps` + `docker inspect` (dockershim / cri-dockerd nodes, as in the
 //! tutorial).
 //!
-//! Processes are spawned only through the collector's [`crate::exec::Exec`]
+//! Processes are spawned only through the collector's [`crate::sys::exec::Exec`]
 //! (timeouts, process-group kill, output caps), behind the small
 //! [`CommandRunner`] trait so tests can serve recorded outputs.
 
@@ -14,7 +14,7 @@ use std::pin::Pin;
 use netsnap_bundle::k8s::RuntimePod;
 use serde_json::Value;
 
-use crate::exec::{Captured, End, Exec};
+use crate::sys::exec::{Captured, End, Exec};
 
 /// Cap on how many sandboxes get an `inspectp`/`inspect` call (the rest keep list data).
 pub const MAX_INSPECT: usize = 512;

@@ -14,7 +14,7 @@ use netsnap_bundle::layout;
 use crate::correlate::{self, CorrelationInput};
 use crate::dns::{self, DnsOptions};
 use crate::kube::{KubeOptions, KubeOutcome, collect_api, collect_runtime};
-use crate::runner::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
 
 /// State handed from [`KubeStep`] to [`PodsStep`].
 #[derive(Debug, Default)]

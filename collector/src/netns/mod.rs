@@ -9,35 +9,20 @@
 //!
 //! Read-only: it opens nothing but `/proc` and the netns directories.
 
+pub mod step;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::OnceLock;
 
 use netsnap_bundle::layout;
 use netsnap_bundle::native::{NetnsInfo, NetnsProcess};
 use regex::Regex;
 
 use crate::options::HostPaths;
-use crate::runner::{BoxFuture, Phase, RunContext, Step, StepError, Tally};
-
-/// A discovered namespace: its index entry plus how to enter it.
-#[derive(Debug, Clone)]
-pub struct Netns {
-    /// The entry written to `netns/index.json`.
-    pub info: NetnsInfo,
-    /// Files that refer to it (named bind mounts first, then `/proc/<pid>/ns/net`),
-    /// tried in order since processes may exit meanwhile.
-    pub paths: Vec<PathBuf>,
-}
-
-impl Netns {
-    /// The bundle id (`host` or `ns-<inode>`).
-    pub fn id(&self) -> &str {
-        &self.info.id
-    }
-}
+pub use crate::step::Netns;
 
 /// Discovers namespaces under `host` (`/proc`, `/run/netns`, `/var/run/netns`).
 ///
@@ -138,8 +123,8 @@ fn is_nsfs(p: &Path) -> bool {
 fn read_process(proc_dir: &Path, pid: u32) -> NetnsProcess {
     let base = proc_dir.join(pid.to_string());
     // Capped, non-blocking, regular files only (see `fileio`).
-    let comm = crate::fileio::read_small(&base.join("comm")).unwrap_or_default();
-    let cgroup = crate::fileio::read_small(&base.join("cgroup")).and_then(|s| pick_cgroup(&s));
+    let comm = crate::sys::fileio::read_small(&base.join("comm")).unwrap_or_default();
+    let cgroup = crate::sys::fileio::read_small(&base.join("cgroup")).and_then(|s| pick_cgroup(&s));
     let (pod_uid, container_id) = cgroup
         .as_deref()
         .map(|c| (pod_uid_from_cgroup(c), container_id_from_cgroup(c)))
@@ -209,40 +194,6 @@ pub fn container_id_from_cgroup(path: &str) -> Option<String> {
         .captures(last)
         .and_then(|c| c.get(1))
         .map(|m| m.as_str().to_string())
-}
-
-/// Phase `Discover`: fills [`RunContext::netns`].
-#[derive(Debug, Clone, Copy)]
-pub struct DiscoverStep;
-
-impl Step for DiscoverStep {
-    fn name(&self) -> &'static str {
-        "netns-discover"
-    }
-
-    fn phase(&self) -> Phase {
-        Phase::Discover
-    }
-
-    fn run(self: Arc<Self>, ctx: Arc<RunContext>) -> BoxFuture<Result<Tally, StepError>> {
-        Box::pin(async move {
-            let host = ctx.host.clone();
-            let max = ctx.options.max_processes_per_netns;
-            let list = tokio::task::spawn_blocking(move || {
-                discover(&host, Path::new("/proc/self/ns/net"), max)
-            })
-            .await
-            .map_err(|e| StepError::Other(format!("discovery thread failed: {e}")))?;
-            let mut tally = Tally::default();
-            let pods = list.iter().filter(|n| n.info.pod_uid.is_some()).count();
-            tally
-                .notes
-                .push(format!("{} namespaces, {pods} with a pod UID", list.len()));
-            tally.ok = 1;
-            ctx.set_netns(list);
-            Ok(tally)
-        })
-    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,16 @@
-//! conntrack: the table (streamed straight into the bundle), statistics, two
-//! samples of `/proc/net/stat/nf_conntrack`, and the conntrack sysctls.
-//!
-//! Sources, recorded in each artifact's `source` attribute: `conntrack -L -o
-//! extended` when the program exists, else `/proc/net/nf_conntrack` (a kernel
-//! built without `NF_CONNTRACK_PROCFS` has neither: the record says so).
-//! Nothing here runs when `nf_conntrack` is not loaded: querying it could make
-//! the kernel auto-load modules, and the collector never changes the node.
+//! conntrack's [`Step`]s: the table (`conntrack -L` or `/proc/net/nf_conntrack`)
+//! and the statistics, skipped when `nf_conntrack` is not loaded.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, Completion, layout};
 
-use crate::exec::Limits;
-use crate::fileio::copy_file;
-use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::sys::exec::Limits;
+use crate::sys::fileio::copy_file;
 
-/// The `/proc` fallback copy of the table gets this many `--timeout`s, like the
-/// program's dump: it is the one output that scales with traffic.
-pub const TABLE_TIMEOUT_FACTOR: u32 = crate::exec::DUMP_TIMEOUT_FACTOR;
+use super::{TABLE_TIMEOUT_FACTOR, proc_table_spec, read_conntrack_sysctls, table_spec};
 
 fn loaded(ctx: &RunContext) -> bool {
     ctx.host
@@ -39,23 +30,6 @@ fn unavailable(ctx: &RunContext, tally: &mut Tally, specs: Vec<ArtifactSpec>, wh
             Completion::default(),
         ));
     }
-}
-
-fn table_spec() -> ArtifactSpec {
-    ArtifactSpec::raw_command(
-        layout::conntrack::TABLE,
-        layout::content::CONNTRACK_LIST,
-        &[],
-    )
-    .with_attribute("source", "conntrack-program")
-}
-
-fn proc_table_spec() -> ArtifactSpec {
-    ArtifactSpec::raw_file(
-        layout::conntrack::PROC_TABLE,
-        layout::content::PROC_NF_CONNTRACK,
-    )
-    .with_attribute("source", "procfs")
 }
 
 /// `conntrack -L -o extended`, or `/proc/net/nf_conntrack` when the program is missing.
@@ -195,12 +169,12 @@ impl Step for ConntrackStatsStep {
             let host = ctx.host.clone();
             // A few small files: bounded by the timeout only, so a stop that arrives
             // meanwhile does not lose them (an empty map would read as "all absent").
-            let read = crate::fileio::run_bounded_async(
+            let read = crate::sys::fileio::run_bounded_async(
                 "conntrack sysctls",
                 ctx.options.timeout,
                 None,
                 move || {
-                    let root = crate::fileio::RootDir::host(&host)?;
+                    let root = crate::sys::fileio::RootDir::host(&host)?;
                     Ok(read_conntrack_sysctls(&root))
                 },
             )
@@ -208,7 +182,7 @@ impl Step for ConntrackStatsStep {
             tally.add_result(match read {
                 Ok(map) => ctx.writer.add_json(sys_spec, &map, Duration::ZERO),
                 Err(e) => {
-                    crate::fileio::record_read_error(&ctx.writer, sys_spec, &e, Duration::ZERO)
+                    crate::sys::fileio::record_read_error(&ctx.writer, sys_spec, &e, Duration::ZERO)
                 }
             });
 
@@ -261,24 +235,4 @@ impl Step for ConntrackStatsStep {
             Ok(tally)
         })
     }
-}
-
-/// Every `nf_conntrack*` sysctl (count, max, buckets, timeouts, …) under the
-/// node's `/proc/sys/net`, keyed `net.netfilter.<name>`, plus `net.nf_conntrack_max`.
-pub fn read_conntrack_sysctls(root: &crate::fileio::RootDir) -> BTreeMap<String, String> {
-    let mut map = BTreeMap::new();
-    if let Ok(entries) = root.read_dir("/proc/sys/net/netfilter") {
-        for (name, _, is_file) in entries {
-            if !is_file || !name.starts_with("nf_conntrack") {
-                continue;
-            }
-            if let Some(v) = root.read_small(&format!("/proc/sys/net/netfilter/{name}")) {
-                map.insert(format!("net.netfilter.{name}"), v.replace('\t', " "));
-            }
-        }
-    }
-    if let Some(v) = root.read_small("/proc/sys/net/nf_conntrack_max") {
-        map.insert("net.nf_conntrack_max".into(), v);
-    }
-    map
 }

@@ -1,21 +1,15 @@
-//! IPVS: `ipvsadm -Ln` (plain, `--stats`, `--rate`), `-Lnc` (capped) and
-//! `/proc/net/ip_vs*`.
-//!
-//! When the kernel has no IPVS (`/proc/net/ip_vs` absent) nothing runs and every
-//! artifact is recorded `unavailable` with that reason: `ipvsadm` would try to
-//! `modprobe ip_vs`, and the collector never changes the node.
+//! The IPVS [`Step`]: `ipvsadm` tables and the `/proc/net/ip_vs*` copies, skipped
+//! when the kernel has no IPVS.
 
 use std::sync::Arc;
 
 use netsnap_bundle::{ArtifactSpec, ArtifactStatus, Completion, layout};
 
-use crate::exec::Limits;
-use crate::fileio::copy_file;
-use crate::runner::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::step::{BoxFuture, RunContext, Step, StepError, Tally};
+use crate::sys::exec::Limits;
+use crate::sys::fileio::copy_file;
 
-/// Reason recorded when the kernel has no IPVS.
-pub const NO_IPVS: &str =
-    "kernel has no IPVS (no /proc/net/ip_vs): kube-proxy is not in IPVS mode here; ipvsadm not run";
+use super::NO_IPVS;
 
 /// All IPVS artifacts.
 #[derive(Debug, Clone, Copy)]

@@ -34,8 +34,8 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
 
-use crate::cancel::Cancel;
 use crate::options::HostPaths;
+use crate::sys::cancel::Cancel;
 
 /// Cap of small reads: sysctls, `/proc/<pid>/comm|cgroup|status`, sysfs attributes.
 pub const SMALL_FILE_CAP: u64 = 64 * 1024;

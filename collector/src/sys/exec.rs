@@ -45,7 +45,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::cancel::{Cancel, StopReason};
+use crate::sys::cancel::{Cancel, StopReason};
 
 /// Default search path when `$PATH` is unset.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
