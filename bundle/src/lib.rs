@@ -8,6 +8,7 @@
 //! This crate is portable on purpose: it must build on macOS and Windows because
 //! the analyzer runs on laptops. It knows neither the producer nor the consumer.
 
+pub mod derive;
 pub mod k8s;
 pub mod layout;
 pub mod manifest;

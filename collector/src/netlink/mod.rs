@@ -19,13 +19,12 @@
 //! other's index.
 //!
 //! Layout: [`pool`] (the namespace threads), [`records`] (netlink messages to
-//! bundle records), [`veth`] (pairing), [`step`] (the [`crate::step::Step`]).
+//! bundle records), pairing in [`netsnap_bundle::derive::veth`], [`step`] (the [`crate::step::Step`]).
 //! The raw `ip` text per namespace is its own source, [`crate::ip_text`].
 
 pub mod pool;
 pub mod records;
 pub mod step;
-pub mod veth;
 
+pub use netsnap_bundle::derive::veth::veth_pairs;
 pub use records::{dump, link_record, read_net_sysctls};
-pub use veth::veth_pairs;

@@ -13,7 +13,7 @@ use netsnap_bundle::{ArtifactSource, ArtifactSpec, ArtifactStatus, Completion, l
 use crate::step::{BoxFuture, NetnsExtra, RunContext, Step, StepError, Tally};
 
 use super::pool::{Job, JobResult, Pool, Target};
-use super::veth::veth_pairs;
+use netsnap_bundle::derive::veth::veth_pairs;
 
 /// Native per-namespace capture: netlink dumps, sysctls, host nsids, veth
 /// pairs, and the second sample of link counters.

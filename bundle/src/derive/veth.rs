@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use netsnap_bundle::layout;
-use netsnap_bundle::native::{LinkRecord, NetnsSnapshot, VethPair};
+use crate::layout;
+use crate::native::{LinkRecord, NetnsSnapshot, VethPair};
 
 /// veth pairs, matched by namespace identity.
 ///
@@ -83,7 +83,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use netsnap_bundle::native::{LinkRecord, NetnsSnapshot};
+    use crate::native::{LinkRecord, NetnsSnapshot};
 
     use super::*;
 
