@@ -4,7 +4,7 @@
 #                           # an API with 15,000 pods; needs the Debian package sosreport for the sos column)
 #   NETSNAP_BENCH_RUNS=3 NETSNAP_BENCH_SOS_RUNS=2 bench/run.sh   # what RESULTS.md ran (Dec 3)
 # Every bundle is checked complete (outcome complete, every core artifact ok) before a figure is reported.
-# Builds release binaries, then drives tests/tests/bench_lab.rs (the lab harness is Rust).
+# Builds release binaries, then drives lab/tests/bench_lab.rs (the lab harness is Rust).
 # The table goes to stdout and to bench/last-run.md.
 set -eu
 cd "$(dirname "$0")/.."
