@@ -203,3 +203,62 @@ fn parsers_are_pure() {
         }
     }
 }
+
+/// Every `.rs` file under `dir` that contains one of `forbidden`, with what it contains.
+fn offenders(dir: &str, forbidden: &[&str]) -> Vec<String> {
+    let files = rust_files(&workspace_root().join(dir));
+    assert!(!files.is_empty(), "no source under {dir}");
+    files
+        .into_iter()
+        .flat_map(|f| {
+            let text = fs::read_to_string(&f).unwrap_or_default();
+            forbidden
+                .iter()
+                .filter(|n| text.contains(**n))
+                .map(|n| format!("{}: {n}", f.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `inspect` shows the joins of `facts` and computes no Service <-> dataplane join of its
+/// own (it once picked the iptables backend differently from the findings).
+#[test]
+fn inspect_computes_no_service_dataplane_join() {
+    let found = offenders(
+        "analyzer/src/inspect",
+        &[
+            "kube_proxy_model",
+            "kube_proxy_nft_model",
+            "ipvs_from_table",
+        ],
+    );
+    assert!(found.is_empty(), "inspect joins Services itself: {found:?}");
+}
+
+/// `report/` only renders: it never builds facts, evaluates rules or opens a bundle.
+#[test]
+fn report_only_renders() {
+    let found = offenders(
+        "analyzer/src/report",
+        &[
+            "from_bundle",
+            "RuleSet",
+            ".evaluate(",
+            "Bundle::open",
+            "open_artifact",
+        ],
+    );
+    assert!(found.is_empty(), "report/ does more than render: {found:?}");
+}
+
+/// No crate masks address bits by hand: CIDRs go through `netsnap_bundle::net` (ipnet).
+/// `redact/` is not checked: prefix-preserving anonymization (Crypto-PAn) composes an
+/// address from kept prefix bits and anonymized host bits, which no CIDR type expresses.
+#[test]
+fn one_cidr_vocabulary() {
+    for dir in ["analyzer/src", "collector/src", "parse/src", "bundle/src"] {
+        let found = offenders(dir, &["u32::MAX <<", "u128::MAX <<", "checked_shl("]);
+        assert!(found.is_empty(), "hand-written prefix masks: {found:?}");
+    }
+}

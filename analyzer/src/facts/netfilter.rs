@@ -554,24 +554,14 @@ pub fn scan_iptables(
 pub fn cross_node_pod_packet(family: &str, pod_cidrs: &[String]) -> Option<Packet> {
     let nets: Vec<(IpAddr, u32)> = pod_cidrs
         .iter()
-        .filter_map(|c| {
-            let (net, len) = c.split_once('/')?;
-            let len: u32 = len.parse().ok()?;
-            match net.parse::<IpAddr>().ok()? {
-                IpAddr::V4(n) if family == "4" && len <= 30 => {
-                    let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-                    Some((IpAddr::V4(Ipv4Addr::from(u32::from(n) & m)), len))
-                }
-                IpAddr::V6(n) if family == "6" && len <= 112 => {
-                    let m = if len == 0 {
-                        0
-                    } else {
-                        u128::MAX << (128 - len)
-                    };
-                    Some((IpAddr::V6(Ipv6Addr::from(u128::from(n) & m)), len))
-                }
-                _ => None,
+        .filter_map(|c| match c.parse::<net::IpNet>().ok()? {
+            net::IpNet::V4(n) if family == "4" && n.prefix_len() <= 30 => {
+                Some((IpAddr::V4(n.network()), u32::from(n.prefix_len())))
             }
+            net::IpNet::V6(n) if family == "6" && n.prefix_len() <= 112 => {
+                Some((IpAddr::V6(n.network()), u32::from(n.prefix_len())))
+            }
+            _ => None,
         })
         .collect();
     let add = |ip: IpAddr, k: u128| match ip {

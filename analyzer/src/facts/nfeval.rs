@@ -985,34 +985,19 @@ fn proto_match(val: Option<&str>, pkt: &Packet) -> Tri {
 
 /// True if `ip` is in `cidr` (`a.b.c.d/len` or a bare address).
 pub fn in_cidr(cidr: &str, ip: IpAddr) -> Option<bool> {
-    let (net, len) = match cidr.split_once('/') {
-        Some((n, l)) => (n, Some(l)),
-        None => (cidr, None),
-    };
-    let net: IpAddr = net.parse().ok()?;
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = match len {
-                None => u32::MAX,
-                Some(l) => match l.parse::<u32>() {
-                    Ok(0) => 0,
-                    Ok(l) if l <= 32 => u32::MAX << (32 - l),
-                    // A dotted mask (`255.255.255.0`), as older iptables print.
-                    _ => u32::from(l.parse::<std::net::Ipv4Addr>().ok()?),
-                },
-            };
-            Some(u32::from(n) & mask == u32::from(i) & mask)
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let l = len.map_or(Some(128), |l| l.parse::<u32>().ok())?;
-            if l > 128 {
-                return None;
-            }
-            let mask = if l == 0 { 0 } else { u128::MAX << (128 - l) };
-            Some(u128::from(n) & mask == u128::from(i) & mask)
-        }
-        _ => Some(false),
+    // A dotted mask (`10.0.0.0/255.255.255.0`), as older iptables print: it may be any bit
+    // pattern, not only a prefix, so it is compared bit by bit.
+    if let Some((net, mask)) = cidr.split_once('/')
+        && let Ok(mask) = mask.parse::<std::net::Ipv4Addr>()
+    {
+        let net: std::net::Ipv4Addr = net.parse().ok()?;
+        let (net, mask) = (u32::from(net), u32::from(mask));
+        return Some(match ip {
+            IpAddr::V4(i) => net & mask == u32::from(i) & mask,
+            IpAddr::V6(_) => false,
+        });
     }
+    Some(netsnap_bundle::net::parse_prefix(cidr)?.contains(&ip))
 }
 
 fn addr_match(val: Option<&str>, ip: Option<IpAddr>) -> Tri {
