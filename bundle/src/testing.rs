@@ -141,6 +141,14 @@ impl TestNode {
     }
 }
 
+impl BundleWriter {
+    /// Closes this writer as a bundle of `node` ([`TestNode::finish`]), for tests that
+    /// chain on the writer.
+    pub fn finish_as(self, node: &TestNode) -> Result<(PathBuf, Manifest), WriteError> {
+        node.finish(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use netsnap_bundle::k8s::{ApiClientReport, ApiScope, CLUSTER_LISTS, NodeRecord, PodRecord};
+use netsnap_bundle::testing::TestNode;
 use netsnap_bundle::{
-    ArtifactStatus, Bundle, BundleWriter, CollectionInfo, CollectionOutcome, Manifest, NodeInfo,
-    ReaderOptions, ToolInfo, TruncationReason, WriterOptions, layout,
+    ArtifactStatus, Bundle, BundleWriter, Manifest, ReaderOptions, TruncationReason, WriterOptions,
+    layout,
 };
 use netsnap_collector::kube::{KubeOptions, KubeOutcome, NODE_SCOPE_REQUESTS, collect_api};
 use support::apiserver::{self, ApiServer, Mode, Served, kubeconfig_with_token, query};
@@ -65,23 +66,7 @@ async fn collect(
         return (out, None);
     }
     let now = chrono::Utc::now();
-    let (path, manifest) = writer
-        .finish(
-            ToolInfo {
-                name: "test".into(),
-                version: "0".into(),
-            },
-            NodeInfo::default(),
-            CollectionInfo {
-                started_at: now,
-                finished_at: now,
-                outcome: CollectionOutcome::Complete,
-                options: serde_json::json!({"api_scope": scope, "run_id": "run-1"}),
-                notes: vec![],
-                resource_usage: None,
-            },
-        )
-        .unwrap();
+    let (path, manifest) = writer.finish_as(&TestNode::new("node-1", now)).unwrap();
     let b = Bundle::open(&path, &ReaderOptions::default()).unwrap();
     (out, Some((b, manifest)))
 }

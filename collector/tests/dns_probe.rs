@@ -21,10 +21,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use netsnap_bundle::native::{DnsProbe, DnsProbeReport};
-use netsnap_bundle::{
-    ArtifactStatus, Bundle, BundleWriter, CollectionInfo, CollectionOutcome, NodeInfo,
-    ReaderOptions, ToolInfo, WriterOptions, layout,
-};
+use netsnap_bundle::testing::TestNode;
+use netsnap_bundle::{ArtifactStatus, Bundle, BundleWriter, ReaderOptions, WriterOptions, layout};
 use netsnap_collector::dns::{DnsOptions, ProbeSource, collect_dns};
 use support::netlab::{Netns, Proc, lab_available};
 
@@ -171,23 +169,7 @@ fn probe(
     };
     let report = collect_dns(&writer, std::slice::from_ref(src), vips, eps, &opts);
     let now = chrono::Utc::now();
-    let (path, m) = writer
-        .finish(
-            ToolInfo {
-                name: "t".into(),
-                version: "0".into(),
-            },
-            NodeInfo::default(),
-            CollectionInfo {
-                started_at: now,
-                finished_at: now,
-                outcome: CollectionOutcome::Complete,
-                options: serde_json::Value::Null,
-                notes: vec![],
-                resource_usage: None,
-            },
-        )
-        .unwrap();
+    let (path, m) = writer.finish_as(&TestNode::new("node-1", now)).unwrap();
     assert_eq!(
         m.artifact(layout::dns::PROBES).unwrap().status,
         ArtifactStatus::Ok
@@ -353,23 +335,7 @@ fn resolv_conf_is_stored_per_namespace() {
     let report = collect_dns(&writer, std::slice::from_ref(&src), &[], &[], &opts);
     assert_eq!(report.cluster_dns.source, "resolv.conf");
     let now = chrono::Utc::now();
-    let (path, m) = writer
-        .finish(
-            ToolInfo {
-                name: "t".into(),
-                version: "0".into(),
-            },
-            NodeInfo::default(),
-            CollectionInfo {
-                started_at: now,
-                finished_at: now,
-                outcome: CollectionOutcome::Complete,
-                options: serde_json::Value::Null,
-                notes: vec![],
-                resource_usage: None,
-            },
-        )
-        .unwrap();
+    let (path, m) = writer.finish_as(&TestNode::new("node-1", now)).unwrap();
     let p = layout::netns_path(&src.netns, layout::netns::RESOLV_CONF);
     let rec = m.artifact(&p).unwrap();
     assert_eq!(rec.status, ArtifactStatus::Ok);

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netsnap_bundle::k8s::{EventRecord, PodRecord, RuntimePod, ServiceRecord};
+use netsnap_bundle::testing::TestNode;
 use netsnap_bundle::{
-    ArtifactSource, ArtifactStatus, Bundle, BundleWriter, CollectionInfo, CollectionOutcome,
-    Manifest, NodeInfo, ReaderOptions, ToolInfo, WriterOptions, layout,
+    ArtifactSource, ArtifactStatus, Bundle, BundleWriter, Manifest, ReaderOptions, WriterOptions,
+    layout,
 };
 use netsnap_collector::Cancel;
 use netsnap_collector::kube::runtime::{CommandOutput, CommandRunner, RunFuture};
@@ -24,23 +25,7 @@ use support::apiserver::{self, Mode, closed_port, fixture_dir, kubeconfig};
 
 fn finish(writer: BundleWriter) -> (Bundle, Manifest) {
     let now = chrono::Utc::now();
-    let (path, manifest) = writer
-        .finish(
-            ToolInfo {
-                name: "test".into(),
-                version: "0".into(),
-            },
-            NodeInfo::default(),
-            CollectionInfo {
-                started_at: now,
-                finished_at: now,
-                outcome: CollectionOutcome::Complete,
-                options: serde_json::Value::Null,
-                notes: vec![],
-                resource_usage: None,
-            },
-        )
-        .unwrap();
+    let (path, manifest) = writer.finish_as(&TestNode::new("node-1", now)).unwrap();
     let bundle = Bundle::open(&path, &ReaderOptions::default()).unwrap();
     (bundle, manifest)
 }

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use netsnap_bundle::testing::TestNode;
 use netsnap_bundle::{
-    ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, CollectionInfo, CollectionOutcome,
-    Completion, NodeInfo, ToolInfo, WriterOptions, layout,
+    ArtifactSource, ArtifactSpec, ArtifactStatus, BundleWriter, CollectionOutcome, Completion,
+    WriterOptions, layout,
 };
 
 /// A bundle for `node`: a few artifacts and ~100 KiB of conntrack-like text so
@@ -75,30 +76,11 @@ pub fn make_bundle(node: &str, partial: bool) -> Vec<u8> {
     }
     let now = chrono::Utc::now();
     writer
-        .finish(
-            ToolInfo {
-                name: "netsnap-collect".into(),
-                version: "0.1.0".into(),
-            },
-            NodeInfo {
-                name: Some(node.to_string()),
-                hostname: node.to_string(),
-                kernel_release: "6.1.0-test".into(),
-                machine: Some("x86_64".into()),
-            },
-            CollectionInfo {
-                started_at: now,
-                finished_at: now,
-                outcome: if partial {
-                    CollectionOutcome::DeadlineExceeded
-                } else {
-                    CollectionOutcome::Complete
-                },
-                options: serde_json::json!({}),
-                notes: vec![],
-                resource_usage: None,
-            },
-        )
+        .finish_as(&TestNode::new(node, now).outcome(if partial {
+            CollectionOutcome::DeadlineExceeded
+        } else {
+            CollectionOutcome::Complete
+        }))
         .expect("finish");
     std::fs::read(&path).expect("read bundle")
 }
