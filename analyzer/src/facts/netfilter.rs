@@ -4,17 +4,18 @@
 //! tables), and adapters over `crate::parse` for the Service joins (iptables and nftables
 //! kube-proxy models, IPVS) and the nft postrouting masquerades.
 //!
-//! They read only what the fact model needs (Service rules, DNAT targets,
-//! counters), line by line, keeping line numbers for evidence, and never
-//! panic on malformed input (an unknown line is skipped). Full-fidelity
-//! parsing lives in `crate::parse`; these scans stay narrow on purpose so a
-//! 100,000-rule save or a 1,000,000-entry table is one pass with bounded memory.
+//! The summary pass reads each line of a save once and splits only the few rules it
+//! judges (the filter table, KUBE-FIREWALL, the nat hooks and the POSTROUTING tree) into
+//! tokens, with the parser's own tokenizer (`parse::iptables::split_rule`), so both read
+//! quotes and escapes alike; the full parse of the same text then gives the Service join,
+//! the FORWARD evaluation and the garbled-rule check. Line numbers are kept for evidence,
+//! and malformed input never panics (an unknown line is skipped).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netsnap_bundle::net;
+use netsnap_parse::iptables::{Tokens, split_rule};
 
 use super::keys::{cidr_contains, service_key};
 use super::model::{GarbledNatRule, IptablesBackendFacts, MasqueradeRule, Source};
@@ -22,56 +23,6 @@ use super::nfeval::{Mark, Packet, Stage, StagedPath, TableIndex, evaluate_stages
 
 /// Garbled NAT rules kept as evidence per save (one is enough to name the skew).
 const GARBLED_RULE_CAP: usize = 20;
-
-/// Splits an iptables-save rule into words, keeping double-quoted strings whole (quotes
-/// removed); words without quotes borrow from the line.
-pub fn split_words(line: &str) -> Vec<Cow<'_, str>> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut has = false;
-    // Start of the current word when it is still a plain slice of `line`.
-    let mut plain: Option<usize> = None;
-    for (i, c) in line.char_indices() {
-        if escaped {
-            cur.push(c);
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => {
-                in_quotes = !in_quotes;
-                has = true;
-                if let Some(start) = plain.take() {
-                    cur.push_str(&line[start..i]);
-                }
-            }
-            c if c.is_whitespace() && !in_quotes => {
-                if let Some(start) = plain.take() {
-                    out.push(Cow::Borrowed(&line[start..i]));
-                } else if has || !cur.is_empty() {
-                    out.push(Cow::Owned(std::mem::take(&mut cur)));
-                }
-                has = false;
-            }
-            c => {
-                if has || !cur.is_empty() {
-                    cur.push(c);
-                } else if plain.is_none() {
-                    plain = Some(i);
-                }
-            }
-        }
-    }
-    if let Some(start) = plain {
-        out.push(Cow::Borrowed(&line[start..]));
-    } else if has || !cur.is_empty() {
-        out.push(Cow::Owned(cur));
-    }
-    out
-}
 
 /// What one iptables save yields.
 #[derive(Debug, Default)]
@@ -135,13 +86,13 @@ struct RuleArgs<'a> {
     narrowing: u32,
 }
 
-fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
+fn rule_args<'a>(words: &[&'a str]) -> RuleArgs<'a> {
     let mut a = RuleArgs::default();
     let mut i = 0;
     let mut negate = false;
     while i < words.len() {
-        let w = words[i].as_ref();
-        let next = words.get(i + 1).map(AsRef::as_ref);
+        let w = words[i];
+        let next = words.get(i + 1).copied();
         let take = |slot: &mut Option<&'a str>| {
             if !negate {
                 *slot = next;
@@ -200,7 +151,7 @@ fn rule_args<'a>(words: &'a [Cow<'a, str>]) -> RuleArgs<'a> {
             "--match-set" => {
                 // `--match-set NAME src,dst`: the first flag is what the set's first
                 // dimension is matched against.
-                let dir = words.get(i + 2).map(AsRef::as_ref).unwrap_or_default();
+                let dir = words.get(i + 2).copied().unwrap_or_default();
                 match (dir.split(',').next(), negate) {
                     (Some("src"), false) => a.set_src = true,
                     (Some("src"), true) => a.not_set_src = true,
@@ -271,9 +222,10 @@ fn postrouting_masquerade(
     rules: &[NatRule<'_>],
     pod_cidrs: &[String],
 ) -> Vec<MasqueradeRule> {
-    let parsed: Vec<(u64, Vec<Cow<'_, str>>)> = rules
+    let tokens: Vec<(u64, Tokens)> = rules.iter().map(|r| (r.line, split_rule(r.body))).collect();
+    let parsed: Vec<(u64, Vec<&str>)> = tokens
         .iter()
-        .map(|r| (r.line, split_words(r.body)))
+        .map(|(line, t)| (*line, t.iter().collect()))
         .collect();
     let mut by_chain: HashMap<&str, Vec<(u64, RuleArgs<'_>)>> = HashMap::new();
     for (line, words) in &parsed {
@@ -461,7 +413,8 @@ pub fn scan_iptables(
         if !wanted {
             continue;
         }
-        let words = split_words(body);
+        let tokens = split_rule(body);
+        let words: Vec<&str> = tokens.iter().collect();
         let a = rule_args(&words);
         let jump = a.jump.unwrap_or_default();
         let comment = a.comment.unwrap_or_default();
@@ -1139,15 +1092,6 @@ fn mark_reached<'a>(reached: &mut BTreeMap<&'a str, bool>, chain: &'a str, pod: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_keep_quoted_comments() {
-        let w = split_words(r#"-A X -m comment --comment "a b: c" -j Y"#);
-        assert_eq!(
-            w,
-            ["-A", "X", "-m", "comment", "--comment", "a b: c", "-j", "Y"]
-        );
-    }
 
     #[test]
     fn kube_forward_invalid_drop_detected() {

@@ -647,6 +647,18 @@ fn parse_rule_line(line: &str, lineno: usize) -> Result<Rule, &'static str> {
     Ok(rule)
 }
 
+/// Splits one rule's text into tokens exactly as the parser does (like `iptables-restore`:
+/// whitespace separates, quotes group, a backslash escapes); an unterminated quote keeps
+/// the rest of the line as the last token. For scans that look at a few rules of a save
+/// without parsing all of it.
+pub fn split_rule(s: &str) -> Tokens {
+    let mut t = Tokens::default();
+    if tokenize(s, &mut t).is_err() {
+        t.end_token();
+    }
+    t
+}
+
 /// Splits like `iptables-restore`: whitespace separates, `"..."` and `'...'`
 /// group, and a backslash escapes the next character.
 fn tokenize(s: &str, out: &mut Tokens) -> Result<(), &'static str> {
@@ -859,6 +871,19 @@ mod tests {
         assert_eq!(r[3].garbled_target, None);
         assert_eq!(r[4].to_destination.as_deref(), Some("[fd00::1]:80"));
         assert_eq!(r[4].garbled_target, None);
+    }
+
+    #[test]
+    fn split_rule_keeps_an_unterminated_quote_as_the_last_token() {
+        let t = split_rule(r#"-A X -m comment --comment "a b: c" -j Y"#);
+        let v: Vec<&str> = t.iter().collect();
+        assert_eq!(
+            v,
+            ["-A", "X", "-m", "comment", "--comment", "a b: c", "-j", "Y"]
+        );
+        let t = split_rule(r#"-A X --comment "open quote -j Y"#);
+        let v: Vec<&str> = t.iter().collect();
+        assert_eq!(v, ["-A", "X", "--comment", "open quote -j Y"]);
     }
 
     #[test]
