@@ -174,16 +174,9 @@ fn the_parse_crate_depends_only_on_the_format() {
 
 #[test]
 fn parsers_are_pure() {
-    let parse = workspace_root().join("parse/src");
-    let files = rust_files(&parse);
-    assert!(
-        !files.is_empty(),
-        "no parser found under {}",
-        parse.display()
-    );
-    for file in files {
-        let text = fs::read_to_string(&file).expect("readable");
-        for forbidden in [
+    let found = offenders(
+        "parse/src",
+        &[
             "netsnap_analyzer",
             "crate::facts",
             "crate::rules",
@@ -194,14 +187,12 @@ fn parsers_are_pure() {
             "eprintln!",
             "SystemTime::now",
             "Utc::now",
-        ] {
-            assert!(
-                !text.contains(forbidden),
-                "{} uses {forbidden}: parsers do no I/O, read no clock and know nothing above them",
-                file.display()
-            );
-        }
-    }
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "parsers do no I/O, read no clock and know nothing above them: {found:?}"
+    );
 }
 
 /// Every `.rs` file under `dir` that contains one of `forbidden`, with what it contains.
